@@ -1,0 +1,3 @@
+from mfctl.cli import main
+
+main()

@@ -1,0 +1,175 @@
+"""The launch plan: which node runs which ranks, and the exact command each runs (pure).
+
+Global rank = ``node_rank * local_worker_num + i`` (msrun's rule), node ranks follow hosts-file
+order, and MASTER_ADDR is the first node's address unless overridden. Commands are built with
+``shlex`` so every value reaches the node's shell literally.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import shlex
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from mfctl.cluster.hostfile import HostEntry
+from mfctl.cluster.layout import Layout
+from mfctl.errors import BadInput
+from mfctl.spec.model import JobSpec
+
+#: Where the pushed job bundle lives inside a node's job dir.
+BUNDLE_DIR = "bundle"
+#: mfctl's training entry inside the bundle (copied from ``mfctl/node``).
+TRAIN_ENTRY = f"{BUNDLE_DIR}/node/train.py"
+CONFIG_FILE = f"{BUNDLE_DIR}/config.yaml"
+LAUNCH_SCRIPT = f"{BUNDLE_DIR}/launch.sh"
+RUN_DIR = "run"
+
+# msrun_launcher.sh splits its first argument on spaces: paths put inside it must be plain words.
+_PLAIN_WORD = re.compile(r"^[A-Za-z0-9._/@%+=:,~-]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class NodePlan:
+    host: str
+    entry: HostEntry
+    node_rank: int
+    local_worker_num: int
+    ranks: tuple[int, ...]
+    #: The job's directory on the node (relative paths are under the SSH user's home).
+    job_dir: str
+    #: Where msrun writes worker_N.log / scheduler.log on the node (relative to job_dir if relative).
+    log_dir: str
+    #: The training command, run by the node launch script from ``cwd``.
+    command: str
+    cwd: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "node_rank": self.node_rank,
+            "local_worker_num": self.local_worker_num,
+            "ranks": list(self.ranks),
+            "command": self.command,
+            "job_dir": self.job_dir,
+            "log_dir": self.log_dir,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchPlan:
+    job_name: str
+    world_size: int
+    master_addr: str
+    master_port: int
+    layout: Layout
+    launcher: str
+    local: bool
+    nodes: tuple[NodePlan, ...]
+    layout_note: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job_name": self.job_name,
+            "world_size": self.world_size,
+            "master_addr": self.master_addr,
+            "master_port": self.master_port,
+            "launcher": self.launcher,
+            "parallel": self.layout.as_dict(),
+            "nodes": [n.to_json() for n in self.nodes],
+        }
+
+    def node_of_rank(self, rank: int) -> NodePlan:
+        for node in self.nodes:
+            if rank in node.ranks:
+                return node
+        raise BadInput(f"rank {rank} is not in this job (ranks 0..{self.world_size - 1})")
+
+
+def msrun_executable(python: str) -> str:
+    """msrun next to the nodes' python when that is a path, else from PATH."""
+    if "/" in python:
+        return posixpath.join(posixpath.dirname(python), "msrun")
+    return "msrun"
+
+
+def _train_args(spec: JobSpec, dataset: str, resume: bool, job_dir_ref: str) -> list[str]:
+    args = ["--config", f"{job_dir_ref}{CONFIG_FILE}", "--train_dataset_dir", dataset,
+            "--run_mode", "train", "--use_parallel", "True"]
+    if resume:
+        args += ["--load_checkpoint", f"{job_dir_ref}{spec.output_dir}/checkpoint",
+                 "--resume_training", "True"]
+    return args
+
+
+def build_plan(
+    spec: JobSpec,
+    entries: list[HostEntry],
+    layout: Layout,
+    local_job_dir: str,
+    master_addr: str | None = None,
+    resolve: Callable[[HostEntry], str] = lambda e: e.host,
+    resume: bool = False,
+    layout_note: str | None = None,
+) -> LaunchPlan:
+    """The plan for ``spec`` on ``entries``.
+
+    ``local_job_dir`` is the job directory on this machine (used as the node job dir when the
+    cluster is this machine alone); ``resolve`` maps a node to the address msrun can reach
+    (an ssh_config alias's HostName).
+    """
+    local = len(entries) == 1 and entries[0].is_local
+    devices = entries[0].slots or spec.devices_per_node
+    world = devices * len(entries)
+    master = master_addr or spec.master_addr or ("127.0.0.1" if local else resolve(entries[0]))
+    job_dir = local_job_dir if local else posixpath.join(spec.workdir, spec.name)
+    log_dir = posixpath.join(spec.output_dir, "msrun_log")
+    nodes: list[NodePlan] = []
+    for node_rank, entry in enumerate(entries):
+        ranks = tuple(range(node_rank * devices, (node_rank + 1) * devices))
+        if spec.launcher == "msrun":
+            argv = [
+                msrun_executable(spec.python),
+                "--worker_num", str(world), "--local_worker_num", str(devices),
+                "--master_addr", master, "--master_port", str(spec.master_port),
+                "--node_rank", str(node_rank), "--log_dir", log_dir,
+                "--join", "True", "--cluster_time_out", str(spec.cluster_timeout),
+                TRAIN_ENTRY, *_train_args(spec, spec.dataset, resume, ""),
+            ]
+            command = shlex.join(argv)
+            cwd = job_dir
+            node_log_dir = log_dir
+        else:
+            home = spec.mindformers_home
+            if not home:
+                raise BadInput("mindformers_home is required with launcher 'mindformers': the MindFormers "
+                               "source dir on the nodes (--mindformers-home PATH)")
+            for what, value in (("dataset", spec.dataset), ("job dir", job_dir),
+                                ("output_dir", spec.output_dir),
+                                ("register_path", spec.register_path or "-")):
+                if not _PLAIN_WORD.match(value):
+                    raise BadInput(
+                        f"{what} {value!r} has spaces or shell characters, which msrun_launcher.sh "
+                        "cannot pass on; use a plain path or the 'msrun' launcher")
+            # $JOB_DIR is set by the node launch script to the job dir's absolute path.
+            order = ["run_mindformer.py"]
+            if spec.register_path:
+                order += ["--register_path", spec.register_path]
+            order += _train_args(spec, spec.dataset, resume, "$JOB_DIR/")
+            order += ["--output_dir", f"$JOB_DIR/{spec.output_dir}"]
+            command = " ".join([
+                "bash", "scripts/msrun_launcher.sh", '"' + " ".join(order) + '"',
+                str(world), str(devices), shlex.quote(master), str(spec.master_port), str(node_rank),
+                "output/msrun_log", "False", str(spec.cluster_timeout),
+            ])
+            cwd = home
+            node_log_dir = posixpath.join(home, "output/msrun_log")
+        nodes.append(NodePlan(
+            host=entry.label, entry=entry, node_rank=node_rank, local_worker_num=devices,
+            ranks=ranks, job_dir=job_dir, log_dir=node_log_dir, command=command, cwd=cwd,
+        ))
+    return LaunchPlan(
+        job_name=spec.name, world_size=world, master_addr=master, master_port=spec.master_port,
+        layout=layout, launcher=spec.launcher, local=local, nodes=tuple(nodes), layout_note=layout_note,
+    )

@@ -1,0 +1,150 @@
+"""A job directory on this machine: ``mfctl.yaml``, its hosts file, and what is rendered from them.
+
+This is the I/O edge of the spec layer: it reads files and hands text to the pure parsers, then
+turns spec + hosts + preset into a validated layout and launch plan.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from mfctl.cluster.hostfile import HostEntry, localhost_entries, parse_hostfile
+from mfctl.cluster.layout import Layout, LayoutError, choose_layout
+from mfctl.cluster.plan import LaunchPlan, build_plan
+from mfctl.errors import BadInput
+from mfctl.render import render_launch_script, render_model_config
+from mfctl.spec.model import SPEC_FILE, JobSpec, parse_spec
+from mfctl.spec.presets import PRESETS, Preset, preset_names
+
+RENDERED_DIR = "rendered"
+
+
+def read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput(f"{path}: {what} not found; check the path") from None
+    except IsADirectoryError:
+        raise BadInput(f"{path}: {what} is a directory, expected a file") from None
+    except PermissionError:
+        raise BadInput(f"{path}: {what} is not readable; check its permissions") from None
+    except UnicodeDecodeError:
+        raise BadInput(f"{path}: {what} is not UTF-8 text") from None
+
+
+def load_hosts(path_or_local: str, base: Path) -> tuple[list[HostEntry], str]:
+    """Hosts from a file (relative to ``base``), or this machine for 'localhost'."""
+    if path_or_local in ("localhost", "", None):
+        return localhost_entries(), "localhost"
+    path = Path(path_or_local)
+    if not path.is_absolute():
+        path = base / path
+    return parse_hostfile(read_text(path, "hosts file"), str(path)), str(path)
+
+
+def get_preset(name: str, where: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise BadInput(f"{where}: unknown model preset {name!r}; choose one of "
+                       f"{', '.join(preset_names())}") from None
+
+
+@dataclass
+class Job:
+    dir: Path
+    spec: JobSpec
+    preset: Preset
+    entries: list[HostEntry]
+    hosts_source: str
+    layout: Layout
+    layout_note: str | None
+
+    @property
+    def spec_path(self) -> Path:
+        return self.dir / SPEC_FILE
+
+    @property
+    def local(self) -> bool:
+        return len(self.entries) == 1 and self.entries[0].is_local
+
+    @property
+    def devices_per_node(self) -> int:
+        return self.entries[0].slots or self.spec.devices_per_node
+
+    @property
+    def world_size(self) -> int:
+        return self.devices_per_node * len(self.entries)
+
+
+def _spec_line(spec_text: str, key: str) -> int:
+    for number, line in enumerate(spec_text.splitlines(), start=1):
+        if line.lstrip().startswith(f"{key}:"):
+            return number
+    return 1
+
+
+def resolve_layout(spec: JobSpec, preset: Preset, world: int, where: str) -> tuple[Layout, str | None]:
+    reference = Layout(preset.data_parallel, preset.model_parallel, preset.pipeline_stage,
+                       preset.micro_batch_num)
+    p = spec.parallel
+    try:
+        return choose_layout(world, preset.model, reference,
+                             p.data_parallel, p.model_parallel, p.pipeline_stage, p.micro_batch_num)
+    except LayoutError as exc:
+        raise BadInput(f"{where}: parallel layout cannot run: {exc}") from None
+
+
+def load_job(directory: Path, nodes: str | None = None) -> Job:
+    """Load and validate the job in ``directory``; ``nodes`` overrides the spec's hosts file."""
+    spec_path = directory / SPEC_FILE
+    if not spec_path.exists():
+        raise BadInput(f"{spec_path}: no job here; create one with 'mfctl init DIR' or pass --dir")
+    text = read_text(spec_path, "job spec")
+    spec = parse_spec(text, str(spec_path))
+    preset = get_preset(spec.model, f"{spec_path}:{_spec_line(text, 'model')}")
+    if nodes is not None:
+        entries, source = load_hosts(nodes, Path.cwd())
+    else:
+        entries, source = load_hosts(spec.hosts, directory)
+    slots = entries[0].slots
+    if slots is not None and "devices_per_node" in text and slots != spec.devices_per_node:
+        raise BadInput(
+            f"{source}:{entries[0].line}: slots={slots} but {spec_path}:"
+            f"{_spec_line(text, 'devices_per_node')} says devices_per_node {spec.devices_per_node}; "
+            "make them agree")
+    world = (slots or spec.devices_per_node) * len(entries)
+    layout, note = resolve_layout(spec, preset, world, f"{spec_path}:{_spec_line(text, 'parallel')}")
+    return Job(directory.resolve(), spec, preset, entries, source, layout, note)
+
+
+def make_plan(job: Job, master_addr: str | None = None,
+              resolve: Callable[[HostEntry], str] = lambda e: e.host, resume: bool = False) -> LaunchPlan:
+    return build_plan(job.spec, job.entries, job.layout, str(job.dir), master_addr=master_addr,
+                      resolve=resolve, resume=resume, layout_note=job.layout_note)
+
+
+def render_job(job: Job, plan: LaunchPlan, job_id: str, out_dir: Path | None = None,
+               resume: bool = False) -> list[Path]:
+    """Write the MindFormers YAML, one launch script per node and the plan; return their paths."""
+    own = None
+    if job.spec.model_config_file:
+        own = read_text(job.dir / job.spec.model_config_file, "model_config")
+    config = render_model_config(job.spec, job.preset, job.layout, plan.world_size, own, resume=resume)
+    scripts = [render_launch_script(job.spec, plan, node, job_id) for node in plan.nodes]
+    out = out_dir or job.dir / RENDERED_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "config.yaml"]
+    written[0].write_text(config, encoding="utf-8")
+    for node, script in zip(plan.nodes, scripts):
+        path = out / f"launch-node{node.node_rank}.sh"
+        path.write_text(script, encoding="utf-8")
+        path.chmod(0o755)
+        written.append(path)
+    plan_path = out / "plan.json"
+    plan_path.write_text(json.dumps(plan.to_json(), indent=2) + "\n", encoding="utf-8")
+    written.append(plan_path)
+    return written

@@ -1,0 +1,106 @@
+"""``mfctl init``: validate everything first, then write the job directory in one go."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from mfctl.cluster.hostfile import parse_hostfile
+from mfctl.errors import BadInput
+from mfctl.jobdir import Job, get_preset, load_job, read_text, resolve_layout
+from mfctl.spec.model import SPEC_FILE, JobSpec, ParallelSpec, dump_spec
+from pydantic import ValidationError
+
+
+def create_job(
+    directory: Path,
+    *,
+    model: str | None,
+    model_config: Path | None,
+    nodes: Path | None,
+    devices_per_node: int | None,
+    dataset: str | None,
+    name: str | None = None,
+    launcher: str = "msrun",
+    mindformers_home: str | None = None,
+    dp: int | None = None,
+    mp: int | None = None,
+    pp: int | None = None,
+    micro_batch_num: int | None = None,
+    master_port: int = 8118,
+    master_addr: str | None = None,
+    python: str = "python3",
+    workdir: str = "mfctl-jobs",
+    force: bool = False,
+    train: dict | None = None,
+) -> Job:
+    spec_path = directory / SPEC_FILE
+    if spec_path.exists() and not force:
+        raise BadInput(f"{spec_path}: a job already exists here; pick another directory or pass --force")
+    if directory.exists() and not directory.is_dir():
+        raise BadInput(f"{directory}: exists and is not a directory")
+    if model is None and model_config is None:
+        raise BadInput("--model is required with --yes: choose llama2-7b, llama3-70b or tiny-llama")
+    preset_name = model or "llama2-7b"
+    preset = get_preset(preset_name, "--model")
+    if dataset is None:
+        raise BadInput("--dataset is required with --yes: the MindRecord path on the nodes")
+    for flag, value in (("--dp", dp), ("--mp", mp), ("--pp", pp), ("--micro-batch-num", micro_batch_num),
+                        ("--devices-per-node", devices_per_node)):
+        if value is not None and value < 1:
+            raise BadInput(f"{flag} must be a positive integer, got {value}")
+    if launcher not in ("msrun", "mindformers"):
+        raise BadInput(f"--launcher must be 'msrun' or 'mindformers', got {launcher!r}")
+    if launcher == "mindformers" and not mindformers_home:
+        raise BadInput("--launcher mindformers needs --mindformers-home: the MindFormers source dir on the nodes")
+
+    hosts_text = None
+    slots = None
+    if nodes is not None:
+        hosts_text = read_text(nodes, "hosts file")
+        entries = parse_hostfile(hosts_text, str(nodes))
+        slots = entries[0].slots
+        if slots is not None and devices_per_node is not None and slots != devices_per_node:
+            raise BadInput(f"{nodes}:{entries[0].line}: slots={slots} but --devices-per-node is "
+                           f"{devices_per_node}; make them agree")
+    own_text = None
+    if model_config is not None:
+        own_text = read_text(model_config, "model config")
+
+    job_name = name or directory.resolve().name
+    try:
+        spec = JobSpec(
+            name=job_name,
+            model=preset_name,
+            model_config=("model.yaml" if model_config is not None else None),
+            hosts="hosts.txt" if nodes is not None else "localhost",
+            devices_per_node=devices_per_node or slots or preset.devices_per_node,
+            parallel=ParallelSpec(data_parallel=dp, model_parallel=mp, pipeline_stage=pp,
+                                  micro_batch_num=micro_batch_num),
+            dataset=dataset,
+            master_port=master_port,
+            master_addr=master_addr,
+            launcher=launcher,
+            mindformers_home=mindformers_home,
+            python=python,
+            workdir=workdir,
+            **({"train": train} if train else {}),
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise BadInput(f"{field}: {first['msg'].removeprefix('Value error, ')}") from None
+
+    flags = "--dp/--mp/--pp/--micro-batch-num"
+    world = spec.devices_per_node * (len(parse_hostfile(hosts_text, str(nodes))) if hosts_text else 1)
+    resolve_layout(spec, preset, world, flags)
+
+    directory.mkdir(parents=True, exist_ok=True)
+    if hosts_text is not None:
+        (directory / "hosts.txt").write_text(hosts_text, encoding="utf-8")
+    if own_text is not None:
+        (directory / "model.yaml").write_text(own_text, encoding="utf-8")
+    spec_path.write_text(
+        "# mfctl job spec: edit and run 'mfctl plan' to check it. Paths are on the nodes unless noted.\n"
+        + dump_spec(spec), encoding="utf-8")
+    return load_job(directory)

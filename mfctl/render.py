@@ -1,0 +1,148 @@
+"""Rendering: the job's MindFormers YAML and each node's launch script, from ``templates/``.
+
+Jinja2 with ``StrictUndefined``: a template that names a value the renderer does not pass is an
+error, never an empty string in a config. The context for a model template is built by
+``model_context`` from the spec, the preset and the chosen layout.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from mfctl.cluster.layout import Layout
+from mfctl.cluster.plan import CONFIG_FILE, LaunchPlan, NodePlan, RUN_DIR
+from mfctl.errors import BadInput
+from mfctl.spec.model import JobSpec
+from mfctl.spec.presets import ModelShape, Preset
+
+#: The markers every process of a job carries in its environment (how stop and status find them).
+JOB_ENV_MARKER = "MFCTL_JOB"
+
+
+def templates_dir() -> Path:
+    """``templates/`` of the source tree, or the copy packaged into the wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "templates", here / "templates"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("mfctl's templates/ folder is missing from this installation")
+
+
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["shquote"] = lambda v: shlex.quote(str(v))
+    return env
+
+
+def model_shape(spec: JobSpec, preset: Preset) -> ModelShape:
+    base = preset.model
+    return ModelShape(
+        seq_length=spec.train.seq_length or base.seq_length,
+        hidden_size=base.hidden_size,
+        num_layers=base.num_layers,
+        num_heads=base.num_heads,
+        n_kv_heads=base.n_kv_heads,
+        vocab_size=spec.train.vocab_size or base.vocab_size,
+    )
+
+
+def model_context(spec: JobSpec, preset: Preset, layout: Layout, world_size: int,
+                  resume: bool = False) -> dict[str, Any]:
+    train = spec.train
+    load_checkpoint = train.load_checkpoint
+    resume_training = train.resume_training
+    if resume:
+        load_checkpoint = f"./{spec.output_dir}/checkpoint"
+        resume_training = True
+    return {
+        "name": spec.name,
+        "device_target": preset.device_target,
+        "data_parallel": layout.data_parallel,
+        "model_parallel": layout.model_parallel,
+        "pipeline_stage": layout.pipeline_stage,
+        "micro_batch_num": layout.micro_batch_num,
+        "use_parallel": world_size > 1,
+        "dataset_dir": spec.dataset,
+        "output_dir": f"./{spec.output_dir}",
+        "load_checkpoint": load_checkpoint,
+        "resume_training": resume_training,
+        "epochs": train.epochs or preset.epochs,
+        "batch_size": train.batch_size or preset.batch_size,
+        "seed": train.seed,
+        "save_checkpoint_steps": train.save_checkpoint_steps or preset.save_checkpoint_steps,
+        "model": model_shape(spec, preset).as_dict(),
+    }
+
+
+def render_template(name: str, context: dict[str, Any]) -> str:
+    try:
+        return _env().get_template(name).render(**context)
+    except jinja2.TemplateNotFound as exc:
+        raise BadInput(f"templates/{exc.name}: template not found; reinstall mfctl") from None
+    except jinja2.UndefinedError as exc:
+        raise BadInput(f"templates/{name}: {exc.message}; the template uses a value mfctl does not pass") from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise BadInput(f"templates/{exc.name or name}:{exc.lineno}: {exc.message}") from None
+
+
+def render_model_config(spec: JobSpec, preset: Preset, layout: Layout, world_size: int,
+                        own_config: str | None = None, resume: bool = False) -> str:
+    """The MindFormers YAML for the job: the preset's template, or the user's YAML with mfctl's keys set."""
+    context = model_context(spec, preset, layout, world_size, resume)
+    if own_config is None:
+        return render_template(preset.template, context)
+    return _apply_to_own_config(own_config, context, spec.model_config_file or "model_config")
+
+
+def _apply_to_own_config(text: str, ctx: dict[str, Any], filename: str) -> str:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{filename}:{mark.line + 1}" if mark else filename
+        raise BadInput(f"{where}: not valid YAML; fix the syntax of your MindFormers config") from None
+    if not isinstance(data, dict) or "model" not in data:
+        raise BadInput(f"{filename}:1: not a MindFormers config (no 'model' section)")
+    data["output_dir"] = ctx["output_dir"]
+    data["run_mode"] = "train"
+    data["use_parallel"] = ctx["use_parallel"]
+    data["load_checkpoint"] = ctx["load_checkpoint"]
+    data["resume_training"] = ctx["resume_training"]
+    pc = data.setdefault("parallel_config", {})
+    for key in ("data_parallel", "model_parallel", "pipeline_stage", "micro_batch_num"):
+        pc[key] = ctx[key]
+    for section in ("train_dataset",):
+        loader = data.setdefault(section, {}).setdefault("data_loader", {})
+        loader["dataset_dir"] = ctx["dataset_dir"]
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def render_launch_script(spec: JobSpec, plan: LaunchPlan, node: NodePlan, job_id: str) -> str:
+    python_dir = spec.python.rsplit("/", 1)[0] if "/" in spec.python else None
+    return render_template("node-launch.sh.j2", {
+        "job_id": job_id,
+        "job_name": spec.name,
+        "host": node.host,
+        "node_rank": node.node_rank,
+        "job_dir": node.job_dir,
+        "cwd": node.cwd,
+        "python_dir": python_dir,
+        "setup": spec.setup or "",
+        "env": sorted(spec.env.items()),
+        "marker": JOB_ENV_MARKER,
+        "run_dir": RUN_DIR,
+        "config_file": CONFIG_FILE,
+        "command": node.command,
+        "log_dir": node.log_dir,
+        "output_dir": spec.output_dir,
+    })

@@ -1,0 +1,172 @@
+"""The job spec: ``mfctl.yaml`` in a job directory.
+
+Parsed from text (no I/O here) so errors can name ``file:line``: the YAML is composed into nodes
+first, which keep their line marks, and a pydantic validation error's location is mapped back to
+the line of the offending key.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mfctl.errors import BadInput
+
+SPEC_FILE = "mfctl.yaml"
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ParallelSpec(BaseModel):
+    """The parallel layout. Unset values are chosen from the preset and the device count."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data_parallel: int | None = Field(None, ge=1, description="Data-parallel degree (dp).")
+    model_parallel: int | None = Field(None, ge=1, description="Tensor/model-parallel degree (mp).")
+    pipeline_stage: int | None = Field(None, ge=1, description="Pipeline stages (pp).")
+    micro_batch_num: int | None = Field(None, ge=1, description="Micro batches per step (pipeline).")
+
+
+class TrainSpec(BaseModel):
+    """Training knobs rendered into the MindFormers config; unset means the preset's value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int | None = Field(None, ge=1, description="runner_config.epochs.")
+    batch_size: int | None = Field(None, ge=1, description="Per-device batch size.")
+    seq_length: int | None = Field(None, ge=8, description="Sequence length (must match the dataset).")
+    vocab_size: int | None = Field(None, ge=2, description="Vocabulary size (>= the tokenizer's).")
+    save_checkpoint_steps: int | None = Field(None, ge=1, description="Checkpoint every N steps.")
+    seed: int = Field(0, description="Random seed.")
+    load_checkpoint: str = Field("", description="Checkpoint to start from (path on the nodes).")
+    resume_training: bool = Field(False, description="Resume optimizer state and step from it.")
+
+
+class JobSpec(BaseModel):
+    """Everything mfctl needs to render and launch one pretraining job."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Job name: letters, digits, '.', '_' or '-' (names the node job dir).")
+    model: str = Field(description="A preset name (llama2-7b, llama3-70b, tiny-llama).")
+    model_config_file: str | None = Field(
+        None, alias="model_config",
+        description="Your own MindFormers YAML (relative to the job dir) used instead of the preset's "
+        "template; mfctl sets parallel, dataset and output keys in it.",
+    )
+    hosts: str = Field("localhost", description="Hosts file (relative to the job dir), or 'localhost'.")
+    devices_per_node: int = Field(8, ge=1, description="Devices (msrun local workers) per node.")
+    parallel: ParallelSpec = Field(default_factory=ParallelSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    dataset: str = Field(description="MindRecord dataset path on the nodes (file or directory).")
+    output_dir: str = Field("output", description="MindFormers output dir, relative to the node job dir.")
+    master_addr: str | None = Field(None, description="MASTER_ADDR override (training network address).")
+    master_port: int = Field(8118, ge=1024, le=65535, description="msrun scheduler port.")
+    cluster_timeout: int = Field(600, ge=10, description="msrun --cluster_time_out in seconds.")
+    launcher: Literal["msrun", "mindformers"] = Field("msrun", description="How nodes start training.")
+    mindformers_home: str | None = Field(
+        None, description="MindFormers source dir on the nodes (launcher 'mindformers').")
+    register_path: str | None = Field(
+        None, description="--register_path for run_mindformer.py (launcher 'mindformers'), e.g. research/x.")
+    workdir: str = Field(
+        "mfctl-jobs",
+        description="Remote work dir on SSH nodes (relative paths are under the user's home); the job "
+        "runs in <workdir>/<name>. Local jobs run in the job dir itself.",
+    )
+    python: str = Field("python3", description="Python on the nodes with mindspore, mindformers, msrun.")
+    setup: str | None = Field(
+        None, description="A shell line run before launch on each node, e.g. 'source /opt/env.sh'.")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment for the workers.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError(
+                f"job name {v!r} must be 1-64 letters, digits, '.', '_' or '-' (no spaces or slashes)")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if not _ENV_KEY_RE.match(key):
+                raise ValueError(f"environment variable name {key!r} is not valid (use A-Z, 0-9, _)")
+            if key.startswith("MFCTL_"):
+                raise ValueError(f"environment variable {key!r}: the MFCTL_ prefix is reserved")
+        return v
+
+    @field_validator("python")
+    @classmethod
+    def _python(cls, v: str) -> str:
+        if not v or any(c.isspace() for c in v):
+            raise ValueError(f"python must be a command or path without spaces, got {v!r}; "
+                             "use 'setup' for an activation line")
+        return v
+
+
+def _line_index(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
+    """Map each key path in the composed YAML to its 1-based line."""
+    lines: dict[tuple[Any, ...], int] = {path: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            lines[path + (key,)] = key_node.start_mark.line + 1
+            for sub, line in _line_index(value_node, path + (key,)).items():
+                if sub != path + (key,):
+                    lines[sub] = line
+    return lines
+
+
+def parse_spec(text: str, filename: str = SPEC_FILE) -> JobSpec:
+    """Parse and validate a job spec; raise ``BadInput`` naming ``file:line``."""
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{filename}:{mark.line + 1}" if mark is not None else filename
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise BadInput(f"{where}: not valid YAML ({problem}); fix the syntax") from None
+    if node is None or not isinstance(data, dict):
+        raise BadInput(f"{filename}:1: expected a mapping of job settings (name, model, dataset, ...); "
+                       "create one with 'mfctl init'")
+    lines = _line_index(node)
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        # The nearest key of the location that the YAML has (a missing key: its parent).
+        line = None
+        for cut in range(len(loc), -1, -1):
+            if loc[:cut] in lines:
+                line = lines[loc[:cut]]
+                break
+        key = ".".join(str(p) for p in loc) or "spec"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            msg = "is required"
+            line = 1 if line is None else line
+        elif err["type"] == "extra_forbidden":
+            msg = "is not a known setting (see 'mfctl init --help' for the settings)"
+        where = f"{filename}:{line}" if line else filename
+        raise BadInput(f"{where}: {key} {msg}") from None
+
+
+def dump_spec(spec: JobSpec) -> str:
+    """The spec as YAML, in the order people read it."""
+    data = spec.model_dump(by_alias=True, exclude_none=True)
+    data["parallel"] = spec.parallel.model_dump(exclude_none=True)
+    data["train"] = spec.train.model_dump(exclude_defaults=True)
+    for section in ("parallel", "train"):
+        if not data.get(section):
+            data.pop(section, None)
+    if not data.get("env"):
+        data.pop("env", None)
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
