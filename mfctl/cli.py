@@ -186,6 +186,274 @@ def _resolver(ssh_config: Optional[Path]):
     return make_resolver(ssh_config)
 
 
+# --------------------------------------------------------------------------- cluster commands
+
+SshConfigOpt = typer.Option(None, "--ssh-config", help="ssh_config file (Host aliases, User, Port, "
+                            "IdentityFile, ProxyJump, UserKnownHostsFile). Default: ~/.ssh/config.")
+AcceptNewOpt = typer.Option(False, "--accept-new-hosts",
+                            help="Record the host key of nodes never seen before (like OpenSSH's "
+                            "accept-new). A changed key is always refused.")
+FanoutOpt = typer.Option(64, "--fanout", min=1, help="At most this many nodes are contacted at once.")
+TimeoutOpt = typer.Option(10.0, "--connect-timeout", min=0.5, help="SSH connect timeout, seconds.")
+JobArg = typer.Argument(None, help="Job id or name (default: the newest job launched from --dir).")
+
+
+def _ssh_opts(ssh_config, accept_new_hosts, fanout, connect_timeout):
+    from mfctl.remote.connect import SshOptions
+
+    return SshOptions(str(ssh_config.resolve()) if ssh_config else None, accept_new_hosts,
+                      connect_timeout, fanout)
+
+
+def _print_checks(checks, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"ok": all(c.ok for c in checks), "nodes": [c.to_json() for c in checks]},
+                         indent=2))
+        return
+    table = Table("node", "rank", "python", "mindspore", "mindformers", "msrun", "dataset",
+                  "free disk", "port", "result")
+    for c in checks:
+        f = c.facts
+        free = f.get("disk_free_kb", "")
+        table.add_row(
+            c.host, str(c.node_rank), f.get("python", "-"), f.get("mindspore", "-"),
+            f.get("mindformers", "-"), "yes" if f.get("msrun", "MISSING") != "MISSING" and f else "-",
+            f.get("dataset", "-"), f"{int(free) // (1024 * 1024)} GiB" if free.isdigit() else "-",
+            f.get("port", ""),
+            "[green]ok[/]" if c.ok else "[red]" + "; ".join(c.problems) + "[/]",
+        )
+    out.print(table)
+
+
+@app.command()
+def check(
+    directory: Path = DirOpt,
+    nodes: Optional[str] = NodesOpt,
+    ssh_config: Optional[Path] = SshConfigOpt,
+    accept_new_hosts: bool = AcceptNewOpt,
+    fanout: int = FanoutOpt,
+    connect_timeout: float = TimeoutOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    """Preflight every node in parallel: reachable, Python and framework versions (equal on every
+    node), msrun, dataset, free disk, master port, leftovers of an earlier run, NPU count.
+
+    Example: mfctl check --nodes hosts.txt
+    """
+    from mfctl.jobs.launch import prepare
+    from mfctl.jobs.ops import close_all, open_all, preflight
+    from mfctl.errors import OperationFailed
+
+    opts = _ssh_opts(ssh_config, accept_new_hosts, fanout, connect_timeout)
+    job, launch_plan = prepare(directory, nodes, opts, None, False)
+    transports = open_all(job.entries, str(job.dir), opts)
+    try:
+        checks = preflight(launch_plan, job.spec, transports, fanout)
+    finally:
+        close_all(transports)
+    _print_checks(checks, as_json)
+    bad = [c for c in checks if not c.ok]
+    if bad:
+        raise OperationFailed(f"{len(bad)} of {len(checks)} node(s) failed the checks; first: "
+                              f"{bad[0].host}: {bad[0].problems[0]}")
+
+
+class _RichProgress:
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar = None
+        self.task = None
+
+    def stage(self, text: str) -> None:
+        self._finish()
+        if not self.quiet:
+            err.print(f"[dim]-[/] {text}")
+
+    def start_push(self, total: int) -> None:
+        if self.quiet:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.bar = Progress(TextColumn("  files"), BarColumn(), MofNCompleteColumn(), console=err,
+                            transient=True)
+        self.bar.start()
+        self.task = self.bar.add_task("push", total=total)
+
+    def advance_push(self) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task)
+
+    def _finish(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
+@app.command()
+def launch(
+    directory: Path = DirOpt,
+    nodes: Optional[str] = NodesOpt,
+    ssh_config: Optional[Path] = SshConfigOpt,
+    accept_new_hosts: bool = AcceptNewOpt,
+    fanout: int = FanoutOpt,
+    connect_timeout: float = TimeoutOpt,
+    master_addr: Optional[str] = typer.Option(None, "--master-addr", help="Override MASTER_ADDR."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run where; touch nothing."),
+    resume: Optional[str] = typer.Option(None, "--resume", metavar="JOB",
+                                         help="Start JOB again from its last checkpoint."),
+    as_json: bool = typer.Option(False, "--json", help="Print the launched job as JSON."),
+) -> None:
+    """Check every node, push the job bundle, start msrun on each with its NODE_RANK, detached.
+
+    The job keeps running after mfctl exits; follow it with 'mfctl status', 'mfctl logs',
+    'mfctl watch', and end it with 'mfctl stop'. If any node fails to start, the others are
+    stopped again: there is no half-started job.
+
+    Example: mfctl launch --nodes hosts.txt
+    """
+    from mfctl.jobs.launch import LaunchRefused, launch as do_launch
+    from mfctl.jobs.store import JobStore
+
+    opts = _ssh_opts(ssh_config, accept_new_hosts, fanout, connect_timeout)
+    previous = None
+    store = None
+    if resume:
+        store = JobStore()
+        previous = store.find(resume)
+    try:
+        result = do_launch(directory, nodes, opts, master_addr, dry_run=dry_run, resume_from=previous,
+                           progress=_RichProgress(as_json), store=store)
+    except LaunchRefused as exc:
+        if not as_json:
+            _print_checks(exc.checks, False)
+        raise
+    if dry_run:
+        if as_json:
+            print(json.dumps({"dry_run": True, "plan": result.plan.to_json()}, indent=2))
+            return
+        out.print("[bold]Dry run[/]: nothing was contacted or written. Each node would get bundle/ "
+                  "(config.yaml, launch.sh, node/train.py) in its job dir and run:")
+        for node in result.plan.nodes:
+            out.print(f"  [bold]{node.host}[/] (NODE_RANK {node.node_rank}, ranks "
+                      f"{node.ranks[0]}-{node.ranks[-1]}) in {node.cwd}:\n    {node.command}")
+        return
+    rec = result.record
+    if as_json:
+        print(json.dumps(rec.to_json(), indent=2))
+        return
+    out.print(f"Launched [bold]{rec.id}[/] on {len(result.plan.nodes)} node(s), world size "
+              f"{result.plan.world_size}.")
+    out.print(f"Follow it: [bold]mfctl watch {rec.id}[/]  |  [bold]mfctl status {rec.id}[/]  |  "
+              f"[bold]mfctl logs {rec.id} --rank 0 --follow[/]  |  stop: [bold]mfctl stop {rec.id}[/]")
+
+
+@app.command()
+def jobs(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """List launched jobs, newest first, with state and exit cause.
+
+    Example: mfctl jobs
+    """
+    from mfctl.jobs.store import JobStore
+
+    records = JobStore().all()
+    if as_json:
+        print(json.dumps([r.to_json() for r in records], indent=2))
+        return
+    if not records:
+        out.print("No jobs yet: 'mfctl launch' in a job directory starts one.")
+        return
+    import datetime as dt
+
+    table = Table("job", "state", "nodes", "world", "started", "cause")
+    for r in records:
+        when = dt.datetime.fromtimestamp(r.started_at or r.created_at).strftime("%Y-%m-%d %H:%M:%S")
+        colour = {"running": "green", "failed": "red", "finished": "cyan"}.get(r.state, "white")
+        table.add_row(r.id, f"[{colour}]{r.state}[/]", str(len(r.plan.get("nodes", []))),
+                      str(r.plan.get("world_size", "")), when, r.exit_cause or "")
+    out.print(table)
+
+
+@app.command()
+def status(
+    job: Optional[str] = JobArg,
+    directory: Path = DirOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """Per node: processes alive or exit code; per rank: the last step and loss in its log.
+
+    Example: mfctl status my-job-20261128-101500 --json
+    """
+    from mfctl.jobs.status import collect_status
+
+    report = collect_status(job, directory)
+    if as_json:
+        print(json.dumps(report.to_json(), indent=2))
+        return
+    rec = report.record
+    colour = {"running": "green", "failed": "red", "finished": "cyan"}.get(rec.state, "white")
+    out.print(f"[bold]{rec.id}[/]: [{colour}]{rec.state}[/]" + (f" ({rec.exit_cause})" if rec.exit_cause else ""))
+    nt = Table("node", "NODE_RANK", "processes", "exit code", "note")
+    for n in report.nodes:
+        nt.add_row(n.host, str(n.node_rank), str(len(n.procs)) if n.reachable else "-",
+                   "" if n.exit_code is None else str(n.exit_code), n.error or "")
+    out.print(nt)
+    rt = Table("rank", "node", "step", "loss", "step ms", "samples/s/p", "state")
+    for r in report.snapshot["ranks"]:
+        step = f"{r['step']}/{r['total_steps']}" if r.get("step") is not None else "-"
+        loss = f"{r['loss']:.6f}" if isinstance(r.get("loss"), float) else "-"
+        rt.add_row(str(r["rank"]), str(r.get("node") or ""), step, loss,
+                   str(r.get("step_time_ms") if r.get("step_time_ms") is not None else "-"),
+                   str(r.get("samples_per_s") if r.get("samples_per_s") is not None else "-"),
+                   str(r.get("state", "")))
+    out.print(rt)
+
+
+@app.command()
+def stop(
+    job: Optional[str] = JobArg,
+    directory: Path = DirOpt,
+    grace: float = typer.Option(10.0, "--grace", min=0, help="Seconds between TERM and KILL."),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """Stop every process of the job on every node (TERM, then KILL after --grace), then verify
+    that none is left. Safe to run twice.
+
+    Example: mfctl stop my-job-20261128-101500
+    """
+    from mfctl.jobs.status import stop_job
+
+    result = stop_job(job, directory, grace)
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        for host, left in result["nodes"].items():
+            state = "[green]no process left[/]" if left == 0 else f"[red]{left}[/]"
+            out.print(f"{host}: {state}")
+        out.print(f"Job {result['job']} is {result['state']}.")
+    if not result["clean"]:
+        from mfctl.errors import OperationFailed
+
+        raise OperationFailed("some nodes could not be verified clean; run 'mfctl stop' again")
+
+
+@app.command()
+def logs(
+    job: Optional[str] = JobArg,
+    directory: Path = DirOpt,
+    rank: Optional[int] = typer.Option(None, "--rank", "-r", min=0,
+                                       help="Global rank (default: the scheduler log of node 0)."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
+    lines: int = typer.Option(50, "--lines", "-n", min=0, help="How many last lines to show."),
+) -> None:
+    """Print (or follow) one rank's worker log from whichever node runs it.
+
+    Example: mfctl logs --rank 1 --follow
+    """
+    from mfctl.jobs.status import print_logs
+
+    print_logs(job, directory, rank, follow, lines)
+
+
 # --------------------------------------------------------------------------- entry point
 
 def main(argv: list[str] | None = None) -> None:

@@ -129,7 +129,8 @@ def parse_spec(text: str, filename: str = SPEC_FILE) -> JobSpec:
         node = yaml.compose(text)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        # Where the broken construct began (an unclosed bracket) beats where the parser gave up.
+        mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
         where = f"{filename}:{mark.line + 1}" if mark is not None else filename
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise BadInput(f"{where}: not valid YAML ({problem}); fix the syntax") from None

@@ -1,0 +1,311 @@
+"""Cluster operations: check, launch, status, stop and logs, over any transport.
+
+Every operation fans out to all nodes at once (bounded by ``fanout``) and returns one outcome per
+node, so a failure on one node never hides what happened on the others. Launch is all or
+nothing: if any node fails to start, what started elsewhere is stopped before it returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import shlex
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
+
+from mfctl.cluster.hostfile import HostEntry
+from mfctl.cluster.plan import BUNDLE_DIR, CONFIG_FILE, LAUNCH_SCRIPT, RUN_DIR, LaunchPlan
+from mfctl.errors import BadInput, OperationFailed
+from mfctl.remote.base import NodeUnreachable, Transport
+from mfctl.remote.connect import SshOptions, open_transport
+
+T = TypeVar("T")
+
+#: Files of mfctl's node side shipped in every bundle (``bundle/node/``).
+NODE_FILES = ("train.py", "cpu_compat.py")
+
+
+def node_script(name: str) -> str:
+    return resources.files("mfctl.node").joinpath(name).read_text(encoding="utf-8")
+
+
+def inline(script_name: str, *args: str) -> str:
+    """A command that runs one of mfctl's node scripts without it being on the node."""
+    return shlex.join(["sh", "-c", node_script(script_name), script_name.removesuffix(".sh"), *args])
+
+
+def on_all(transports: dict[str, Transport], fn: Callable[[Transport], T],
+           fanout: int = 64) -> dict[str, T | Exception]:
+    """``fn`` on every node, at most ``fanout`` at once; exceptions are returned, not raised."""
+
+    def call(t: Transport) -> T | Exception:
+        try:
+            return fn(t)
+        except Exception as exc:  # noqa: BLE001 - reported per node by the caller
+            return exc
+
+    if not transports:
+        return {}
+    with ThreadPoolExecutor(max_workers=max(1, min(fanout, len(transports)))) as pool:
+        results = list(pool.map(call, transports.values()))
+    return dict(zip(transports.keys(), results))
+
+
+def describe_error(exc: Exception) -> str:
+    if isinstance(exc, NodeUnreachable):
+        return f"unreachable: {exc.reason}"
+    if isinstance(exc, OperationFailed):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"
+
+
+def open_all(entries: list[HostEntry], local_dir: str, opts: SshOptions) -> dict[str, Transport]:
+    return {e.label: open_transport(e, local_dir, opts) for e in entries}
+
+
+def close_all(transports: dict[str, Transport]) -> None:
+    for t in transports.values():
+        try:
+            t.close()
+        except Exception:  # noqa: BLE001 - closing is best effort
+            pass
+
+
+# --------------------------------------------------------------------------- preflight
+
+@dataclass
+class NodeCheck:
+    host: str
+    node_rank: int
+    facts: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {"host": self.host, "node_rank": self.node_rank, "ok": self.ok,
+                "facts": self.facts, "problems": self.problems}
+
+
+MIN_FREE_KB = 1024 * 1024  # 1 GiB for bundle, logs and a tiny model's checkpoints
+
+
+def preflight(plan: LaunchPlan, spec, transports: dict[str, Transport], fanout: int = 64,
+              check_dataset: bool = True) -> list[NodeCheck]:
+    """Check every node in one round trip each; compare framework versions across nodes."""
+
+    def check(t: Transport) -> dict[str, str]:
+        node = next(n for n in plan.nodes if n.host == t.host)
+        workdir = node.job_dir if plan.local else spec.workdir
+        cmd = inline("preflight.sh", spec.python, spec.dataset, workdir, str(plan.master_port),
+                     "1" if node.node_rank == 0 else "0", spec.name, spec.setup or "")
+        res = t.run(cmd, timeout=60)
+        facts: dict[str, str] = {}
+        for line in res.stdout.splitlines():
+            key, _, value = line.partition(" ")
+            facts[key] = value.strip()
+        if "done" not in facts:
+            facts["error"] = (res.stderr.strip().splitlines() or ["preflight did not finish"])[-1]
+        return facts
+
+    results = on_all(transports, check, fanout)
+    checks: list[NodeCheck] = []
+    for node in plan.nodes:
+        nc = NodeCheck(node.host, node.node_rank)
+        got = results.get(node.host)
+        if isinstance(got, Exception):
+            nc.problems.append(describe_error(got))
+            checks.append(nc)
+            continue
+        nc.facts = got
+        f = got
+        if "error" in f:
+            nc.problems.append(f"preflight failed: {f['error']}")
+        if f.get("setup_failed"):
+            nc.problems.append(f"the setup line failed: {spec.setup!r}; fix 'setup' in mfctl.yaml")
+        if f.get("python") in (None, "MISSING") or f.get("python_broken"):
+            nc.problems.append(f"python {spec.python!r} not found; install it or set --python / 'python'")
+        else:
+            for pkg in ("mindspore", "mindformers"):
+                if f.get(pkg) == "MISSING":
+                    nc.problems.append(f"{pkg} is not installed for {spec.python}; pip install {pkg}")
+            if f.get("msrun") == "MISSING":
+                nc.problems.append("msrun not found next to python or on PATH; it ships with mindspore")
+        if check_dataset and f.get("dataset") == "missing":
+            nc.problems.append(f"dataset {spec.dataset} not found; copy it there or use --sync-dataset")
+        elif check_dataset and f.get("dataset") == "unreadable":
+            nc.problems.append(f"dataset {spec.dataset} is not readable by the node's user; "
+                               "chmod it or use --sync-dataset")
+        free = f.get("disk_free_kb", "")
+        if free.isdigit() and int(free) < MIN_FREE_KB:
+            nc.problems.append(f"only {int(free) // 1024} MiB free in the work dir; free some space")
+        if f.get("port") == "busy":
+            nc.problems.append(f"master port {plan.master_port} is in use on the master; stop what "
+                               "uses it or set --master-port")
+        if f.get("stale", "0") not in ("0", ""):
+            nc.problems.append(f"{f['stale']} process(es) of an earlier {spec.name} job still run; "
+                               "'mfctl stop' it first")
+        checks.append(nc)
+    versions = {(c.facts.get("mindspore"), c.facts.get("mindformers")) for c in checks if c.facts
+                and c.facts.get("mindspore") not in (None, "MISSING")}
+    if len(versions) > 1:
+        for c in checks:
+            c.problems.append("mindspore/mindformers versions differ across nodes: "
+                              + ", ".join(f"{a}/{b}" for a, b in sorted(versions, key=str))
+                              + "; install the same on every node")
+    return checks
+
+
+# --------------------------------------------------------------------------- push
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def bundle_files(rendered: Path, node_rank: int) -> dict[str, tuple[bytes, int]]:
+    """Bundle-relative path -> (content, mode) for one node."""
+    files: dict[str, tuple[bytes, int]] = {
+        "config.yaml": ((rendered / "config.yaml").read_bytes(), 0o644),
+        "launch.sh": ((rendered / f"launch-node{node_rank}.sh").read_bytes(), 0o755),
+    }
+    for name in NODE_FILES:
+        files[f"node/{name}"] = (resources.files("mfctl.node").joinpath(name).read_bytes(), 0o644)
+    return files
+
+
+def push_bundle(t: Transport, job_dir: str, files: dict[str, tuple[bytes, int]],
+                on_file: Callable[[], None] | None = None) -> int:
+    """Copy the files whose checksum differs on the node; return how many were copied."""
+    import tempfile
+
+    bundle = posixpath.join(job_dir, BUNDLE_DIR)
+    paths = [posixpath.join(bundle, rel) for rel in files]
+    prep = (f"umask 077; mkdir -p {shlex.quote(posixpath.join(bundle, 'node'))} "
+            f"{shlex.quote(posixpath.join(job_dir, RUN_DIR))} && chmod 700 {shlex.quote(job_dir)} && "
+            f"(sha256sum {' '.join(shlex.quote(p) for p in paths)} 2>/dev/null; true)")
+    res = t.run(prep, timeout=60)
+    if not res.ok:
+        raise OperationFailed(f"{t.host}: cannot create {job_dir}: {res.stderr.strip() or res.stdout.strip()}")
+    remote_sums = {}
+    for line in res.stdout.splitlines():
+        digest, _, path = line.partition("  ")
+        remote_sums[path.strip()] = digest
+    copied = 0
+    for (rel, (content, mode)), path in zip(files.items(), paths):
+        if remote_sums.get(path) != _sha256(content):
+            with tempfile.NamedTemporaryFile(delete=True) as tmp:
+                tmp.write(content)
+                tmp.flush()
+                t.put(tmp.name, path, mode=mode)
+            copied += 1
+        if on_file:
+            on_file()
+    return copied
+
+
+# --------------------------------------------------------------------------- start / stop / status
+
+def start_command(job_dir: str) -> str:
+    # The cd is its own statement: backgrounding a '&&' list would keep the session's pipes open.
+    return (f"cd {shlex.quote(job_dir)} || exit 97\n"
+            f"rm -f {RUN_DIR}/exit_code {RUN_DIR}/launch.pid\n"
+            f"nohup setsid sh {LAUNCH_SCRIPT} > {RUN_DIR}/launch.out 2>&1 < /dev/null &\n"
+            "echo started $!")
+
+
+@dataclass
+class ProcInfo:
+    pid: int
+    pgid: int
+    stat: str
+    etimes: int
+    args: str
+
+
+@dataclass
+class NodeStatus:
+    host: str
+    node_rank: int
+    reachable: bool = True
+    error: str | None = None
+    procs: list[ProcInfo] = field(default_factory=list)
+    exit_code: int | None = None
+    started_at: float | None = None
+    logs: dict[str, int] = field(default_factory=dict)
+    lines: list[tuple[str, str]] = field(default_factory=list)  # (log file name, line)
+
+    @property
+    def alive(self) -> bool:
+        return bool(self.procs)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"host": self.host, "node_rank": self.node_rank, "reachable": self.reachable,
+                "error": self.error, "alive": self.alive, "exit_code": self.exit_code,
+                "processes": [{"pid": p.pid, "pgid": p.pgid, "stat": p.stat, "elapsed_s": p.etimes,
+                               "command": p.args} for p in self.procs],
+                "logs": self.logs}
+
+
+def parse_procs(stdout: str) -> list[ProcInfo]:
+    procs = []
+    for line in stdout.splitlines():
+        if not line.startswith("proc "):
+            continue
+        parts = line[5:].split(None, 4)
+        if len(parts) >= 4 and parts[0].isdigit():
+            procs.append(ProcInfo(int(parts[0]), int(parts[1]), parts[2], int(parts[3]),
+                                  parts[4] if len(parts) > 4 else ""))
+    return procs
+
+
+def node_status(t: Transport, job_id: str, node: dict[str, Any]) -> NodeStatus:
+    log_dir = node["log_dir"]
+    res = t.run(inline("nodectl.sh", "status", job_id, node["job_dir"], log_dir), timeout=60)
+    st = NodeStatus(t.host, node["node_rank"], procs=parse_procs(res.stdout))
+    for line in res.stdout.splitlines():
+        key, _, rest = line.partition(" ")
+        if key == "exit_code" and rest.strip().lstrip("-").isdigit():
+            st.exit_code = int(rest)
+        elif key == "started_at" and rest.strip().isdigit():
+            st.started_at = float(rest)
+        elif key == "log":
+            name, _, size = rest.partition(" ")
+            st.logs[name] = int(size) if size.isdigit() else 0
+        elif key == "line":
+            name, _, text = rest.partition(" ")
+            st.lines.append((name, text))
+    return st
+
+
+def stop_node(t: Transport, job_id: str, grace: float = 10.0) -> int:
+    """Stop every process of the job on one node; return how many are left (0 = clean)."""
+    res = t.run(inline("nodectl.sh", "stop", job_id, str(int(grace))), timeout=grace + 60)
+    left = [line for line in res.stdout.splitlines() if line.startswith("left ")]
+    if not left:
+        raise OperationFailed(f"{t.host}: stop did not report: {res.stderr.strip()[:200]}")
+    return int(left[-1].split()[1])
+
+
+def stop_all(transports: dict[str, Transport], job_id: str, grace: float = 10.0,
+             fanout: int = 64) -> dict[str, int | Exception]:
+    return on_all(transports, lambda t: stop_node(t, job_id, grace), fanout)
+
+
+def log_path(node: dict[str, Any], rank: int | None) -> str:
+    name = "scheduler.log" if rank is None else f"worker_{rank}.log"
+    log_dir = node["log_dir"]
+    if not log_dir.startswith("/"):
+        log_dir = posixpath.join(node["job_dir"], log_dir)
+    return posixpath.join(log_dir, name)
+
+
+def tail_command(path: str, lines: int, follow: bool) -> str:
+    if follow:
+        return shlex.join(["tail", "-n", str(lines), "-F", path])
+    return shlex.join(["tail", "-n", str(lines), path])

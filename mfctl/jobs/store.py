@@ -1,0 +1,187 @@
+"""Job records: a small SQLite database in ``$MFCTL_HOME`` (default ``~/.mfctl``), private to the user.
+
+One row per launch (id, spec, plan, hosts, remote paths, times, state, exit cause), plus the
+metrics and events collected while it ran, so ``mfctl watch`` after a restart shows the history.
+Environment values from the spec never reach this file: they may be secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from mfctl.errors import BadInput
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    job_dir TEXT NOT NULL,
+    transport TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    plan TEXT NOT NULL,
+    hosts TEXT NOT NULL,
+    ssh TEXT NOT NULL DEFAULT '{}',
+    state TEXT NOT NULL,
+    exit_cause TEXT,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    ended_at REAL,
+    restarts INTEGER NOT NULL DEFAULT 0,
+    resumed_from TEXT
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    job_id TEXT NOT NULL,
+    rank INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    total_steps INTEGER,
+    loss REAL,
+    step_time_ms REAL,
+    samples_per_s REAL,
+    time REAL NOT NULL,
+    PRIMARY KEY (job_id, rank, step)
+);
+CREATE TABLE IF NOT EXISTS events (
+    job_id TEXT NOT NULL,
+    time REAL NOT NULL,
+    kind TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+"""
+
+ACTIVE_STATES = ("launching", "running")
+
+
+def mfctl_home() -> Path:
+    return Path(os.environ.get("MFCTL_HOME") or Path.home() / ".mfctl")
+
+
+@dataclass
+class JobRecord:
+    id: str
+    name: str
+    job_dir: str
+    transport: str
+    spec: dict[str, Any]
+    plan: dict[str, Any]
+    hosts: list[dict[str, Any]]
+    ssh: dict[str, Any] = field(default_factory=dict)
+    state: str = "launching"
+    exit_cause: str | None = None
+    created_at: float = 0.0
+    started_at: float | None = None
+    ended_at: float | None = None
+    restarts: int = 0
+    resumed_from: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "name": self.name, "job_dir": self.job_dir, "transport": self.transport,
+            "state": self.state, "exit_cause": self.exit_cause, "created_at": self.created_at,
+            "started_at": self.started_at, "ended_at": self.ended_at, "restarts": self.restarts,
+            "resumed_from": self.resumed_from, "world_size": self.plan.get("world_size"),
+            "nodes": [n["host"] for n in self.plan.get("nodes", [])],
+        }
+
+
+class JobStore:
+    def __init__(self, home: Path | None = None) -> None:
+        self.home = home or mfctl_home()
+        self.home.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.home, 0o700)
+        self.path = self.home / "jobs.db"
+        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+        os.chmod(self.path, 0o600)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- jobs
+    def add(self, rec: JobRecord) -> None:
+        self._db.execute(
+            "INSERT INTO jobs (id, name, job_dir, transport, spec, plan, hosts, ssh, state, exit_cause,"
+            " created_at, started_at, ended_at, restarts, resumed_from)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (rec.id, rec.name, rec.job_dir, rec.transport, json.dumps(rec.spec), json.dumps(rec.plan),
+             json.dumps(rec.hosts), json.dumps(rec.ssh), rec.state, rec.exit_cause,
+             rec.created_at or time.time(), rec.started_at, rec.ended_at, rec.restarts,
+             rec.resumed_from))
+
+    def update(self, job_id: str, **values: Any) -> None:
+        if not values:
+            return
+        cols = ", ".join(f"{k} = ?" for k in values)
+        self._db.execute(f"UPDATE jobs SET {cols} WHERE id = ?", (*values.values(), job_id))
+
+    def set_state(self, job_id: str, state: str, cause: str | None = None) -> None:
+        values: dict[str, Any] = {"state": state}
+        if cause is not None:
+            values["exit_cause"] = cause
+        if state not in ACTIVE_STATES:
+            values["ended_at"] = time.time()
+        self.update(job_id, **values)
+        self.event(job_id, "state", f"{state}" + (f": {cause}" if cause else ""))
+
+    def _row(self, row: tuple) -> JobRecord:
+        (id_, name, job_dir, transport, spec, plan, hosts, ssh, state, cause, created, started, ended,
+         restarts, resumed) = row
+        return JobRecord(id_, name, job_dir, transport, json.loads(spec), json.loads(plan),
+                         json.loads(hosts), json.loads(ssh), state, cause, created, started, ended,
+                         restarts, resumed)
+
+    _COLS = ("id, name, job_dir, transport, spec, plan, hosts, ssh, state, exit_cause, created_at,"
+             " started_at, ended_at, restarts, resumed_from")
+
+    def get(self, job_id: str) -> JobRecord | None:
+        row = self._db.execute(f"SELECT {self._COLS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return self._row(row) if row else None
+
+    def all(self) -> list[JobRecord]:
+        rows = self._db.execute(f"SELECT {self._COLS} FROM jobs ORDER BY created_at DESC").fetchall()
+        return [self._row(r) for r in rows]
+
+    def find(self, ref: str | None, job_dir: Path | None = None) -> JobRecord:
+        """A job by id, by unique id prefix or name (newest), or the newest of ``job_dir``."""
+        jobs = self.all()
+        if ref:
+            exact = [j for j in jobs if j.id == ref]
+            if exact:
+                return exact[0]
+            named = [j for j in jobs if j.name == ref or j.id.startswith(ref)]
+            if named:
+                return named[0]
+            raise BadInput(f"no job {ref!r}; 'mfctl jobs' lists them")
+        if job_dir is not None:
+            here = [j for j in jobs if Path(j.job_dir) == job_dir.resolve()]
+            if here:
+                return here[0]
+        raise BadInput("no job given and none launched from this directory; pass a job id "
+                       "('mfctl jobs' lists them) or --dir")
+
+    # -- metrics and events
+    def add_metrics(self, job_id: str, rows: list[tuple]) -> None:
+        """rows: (rank, step, total_steps, loss, step_time_ms, samples_per_s, time)."""
+        if rows:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO metrics VALUES (?,?,?,?,?,?,?,?)",
+                [(job_id, *r) for r in rows])
+
+    def metrics(self, job_id: str) -> Iterator[tuple]:
+        yield from self._db.execute(
+            "SELECT rank, step, total_steps, loss, step_time_ms, samples_per_s, time FROM metrics"
+            " WHERE job_id = ? ORDER BY time, rank", (job_id,))
+
+    def event(self, job_id: str, kind: str, message: str) -> None:
+        self._db.execute("INSERT INTO events VALUES (?,?,?,?)", (job_id, time.time(), kind, message))
+
+    def events(self, job_id: str) -> list[tuple[float, str, str]]:
+        return self._db.execute("SELECT time, kind, message FROM events WHERE job_id = ? ORDER BY time",
+                                (job_id,)).fetchall()

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from mfctl.cluster.hostfile import HostEntry, localhost_entries
+from mfctl.cluster.layout import Layout
+from mfctl.cluster.plan import build_plan
+from mfctl.spec.model import parse_spec
+
+SPEC = "name: j\nmodel: llama3-70b\ndataset: /data/wiki4096.mindrecord\n"
+
+
+def entries(n: int, slots: int = 8) -> list[HostEntry]:
+    return [HostEntry(f"node{i + 1}", slots=slots, line=i + 1) for i in range(n)]
+
+
+@pytest.mark.parametrize("n_nodes, slots", [(1, 8), (2, 8), (8, 8), (64, 8), (2, 1)])
+def test_ranks_follow_hostfile_order(n_nodes: int, slots: int) -> None:
+    spec = parse_spec(SPEC)
+    world = n_nodes * slots
+    plan = build_plan(spec, entries(n_nodes, slots), Layout(world, 1, 1, 1), "/jobs/j")
+    assert plan.world_size == world
+    assert plan.master_addr == "node1"
+    assert [n.node_rank for n in plan.nodes] == list(range(n_nodes))
+    assert [n.host for n in plan.nodes] == [f"node{i + 1}" for i in range(n_nodes)]
+    all_ranks = [r for n in plan.nodes for r in n.ranks]
+    assert all_ranks == list(range(world))
+    for node in plan.nodes:
+        argv = shlex.split(node.command)
+        assert argv[0] == "msrun"
+        assert argv[argv.index("--node_rank") + 1] == str(node.node_rank)
+        assert argv[argv.index("--worker_num") + 1] == str(world)
+        assert argv[argv.index("--local_worker_num") + 1] == str(slots)
+        assert argv[argv.index("--master_addr") + 1] == "node1"
+        assert argv[argv.index("--join") + 1] == "True"
+        assert "--train_dataset_dir" in argv and "/data/wiki4096.mindrecord" in argv
+
+
+def test_master_addr_override_and_resolver() -> None:
+    spec = parse_spec(SPEC)
+    plan = build_plan(spec, entries(2), Layout(2, 8, 1, 1), "/j", resolve=lambda e: "10.1.0." + e.host[-1])
+    assert plan.master_addr == "10.1.0.1"
+    plan = build_plan(spec, entries(2), Layout(2, 8, 1, 1), "/j", master_addr="192.0.2.7")
+    assert plan.master_addr == "192.0.2.7"
+    assert all("--master_addr 192.0.2.7" in n.command for n in plan.nodes)
+
+
+def test_mindformers_launcher_shape() -> None:
+    spec = parse_spec(SPEC + "launcher: mindformers\nmindformers_home: /opt/mindformers\n")
+    plan = build_plan(spec, entries(8), Layout(1, 8, 8, 256), "/j")
+    node = plan.nodes[3]
+    argv = shlex.split(node.command)
+    assert argv[:2] == ["bash", "scripts/msrun_launcher.sh"]
+    order = argv[2].split()
+    assert order[0] == "run_mindformer.py"
+    assert "--use_parallel" in order and "--run_mode" in order and "--train_dataset_dir" in order
+    assert argv[3:] == ["64", "8", "node1", "8118", "3", "output/msrun_log", "False", "600"]
+    assert node.cwd == "/opt/mindformers"
+
+
+def test_local_plan_uses_loopback_and_job_dir() -> None:
+    spec = parse_spec("name: t\nmodel: tiny-llama\ndataset: data/x.mindrecord\ndevices_per_node: 2\n")
+    plan = build_plan(spec, localhost_entries(), Layout(2, 1, 1, 1), "/home/u/t")
+    assert plan.local and plan.master_addr == "127.0.0.1" and plan.nodes[0].job_dir == "/home/u/t"
+
+
+def test_values_are_quoted_literally() -> None:
+    spec = parse_spec("name: j\nmodel: llama2-7b\ndataset: '/data/my set;$(touch pwned)'\n")
+    plan = build_plan(spec, entries(1), Layout(8, 1, 1, 1), "/j")
+    argv = shlex.split(plan.nodes[0].command)
+    assert "/data/my set;$(touch pwned)" in argv
