@@ -219,10 +219,12 @@ def _print_checks(checks, as_json: bool) -> None:
             c.host, str(c.node_rank), f.get("python", "-"), f.get("mindspore", "-"),
             f.get("mindformers", "-"), "yes" if f.get("msrun", "MISSING") != "MISSING" and f else "-",
             f.get("dataset", "-"), f"{int(free) // (1024 * 1024)} GiB" if free.isdigit() else "-",
-            f.get("port", ""),
-            "[green]ok[/]" if c.ok else "[red]" + "; ".join(c.problems) + "[/]",
+            f.get("port", ""), "[green]ok[/]" if c.ok else "[red]FAIL[/]",
         )
     out.print(table)
+    for c in checks:
+        for problem in c.problems:
+            out.print(f"[red]{c.host}[/]: {problem}", highlight=False)
 
 
 @app.command()
@@ -452,6 +454,87 @@ def logs(
     from mfctl.jobs.status import print_logs
 
     print_logs(job, directory, rank, follow, lines)
+
+
+# --------------------------------------------------------------------------- data / demo
+
+@data_app.command("prepare")
+def data_prepare(
+    inputs: list[str] = typer.Option(..., "--input", "-i",
+                                     help="Input files or globs: WikiText token files, .jsonl or "
+                                     ".parquet with a 'text' field. Repeatable."),
+    output: Path = typer.Option(..., "--output", "-o", help="The .mindrecord file to write."),
+    seq_length: int = typer.Option(4096, "--seq-length", min=8,
+                                   help="Model sequence length; each sample is seq_length + 1 tokens."),
+    tokenizer: Optional[Path] = typer.Option(None, "--tokenizer",
+                                             help="sentencepiece model (Llama's tokenizer.model)."),
+    train_tokenizer: Optional[int] = typer.Option(
+        None, "--train-tokenizer", metavar="VOCAB", min=16,
+        help="Train a sentencepiece tokenizer of VOCAB pieces on the input first (saved beside the output)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output."),
+    directory: Path = typer.Option(Path("."), "--dir", "-d",
+                                   help="Job dir: refuse a tokenizer larger than its model's vocab."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Tokenize a corpus into a MindRecord pretraining dataset ({"input_ids": int32[-1]}).
+
+    Example: mfctl data prepare --input 'wikitext-2/wiki.train.tokens' --tokenizer tokenizer.model
+    --seq-length 4096 --output wiki4096.mindrecord
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from mfctl.data.prepare import prepare_dataset
+
+    if (tokenizer is None) == (train_tokenizer is None):
+        raise BadInput("give exactly one of --tokenizer FILE or --train-tokenizer VOCAB")
+    max_vocab = None
+    if (directory / "mfctl.yaml").exists():
+        from mfctl.jobdir import load_job
+        from mfctl.render import model_shape
+
+        job = load_job(directory)
+        max_vocab = model_shape(job.spec, job.preset).vocab_size
+    with Progress(TextColumn("tokenizing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=True, disable=as_json) as bar:
+        task = bar.add_task("docs", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        summary = prepare_dataset(list(inputs), output, seq_length, tokenizer=tokenizer,
+                                  train_tokenizer_vocab=train_tokenizer, force=force,
+                                  max_vocab=max_vocab, progress=progress)
+    result = {"output": str(summary.output), "documents": summary.documents, "tokens": summary.tokens,
+              "samples": summary.samples, "seq_length": summary.seq_length,
+              "tokenizer": str(summary.tokenizer), "vocab_size": summary.vocab_size,
+              "files": [str(f) for f in summary.files]}
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    out.print(f"Wrote {summary.samples} samples of {summary.seq_length + 1} tokens "
+              f"({summary.documents} documents, {summary.tokens} tokens) to {summary.output}")
+    out.print(f"Tokenizer: {summary.tokenizer} ({summary.vocab_size} pieces). Use it with "
+              f"--dataset {summary.output} in 'mfctl init'.")
+
+
+@app.command()
+def demo(
+    directory: Optional[Path] = typer.Option(None, "--dir", "-d",
+                                             help="New directory for the demo job (default: "
+                                             "./mfctl-demo-<time>)."),
+    headless: bool = typer.Option(False, "--headless",
+                                  help="No dashboard: progress and per-rank loss lines, for scripts/CI."),
+    as_json: bool = typer.Option(False, "--json", help="Print the final summary as JSON (headless)."),
+) -> None:
+    """Pretrain a tiny Llama for real on this machine: corpus, tokenizer, MindRecord dataset,
+    2 data-parallel workers under msrun, live progress, and a summary with the checkpoints.
+
+    Example: mfctl demo --headless --dir demo1
+    """
+    from mfctl.jobs.demo import run_demo_cli
+
+    rc = run_demo_cli(directory, headless or as_json, as_json, out, err)
+    raise typer.Exit(rc)
 
 
 # --------------------------------------------------------------------------- entry point
