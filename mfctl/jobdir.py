@@ -92,10 +92,16 @@ def resolve_layout(spec: JobSpec, preset: Preset, world: int, where: str) -> tup
                        preset.micro_batch_num)
     p = spec.parallel
     try:
-        return choose_layout(world, preset.model, reference,
-                             p.data_parallel, p.model_parallel, p.pipeline_stage, p.micro_batch_num)
+        layout, note = choose_layout(world, preset.model, reference, p.data_parallel, p.model_parallel,
+                                     p.pipeline_stage, p.micro_batch_num)
     except LayoutError as exc:
         raise BadInput(f"{where}: parallel layout cannot run: {exc}") from None
+    if preset.device_target == "CPU" and (layout.model_parallel > 1 or layout.pipeline_stage > 1):
+        # Measured: semi-auto parallel fails to compile on CPU ("Invalid backend: CPU").
+        raise BadInput(f"{where}: {preset.name} trains on CPU, where MindSpore runs data parallelism "
+                       f"only (mp {layout.model_parallel}, pp {layout.pipeline_stage} asked); use "
+                       f"--dp {world} --mp 1 --pp 1")
+    return layout, note
 
 
 def load_job(directory: Path, nodes: str | None = None) -> Job:

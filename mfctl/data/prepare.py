@@ -113,6 +113,8 @@ def prepare_dataset(
                 raise BadInput(f"{path}: already exists; pass force (--force) to overwrite it")
 
     files = resolve_inputs(inputs)
+    # A given tokenizer is checked before the corpus is read: fail fast on the cheap check.
+    sp = load_tokenizer(Path(tokenizer), max_vocab) if tokenizer is not None else None
     documents = list(read_documents(files))
     if not documents:
         raise BadInput(f"{_names(files)}: no text found; give a corpus with some non-empty documents")
@@ -120,15 +122,12 @@ def prepare_dataset(
     created_parent = _mkdir_parents(output.parent)
     workdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
     try:
-        if trained_tokenizer is not None:
-            assert train_tokenizer_vocab is not None
+        if sp is None:
+            assert trained_tokenizer is not None and train_tokenizer_vocab is not None
             model_file = train_tokenizer(
                 documents, workdir / trained_tokenizer.name, train_tokenizer_vocab, files
             )
-        else:
-            assert tokenizer is not None
-            model_file = Path(tokenizer)
-        sp = load_tokenizer(model_file, max_vocab)
+            sp = load_tokenizer(model_file, max_vocab)
         vocab_size = sp.get_piece_size()
 
         stream = _encode(sp, documents, progress)
@@ -146,8 +145,9 @@ def prepare_dataset(
             written.append(workdir / trained_tokenizer.name)
         for path in written:
             os.chmod(path, 0o644)
-        # The index last: a reader that finds it also finds the data file.
-        for path in written:
+        # The data file last: a reader that finds it (MindFormers globs *.mindrecord) also finds
+        # its index and tokenizer.
+        for path in [*written[1:], written[0]]:
             os.replace(path, output.parent / path.name)
         return PrepareSummary(
             documents=len(documents),
@@ -342,7 +342,9 @@ def train_tokenizer(documents: Sequence[str], model_file: Path, vocab_size: int,
             minloglevel=2,
         )
     except (RuntimeError, OSError) as e:
+        # sentencepiece prefixes its reason with the C++ source location and the failed check.
         message = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        message = message.rsplit("] ", 1)[-1]
         raise BadInput(
             f"{_names(files)}: cannot train a {vocab_size}-piece tokenizer on this corpus ({message}); "
             "use a smaller vocabulary or more text"

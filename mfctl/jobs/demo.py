@@ -244,8 +244,10 @@ def _watch_headless(record, history: LossHistory, err, quiet: bool):
         task = bar.add_task("train", total=None, info="compiling the graph...")
 
         def tick() -> None:
+            snap_total = (history.snapshot().get("cluster") or {}).get("total_steps") or 0
             for rank, step, loss in history.drain():
-                if not quiet:
+                # A line per rank every 16 steps (and the first and last) keeps the output readable.
+                if not quiet and (step == 1 or step % 16 == 0 or step == snap_total):
                     bar.console.print(f"  rank {rank} step {step:>4}  loss {loss:.6f}", highlight=False)
             snap = history.snapshot()
             cluster = snap.get("cluster", {})

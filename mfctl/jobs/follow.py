@@ -75,11 +75,11 @@ class NodeFollower(threading.Thread):
         self._retry_s = retry_s
         self.offsets: dict[str, int] = dict(offsets or {})
         self.stats = FollowStats()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._transport: Transport | None = None
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         t = self._transport
         if t is not None:
             try:
@@ -88,7 +88,7 @@ class NodeFollower(threading.Thread):
                 pass
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 self._transport = self._connect()
                 self._stream(self._transport)
@@ -102,7 +102,7 @@ class NodeFollower(threading.Thread):
                     except Exception:  # noqa: BLE001
                         pass
                     self._transport = None
-            if self._stop.wait(self._retry_s):
+            if self._halt.wait(self._retry_s):
                 break
             self.stats.reconnects += 1
 
@@ -113,7 +113,7 @@ class NodeFollower(threading.Thread):
         for raw in transport.stream(cmd):
             self.stats.connected = True
             self.stats.last_seen = time.time()
-            if self._stop.is_set():
+            if self._halt.is_set():
                 break
             if raw and raw[0] != "#":
                 name, _, rest = raw.partition("\t")
