@@ -11,7 +11,6 @@ import hashlib
 import posixpath
 import shlex
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -22,6 +21,7 @@ from mfctl.cluster.plan import BUNDLE_DIR, CONFIG_FILE, LAUNCH_SCRIPT, RUN_DIR, 
 from mfctl.errors import BadInput, OperationFailed
 from mfctl.remote.base import NodeUnreachable, Transport
 from mfctl.remote.connect import SshOptions, open_transport
+from mfctl.remote.group import run_on_all
 
 T = TypeVar("T")
 
@@ -41,18 +41,7 @@ def inline(script_name: str, *args: str) -> str:
 def on_all(transports: dict[str, Transport], fn: Callable[[Transport], T],
            fanout: int = 64) -> dict[str, T | Exception]:
     """``fn`` on every node, at most ``fanout`` at once; exceptions are returned, not raised."""
-
-    def call(t: Transport) -> T | Exception:
-        try:
-            return fn(t)
-        except Exception as exc:  # noqa: BLE001 - reported per node by the caller
-            return exc
-
-    if not transports:
-        return {}
-    with ThreadPoolExecutor(max_workers=max(1, min(fanout, len(transports)))) as pool:
-        results = list(pool.map(call, transports.values()))
-    return dict(zip(transports.keys(), results))
+    return run_on_all(transports.values(), fn, fanout)
 
 
 def describe_error(exc: Exception) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from mfctl.cluster.hostfile import HostEntry
@@ -34,9 +33,10 @@ def open_transport(entry: HostEntry, local_dir: str, opts: SshOptions) -> Transp
         return LocalTransport(local_dir)
     from mfctl.remote.ssh import SshTransport
 
-    return SshTransport(
-        entry.host, user=entry.user, port=entry.port,
-        ssh_config=Path(opts.ssh_config) if opts.ssh_config else None,
+    transport = SshTransport(
+        entry.host, user=entry.user, port=entry.port, ssh_config_path=opts.ssh_config,
         connect_timeout=opts.connect_timeout, accept_new_hosts=opts.accept_new_hosts,
-        label=entry.label,
     )
+    # Results are keyed by the node as the hosts file names it (user@host:port included).
+    transport.host = entry.label
+    return transport
