@@ -301,6 +301,9 @@ def launch(
     connect_timeout: float = TimeoutOpt,
     master_addr: Optional[str] = typer.Option(None, "--master-addr", help="Override MASTER_ADDR."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run where; touch nothing."),
+    sync_dataset: bool = typer.Option(
+        False, "--sync-dataset", help="Copy the dataset from this machine (the spec's dataset path) "
+        "into every node's job dir (data/), only where it differs."),
     resume: Optional[str] = typer.Option(None, "--resume", metavar="JOB",
                                          help="Start JOB again from its last checkpoint."),
     as_json: bool = typer.Option(False, "--json", help="Print the launched job as JSON."),
@@ -323,7 +326,8 @@ def launch(
         store = JobStore()
         previous = store.find(resume)
     try:
-        result = do_launch(directory, nodes, opts, master_addr, dry_run=dry_run, resume_from=previous,
+        result = do_launch(directory, nodes, opts, master_addr, dry_run=dry_run, sync_dataset=sync_dataset,
+                           resume_from=previous,
                            progress=_RichProgress(as_json), store=store)
     except LaunchRefused as exc:
         if not as_json:
@@ -539,6 +543,24 @@ def demo(
 
 # --------------------------------------------------------------------------- entry point
 
+def _click_exception_types() -> tuple[type, ...]:
+    """Click's exception class, as typer ships it (vendored in newer typer) and as click does."""
+    types: list[type] = []
+    try:
+        from typer._click.exceptions import ClickException as Vendored
+
+        types.append(Vendored)
+    except ImportError:
+        pass
+    try:
+        from click.exceptions import ClickException
+
+        types.append(ClickException)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         rc = app(args=argv, standalone_mode=False, prog_name="mfctl")
@@ -553,12 +575,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except SystemExit:
         raise
-    except Exception as exc:  # click's usage errors arrive here with standalone_mode=False
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(2 if isinstance(exc, click.exceptions.UsageError) else exc.exit_code)
+    except Exception as exc:  # usage errors arrive here with standalone_mode=False
+        usage = _click_exception_types()
+        if isinstance(exc, usage):
+            ctx = getattr(exc, "ctx", None)
+            where = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
+            err.print(f"[red]error:[/] {exc.format_message().rstrip('.')}{where}", highlight=False, soft_wrap=True)
+            sys.exit(exc.exit_code if exc.exit_code else 2)
         raise
     sys.exit(rc if isinstance(rc, int) else 0)
 

@@ -62,6 +62,8 @@ class Job:
     hosts_source: str
     layout: Layout
     layout_note: str | None
+    #: The local dataset that ``launch --sync-dataset`` copies to every node, if any.
+    synced_dataset: Path | None = None
 
     @property
     def spec_path(self) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from mfctl.cluster.plan import LaunchPlan
-from mfctl.errors import OperationFailed
+from mfctl.errors import BadInput, OperationFailed
 from mfctl.jobdir import Job, load_job, make_plan, render_job
 from mfctl.jobs.ids import new_job_id
 from mfctl.jobs.ops import (
@@ -47,9 +47,30 @@ def redacted_spec(job: Job) -> dict:
     return data
 
 
+SYNCED_DATASET_DIR = "data"
+
+
+def dataset_files(path: Path) -> list[Path]:
+    """The local files of a MindRecord dataset: a file and its .db index, or a directory's files."""
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.is_file())
+    return [p for p in (path, path.with_name(path.name + ".db")) if p.is_file()]
+
+
 def prepare(directory: Path, nodes: str | None, opts: SshOptions, master_addr: str | None,
-            resume: bool) -> tuple[Job, LaunchPlan]:
+            resume: bool, sync_dataset: bool = False) -> tuple[Job, LaunchPlan]:
     job = load_job(directory, nodes)
+    if sync_dataset:
+        local = Path(job.spec.dataset)
+        if not local.is_absolute():
+            local = job.dir / local
+        if not dataset_files(local):
+            raise BadInput(f"{local}: --sync-dataset copies the dataset from this machine, but it is "
+                           "not here; prepare it with 'mfctl data prepare' or give its local path")
+        # Each node gets its own copy inside the job dir, readable by that node's user.
+        synced = f"{SYNCED_DATASET_DIR}/{local.name}"
+        job.spec = job.spec.model_copy(update={"dataset": synced})
+        job.synced_dataset = local
     resolver = make_resolver(Path(opts.ssh_config) if opts.ssh_config else None)
     plan = make_plan(job, master_addr, resolve=resolver, resume=resume)
     return job, plan
@@ -61,13 +82,14 @@ def launch(
     opts: SshOptions = SshOptions(),
     master_addr: str | None = None,
     dry_run: bool = False,
+    sync_dataset: bool = False,
     resume_from: JobRecord | None = None,
     progress: Progress = Progress(),
     store: JobStore | None = None,
     start_timeout: float = 20.0,
 ) -> LaunchResult:
     resume = resume_from is not None
-    job, plan = prepare(directory, nodes, opts, master_addr, resume)
+    job, plan = prepare(directory, nodes, opts, master_addr, resume, sync_dataset)
     job_id = new_job_id(job.spec.name)
     if dry_run:
         return LaunchResult(None, plan, [], dry_run=True)
@@ -76,7 +98,7 @@ def launch(
     transports = open_all(job.entries, str(job.dir), opts)
     try:
         progress.stage("checking nodes")
-        checks = preflight(plan, job.spec, transports, opts.fanout)
+        checks = preflight(plan, job.spec, transports, opts.fanout, check_dataset=not sync_dataset)
         bad = [c for c in checks if not c.ok]
         if bad:
             first = bad[0]
@@ -86,6 +108,11 @@ def launch(
         rendered = job.dir / "rendered"
         render_job(job, plan, job_id, rendered, resume=resume)
         per_node = {n.host: bundle_files(rendered, n.node_rank) for n in plan.nodes}
+        if sync_dataset:
+            data = {f"../{SYNCED_DATASET_DIR}/{f.name}": (f.read_bytes(), 0o600)
+                    for f in dataset_files(job.synced_dataset)}
+            for files in per_node.values():
+                files.update(data)
         progress.stage("pushing the job bundle")
         progress.start_push(sum(len(f) for f in per_node.values()))
         pushed = on_all(transports, lambda t: push_bundle(

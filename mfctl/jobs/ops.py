@@ -174,8 +174,9 @@ def push_bundle(t: Transport, job_dir: str, files: dict[str, tuple[bytes, int]],
     import tempfile
 
     bundle = posixpath.join(job_dir, BUNDLE_DIR)
-    paths = [posixpath.join(bundle, rel) for rel in files]
-    prep = (f"umask 077; mkdir -p {shlex.quote(posixpath.join(bundle, 'node'))} "
+    paths = [posixpath.normpath(posixpath.join(bundle, rel)) for rel in files]
+    dirs = sorted({posixpath.dirname(p) for p in paths})
+    prep = (f"umask 077; mkdir -p {' '.join(shlex.quote(d) for d in dirs)} "
             f"{shlex.quote(posixpath.join(job_dir, RUN_DIR))} && chmod 700 {shlex.quote(job_dir)} && "
             f"(sha256sum {' '.join(shlex.quote(p) for p in paths)} 2>/dev/null; true)")
     res = t.run(prep, timeout=60)

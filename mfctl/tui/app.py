@@ -1,0 +1,441 @@
+"""The ``mfctl watch`` dashboard.
+
+The app renders snapshot dicts (the shape ``mfctl.metrics`` produces) from a ``DashboardSource``;
+it never looks inside the metrics core. A timer pulls ``snapshot()`` and ``history()`` every
+``refresh_s`` (both cheap and thread-safe by contract) and patches the screen; the calls that may
+block (a rank's full log, stopping the job) run in thread workers that post a message back, so no
+handler, ``compose`` or ``on_mount`` ever waits on the network.
+
+``make_app`` is the only way to build the app, for ``mfctl watch`` and for the tests alike; the
+clock is injected so the elapsed time (and alert ages) are deterministic under test.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any, Callable, Mapping, Protocol, runtime_checkable
+
+from rich.text import Text
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import Button, Footer, Input, Log, Static
+from textual.worker import Worker, WorkerState
+
+from mfctl.tui.widgets import (
+    STATE_STYLE,
+    STRAGGLER,
+    AlertsPanel,
+    FilterInput,
+    HeaderBar,
+    RankTable,
+    SeriesPlot,
+    alerts_text,
+    fmt_loss,
+    fmt_rate,
+    header_text,
+)
+
+LOG_LINES = 2000  # how much of a rank's log the log screen asks for
+ALERTS_SHOWN = 100  # the alerts panel keeps the newest this many
+DONE_STATES = ("finished", "failed")
+
+
+@runtime_checkable
+class DashboardSource(Protocol):
+    """What the dashboard reads. ``mfctl watch`` adapts a live job to it; tests script one."""
+
+    def snapshot(self) -> dict:
+        """The current ``{"ranks": [...], "cluster": {...}, "alerts": [...]}``. Cheap, thread-safe."""
+        ...
+
+    def history(self) -> dict:
+        """Cluster series for the plots: ``{"loss": [(step, v)...], "tokens_per_s": [(step, v)...]}``,
+        bounded by the source. Cheap."""
+        ...
+
+    def rank_log(self, rank: int, lines: int) -> list[str]:
+        """The last ``lines`` lines of one rank's log. May block: only called from a thread worker."""
+        ...
+
+    def stop_job(self) -> str:
+        """Stop the job on every node; a one-line outcome for the user. May block (thread worker)."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------------
+# Messages posted by thread workers
+# --------------------------------------------------------------------------------------------------
+
+class LogLoaded(Message):
+    def __init__(self, rank: int, lines: tuple[str, ...]) -> None:
+        super().__init__()
+        self.rank = rank
+        self.lines = lines
+
+
+class StopFinished(Message):
+    def __init__(self, outcome: str) -> None:
+        super().__init__()
+        self.outcome = outcome
+
+
+# --------------------------------------------------------------------------------------------------
+# Screens
+# --------------------------------------------------------------------------------------------------
+
+class LogScreen(ModalScreen[None]):
+    """One rank's recent log, fetched in a thread worker."""
+
+    BINDINGS = [
+        Binding("escape", "dismiss", "close"),
+        Binding("q", "dismiss", "close", show=False),
+        Binding("r", "reload", "reload"),
+    ]
+
+    def __init__(self, source: DashboardSource, rank: int, lines: int = LOG_LINES) -> None:
+        super().__init__()
+        self.source = source
+        self.rank = rank
+        self.lines = lines
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="log-dialog") as dialog:
+            dialog.border_title = f"rank {self.rank} log"
+            dialog.border_subtitle = "escape: close · r: reload"
+            yield Static(f"reading the last {self.lines} lines of rank {self.rank}'s log...", id="log-status")
+            yield Log(id="log-lines", highlight=False, max_lines=self.lines)
+
+    def on_mount(self) -> None:
+        self.query_one("#log-lines", Log).focus()
+        self.fetch()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="log")
+    def fetch(self) -> None:
+        lines = self.source.rank_log(self.rank, self.lines)
+        self.post_message(LogLoaded(self.rank, tuple(lines)))
+
+    def on_log_loaded(self, message: LogLoaded) -> None:
+        log = self.query_one("#log-lines", Log)
+        log.clear()
+        log.write_lines(message.lines)
+        shown = len(message.lines)
+        self.query_one("#log-status", Static).update(
+            f"rank {message.rank}: last {shown} line{'s' if shown != 1 else ''}" if shown
+            else f"rank {message.rank}: no log lines yet")
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "log" and event.state == WorkerState.ERROR:
+            self.query_one("#log-status", Static).update(
+                Text(f"could not read rank {self.rank}'s log: {event.worker.error}", style=STATE_STYLE["failed"]))
+
+    def action_reload(self) -> None:
+        self.query_one("#log-status", Static).update(f"reloading rank {self.rank}'s log...")
+        self.fetch()
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """A yes/no question; the focus starts on "no" so a stray enter does nothing harmful."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "yes"),
+        Binding("n", "answer(False)", "no"),
+        Binding("escape", "answer(False)", "no", show=False),
+    ]
+    AUTO_FOCUS = "#no"
+
+    def __init__(self, question: str | Text) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-dialog"):
+            yield Static(self.question, id="confirm-question")
+            with Horizontal(id="confirm-buttons"):
+                yield Button("Yes, stop (y)", id="yes", variant="error")
+                yield Button("No (n)", id="no", variant="primary")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id == "yes")
+
+
+HELP = """\
+[b]Keys[/b]
+
+  [b]↑ ↓ PgUp PgDn[/b]  move through the ranks
+  [b]o[/b]              sort by the next column (rank, node, step, loss, step ms, samples/s, tokens/s, state)
+  [b]O[/b]              reverse the sort order      (clicking a column header sorts by it too)
+  [b]/[/b]              filter rows: a rank [dim]12[/dim], a range [dim]8-15[/dim], a state
+                 [dim]failed stalled straggler starting running finished[/dim], or part of a node name;
+                 several terms show rows matching any of them. enter keeps it, escape clears it
+  [b]l[/b]              open the selected rank's log (escape closes it, r reloads)
+  [b]s[/b]              stop the job on every node (asks first: y / n)
+  [b]?[/b]              this help
+  [b]q[/b]              quit the dashboard (the job keeps running)
+
+[b]Row colours[/b]  """ + "  ".join(f"[{STATE_STYLE[s]}]{s}[/]" if STATE_STYLE[s] else s for s in
+                                   ("starting", "running", STRAGGLER, "stalled", "finished", "failed")) + "\n"
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [
+        Binding("escape", "dismiss", "close"),
+        Binding("q", "dismiss", "close", show=False),
+        Binding("question_mark", "dismiss", "close", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="help-dialog") as dialog:
+            dialog.border_title = "mfctl watch"
+            dialog.border_subtitle = "escape: close"
+            yield Static(HELP, id="help-text")
+
+
+# --------------------------------------------------------------------------------------------------
+# The app
+# --------------------------------------------------------------------------------------------------
+
+def _epoch(value: Any) -> float | None:
+    """``started_at`` as epoch seconds: a number, an ISO-8601 string, or a datetime."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+class DashboardApp(App[str | None]):
+    """Returns the cluster state it exited on when ``exit_when_done`` ended it, else None."""
+
+    CSS_PATH = "mfctl.tcss"
+    TITLE = "mfctl watch"
+    ENABLE_COMMAND_PALETTE = False
+    # Below 130 columns the plots and alerts give their room to the rank table (see mfctl.tcss).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (130, "-wide")]
+    BINDINGS = [
+        Binding("q", "quit", "quit"),
+        Binding("slash", "filter", "filter"),
+        Binding("o", "cycle_sort", "sort"),
+        Binding("O", "reverse_sort", "reverse", show=False),
+        Binding("l", "open_log", "log"),
+        Binding("s", "stop", "stop job"),
+        Binding("question_mark", "help", "help"),
+    ]
+
+    def __init__(self, source: DashboardSource, *, job: Mapping[str, Any], clock: Callable[[], float],
+                 refresh_s: float, exit_when_done: bool, done_pause_s: float) -> None:
+        super().__init__()
+        self.source = source
+        self.job = dict(job)
+        self.clock = clock
+        self.refresh_s = refresh_s
+        self.exit_when_done = exit_when_done
+        self.done_pause_s = done_pause_s
+        self.started_at = _epoch(self.job.get("started_at"))
+        self.last_snapshot: dict = {}
+        self._stopping = False
+        self._exit_armed = False
+        self._header: Text | None = None
+        self._alerts: Text | None = None
+        self._history_key: tuple = ()
+
+    # The dashboard's own keys do nothing while a dialog is open (no stop prompt over a log view).
+    _MAIN_ACTIONS = frozenset({"filter", "cycle_sort", "reverse_sort", "open_log", "stop", "help"})
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self._MAIN_ACTIONS and isinstance(self.screen, ModalScreen):
+            return False
+        return True
+
+    # -- layout --------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield HeaderBar(id="header")
+        with Horizontal(id="body"):
+            with Vertical(id="ranks-pane"):
+                yield FilterInput(placeholder="filter: 12  8-15  failed  stalled  straggler  node name",
+                                  id="filter")
+                yield RankTable(id="ranks")
+            with Vertical(id="side"):
+                yield SeriesPlot("loss", fmt_loss, id="loss-plot")
+                yield SeriesPlot("tokens/s", fmt_rate, id="tokens-plot")
+                with VerticalScroll(id="alerts-pane") as pane:
+                    pane.border_title = "alerts"
+                    yield AlertsPanel(id="alerts")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        # Held once: the tick runs every second and must not search the DOM (or fail during shutdown).
+        self._header_bar = self.query_one(HeaderBar)
+        self._table = self.query_one(RankTable)
+        self._loss_plot = self.query_one("#loss-plot", SeriesPlot)
+        self._tokens_plot = self.query_one("#tokens-plot", SeriesPlot)
+        self._alerts_panel = self.query_one(AlertsPanel)
+        self._alerts_pane = self.query_one("#alerts-pane")
+        self._ranks_pane = self.query_one("#ranks-pane")
+        self.query_one("#filter", FilterInput).display = False
+        self._table.focus()
+        self.refresh_data()
+        self.set_interval(self.refresh_s, self.refresh_data)
+
+    # -- the refresh tick ----------------------------------------------------------------------
+
+    def refresh_data(self) -> None:
+        """Pull one snapshot and patch whatever changed on screen."""
+        snap = self.source.snapshot()
+        self.last_snapshot = snap
+        now = self.clock()
+        cluster = snap.get("cluster") or {}
+
+        elapsed = None if self.started_at is None else now - self.started_at
+        header = header_text(self.job, cluster, elapsed)
+        if header != self._header:
+            self._header = header
+            self._header_bar.update(header, layout=False)  # fixed height: no relayout
+
+        self._table.show(snap.get("ranks") or [], cluster.get("stragglers") or ())
+        self._describe_table()
+
+        self._show_history(self.source.history())
+
+        self._show_alerts(snap.get("alerts") or [], now)
+
+        if self.exit_when_done and not self._exit_armed and cluster.get("state") in DONE_STATES:
+            self._exit_armed = True
+            state = cluster.get("state")
+            self.set_timer(self.done_pause_s, lambda: self.exit(state))
+
+    def _show_alerts(self, alerts: list, now: float) -> None:
+        text = alerts_text(alerts, now, ALERTS_SHOWN)
+        if text == self._alerts:
+            return
+        # A relayout repaints the whole screen: only ask for one when the panel's height changes.
+        grew = self._alerts is None or len(text.plain.splitlines()) != len(self._alerts.plain.splitlines())
+        self._alerts = text
+        self._alerts_panel.update(text, layout=grew)
+        pane = self._alerts_pane
+        title = f"alerts ({len(alerts)})"
+        if pane.border_title != title:
+            pane.border_title = title
+
+    def _show_history(self, history: Mapping[str, Any]) -> None:
+        loss = history.get("loss") or []
+        tokens = history.get("tokens_per_s") or []
+        key = (len(loss), loss[-1] if loss else None, len(tokens), tokens[-1] if tokens else None)
+        if key == self._history_key:
+            return
+        self._history_key = key
+        self._loss_plot.set_points(loss)
+        self._tokens_plot.set_points(tokens)
+
+    def _describe_table(self) -> None:
+        pane = self._ranks_pane
+        text = self._table.describe()
+        if pane.border_title != text:
+            pane.border_title = text
+
+    # -- table: sort and filter ----------------------------------------------------------------
+
+    def action_cycle_sort(self) -> None:
+        self._table.cycle_sort()
+        self._describe_table()
+
+    def action_reverse_sort(self) -> None:
+        self._table.reverse_sort()
+        self._describe_table()
+
+    def on_rank_table_sort_changed(self, _: RankTable.SortChanged) -> None:
+        self._describe_table()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", FilterInput)
+        box.display = True
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter":
+            self._table.set_filter(event.value)
+            self._describe_table()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            if not event.value.strip():
+                event.input.display = False
+            self._table.focus()
+
+    def on_filter_input_cancelled(self, _: FilterInput.Cancelled) -> None:
+        box = self.query_one("#filter", FilterInput)
+        box.display = False
+        table = self._table
+        table.set_filter("")
+        table.focus()
+        self._describe_table()
+
+    # -- log, stop, help -----------------------------------------------------------------------
+
+    def action_open_log(self) -> None:
+        rank = self._table.selected_rank()
+        if rank is None:
+            self.notify("no rank selected", severity="warning")
+            return
+        self.push_screen(LogScreen(self.source, rank))
+
+    def action_stop(self) -> None:
+        if self._stopping:
+            self.notify("the job is already being stopped", severity="warning")
+            return
+        nodes = self.job.get("nodes", "?")
+        world = self.job.get("world_size", "?")
+        question = Text.assemble("Stop job ", (str(self.job.get("id", "?")), "bold"), "?\n",
+                                 f"This ends all {world} ranks on {nodes} node{'s' if nodes != 1 else ''}.")
+        self.push_screen(ConfirmScreen(question), self._on_stop_answer)
+
+    def _on_stop_answer(self, yes: bool | None) -> None:
+        if not yes:
+            return
+        self._stopping = True
+        self.notify(f"stopping job {self.job.get('id', '?')}...")
+        self.stop_in_background()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="stop")
+    def stop_in_background(self) -> None:
+        self.post_message(StopFinished(self.source.stop_job()))
+
+    def on_stop_finished(self, message: StopFinished) -> None:
+        self._stopping = False
+        self.notify(message.outcome, title="stop")
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "stop" and event.state == WorkerState.ERROR:
+            self._stopping = False
+            self.notify(f"stopping failed: {event.worker.error}", title="stop", severity="error", timeout=15)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+
+def make_app(source: DashboardSource, *, job: Mapping[str, Any], clock: Callable[[], float] = time.time,
+             refresh_s: float = 1.0, exit_when_done: bool = False, done_pause_s: float = 2.0) -> DashboardApp:
+    """The dashboard over ``source`` for ``job`` (``id, name, model, nodes, devices_per_node,
+    world_size, started_at``). ``clock`` gives "now" for the elapsed time and alert ages. With
+    ``exit_when_done`` the app exits ``done_pause_s`` after the cluster reaches finished or failed,
+    returning that state."""
+    if refresh_s <= 0:
+        raise ValueError(f"refresh_s must be positive, got {refresh_s!r}")
+    return DashboardApp(source, job=job, clock=clock, refresh_s=refresh_s, exit_when_done=exit_when_done,
+                        done_pause_s=done_pause_s)
