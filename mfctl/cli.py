@@ -460,6 +460,110 @@ def logs(
     print_logs(job, directory, rank, follow, lines)
 
 
+@app.command()
+def watch(
+    job: Optional[str] = JobArg,
+    directory: Path = DirOpt,
+    once: bool = typer.Option(False, "--once", help="Print the current state once and exit (no dashboard)."),
+    as_json: bool = typer.Option(False, "--json", help="With --once: print the state as JSON."),
+    logs: Optional[Path] = typer.Option(None, "--logs",
+                                        help="A directory of logs copied off a cluster (any depth; "
+                                        "worker_N.log gives the rank) instead of a job."),
+    seq_length: Optional[int] = typer.Option(None, "--seq-length", min=1,
+                                             help="With --logs: sequence length, for tokens/s."),
+    pipeline_stage: int = typer.Option(1, "--pipeline-stage", min=1,
+                                       help="With --logs: pipeline stages (loss of the last stage)."),
+) -> None:
+    """Live per-rank loss and throughput: the Textual dashboard (or --once for scripts).
+
+    Keys: / filter, o sort, l the selected rank's log, s stop the job, ? help, q quit.
+
+    Example: mfctl watch   |   mfctl watch --once --json   |   mfctl watch --logs copied/ --once --json
+    """
+    if logs is not None:
+        from mfctl.jobs.watch import LogDirSource
+
+        if not logs.is_dir():
+            raise BadInput(f"{logs}: not a directory of logs; give the folder that holds worker_N.log files")
+        source = LogDirSource(logs, seq_length, pipeline_stage)
+        if not source.files:
+            raise BadInput(f"{logs}: no worker_N.log, scheduler.log or rank_N/info.log found under it")
+        if once:
+            _print_state(source.snapshot(), as_json)
+            return
+        from mfctl.tui.app import make_app
+
+        make_app(source, job={"id": str(logs), "name": logs.name, "model": "logs", "nodes": 1,
+                              "devices_per_node": len(source.files), "world_size": None,
+                              "started_at": None}).run()
+        return
+    from mfctl.jobs.store import JobStore
+    from mfctl.jobs.watch import collect_once, run_dashboard
+
+    store = JobStore()
+    record = store.find(job, directory)
+    if once or as_json:
+        snap = collect_once(record, store)
+        snap = {"job": record.to_json(), **snap}
+        _print_state(snap, as_json)
+        return
+    run_dashboard(record, store=store)
+
+
+def _print_state(snap: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(snap, indent=2, default=str))
+        return
+    c = snap.get("cluster", {})
+    out.print(f"step {c.get('step')}/{c.get('total_steps')}  loss {c.get('loss')}  "
+              f"samples/s {c.get('samples_per_s')}  tokens/s {c.get('tokens_per_s')}  state {c.get('state')}")
+    table = Table("rank", "node", "step", "loss", "step ms", "samples/s/p", "state", "reason")
+    for r in snap.get("ranks", []):
+        table.add_row(str(r["rank"]), str(r.get("node") or ""), f"{r.get('step')}/{r.get('total_steps')}",
+                      str(r.get("loss")), str(r.get("step_time_ms")), str(r.get("samples_per_s")),
+                      str(r.get("state")), str(r.get("reason") or ""))
+    out.print(table)
+    for a in snap.get("alerts", [])[-10:]:
+        out.print(f"[yellow]alert[/] {a.get('kind')}: {a.get('message')}", highlight=False)
+
+
+@app.command()
+def export(
+    job: Optional[str] = JobArg,
+    directory: Path = DirOpt,
+    fmt: str = typer.Option("csv", "--format", "-f", help="csv or jsonl."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default stdout)."),
+) -> None:
+    """Write a job's collected metrics (rank, step, loss, step time, samples/s, time).
+
+    Example: mfctl export my-job-20261128-101500 --format csv -o metrics.csv
+    """
+    from mfctl.jobs.store import JobStore
+
+    if fmt not in ("csv", "jsonl"):
+        raise BadInput(f"--format must be csv or jsonl, got {fmt!r}")
+    store = JobStore()
+    record = store.find(job, directory)
+    cols = ("rank", "step", "total_steps", "loss", "step_time_ms", "samples_per_s", "time")
+    rows = list(store.metrics(record.id))
+    handle = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
+    try:
+        if fmt == "csv":
+            import csv
+
+            writer = csv.writer(handle)
+            writer.writerow(cols)
+            writer.writerows(rows)
+        else:
+            for row in rows:
+                handle.write(json.dumps(dict(zip(cols, row))) + "\n")
+    finally:
+        if output:
+            handle.close()
+    if output:
+        err.print(f"{len(rows)} rows of {record.id} -> {output}")
+
+
 # --------------------------------------------------------------------------- data / demo
 
 @data_app.command("prepare")

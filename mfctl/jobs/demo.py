@@ -264,7 +264,7 @@ def _watch_headless(record, history: LossHistory, err, quiet: bool):
 
 def _watch_with_dashboard(record, history: LossHistory):
     try:
-        from mfctl.tui.app import run_dashboard
+        from mfctl.jobs.watch import run_dashboard
     except ImportError:
         from rich.console import Console
 

@@ -1,0 +1,217 @@
+"""``mfctl watch``: the live metrics pipeline for a job, for the dashboard and for scripts.
+
+``LiveSource`` is the adapter between the followers (one log stream per node) and the pure
+metrics state: followers push batches from their threads, the dashboard pulls snapshots on its
+timer. Every new step is also written to the job record, so the history outlives the session.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from mfctl.jobs.follow import JobFollower, LogLine, logtail_command, resolve_log_dir
+from mfctl.jobs.ops import log_path, tail_command
+from mfctl.jobs.status import entries_of, new_state, stop_job
+from mfctl.jobs.store import JobRecord, JobStore
+from mfctl.remote.connect import SshOptions, open_transport
+
+HISTORY_POINTS = 2048
+
+
+class MetricsCollector:
+    """Feeds log lines into a metrics state under a lock and notes each new step of each rank."""
+
+    def __init__(self, state, on_steps: Callable[[list[tuple]], None] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.state = state
+        self.lock = threading.Lock()
+        self.clock = clock
+        self._on_steps = on_steps
+        self._last_step: dict[int, int] = {}
+
+    def feed(self, batch: list[LogLine]) -> None:
+        rows: list[tuple] = []
+        with self.lock:
+            for line in batch:
+                self.state.feed(line.rank, line.text, line.node)
+                if line.rank is None:
+                    continue
+                r = self.state.ranks.get(line.rank)
+                if r is not None and r.step is not None and r.step != self._last_step.get(line.rank):
+                    self._last_step[line.rank] = r.step
+                    rows.append((line.rank, r.step, r.total_steps, r.loss, r.step_time_ms,
+                                 r.samples_per_s, self.clock()))
+        if rows and self._on_steps is not None:
+            self._on_steps(rows)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            now = self.clock()
+            self.state.tick(now)
+            return self.state.snapshot(now)
+
+    def history(self) -> dict[str, list[tuple[int, float]]]:
+        """Cluster series: the mean loss of the loss-reporting ranks, and total tokens/s, per step."""
+        with self.lock:
+            world = self.state.world_size or max(self.state.ranks, default=-1) + 1
+            pp = self.state.pipeline_stage
+            first_last_stage = world - world // pp if pp > 1 else 0
+            loss: dict[int, list[float]] = {}
+            speed: dict[int, float] = {}
+            seq = self.state.seq_length or 1
+            for rank, r in self.state.ranks.items():
+                for step, value, sps in r.history:
+                    if value is not None and rank >= first_last_stage:
+                        loss.setdefault(step, []).append(value)
+                    if sps is not None:
+                        speed[step] = speed.get(step, 0.0) + sps * seq
+        steps = sorted(loss)[-HISTORY_POINTS:]
+        return {"loss": [(s, sum(loss[s]) / len(loss[s])) for s in steps],
+                "tokens_per_s": [(s, speed[s]) for s in sorted(speed)[-HISTORY_POINTS:]]}
+
+
+class LiveSource:
+    """A running (or finished) job as the dashboard's ``DashboardSource``."""
+
+    def __init__(self, record: JobRecord, store: JobStore | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.record = record
+        self.store = store
+        self._store_lock = threading.Lock()
+        self.collector = MetricsCollector(new_state(record), self._save, clock)
+        self.follower = JobFollower.for_record(record, self.collector.feed)
+
+    def _save(self, rows: list[tuple]) -> None:
+        if self.store is not None:
+            with self._store_lock:
+                self.store.add_metrics(self.record.id, rows)
+
+    def start(self) -> "LiveSource":
+        self.follower.start()
+        return self
+
+    def close(self) -> None:
+        self.follower.stop()
+
+    def snapshot(self) -> dict:
+        return self.collector.snapshot()
+
+    def history(self) -> dict:
+        return self.collector.history()
+
+    def rank_log(self, rank: int, lines: int) -> list[str]:
+        node = next(n for n in self.record.plan["nodes"] if rank in n["ranks"])
+        entry = next(e for e in entries_of(self.record) if e.label == node["host"])
+        transport = open_transport(entry, self.record.job_dir, SshOptions.from_json(self.record.ssh))
+        try:
+            res = transport.run(tail_command(log_path(node, rank), lines, False), timeout=30)
+        finally:
+            transport.close()
+        if not res.ok:
+            return [f"(no log for rank {rank} on {node['host']} yet: {res.stderr.strip()})"]
+        return res.stdout.splitlines()
+
+    def stop_job(self) -> str:
+        result = stop_job(self.record.id, Path(self.record.job_dir), cause="stopped from the dashboard")
+        left = {h: n for h, n in result["nodes"].items() if n != 0}
+        return ("job stopped: no process left on any node" if not left
+                else f"stop incomplete on {', '.join(left)}")
+
+
+def job_info(record: JobRecord) -> dict[str, Any]:
+    nodes = record.plan.get("nodes", [])
+    return {"id": record.id, "name": record.name, "model": record.spec.get("model", "?"),
+            "nodes": len(nodes), "devices_per_node": nodes[0]["local_worker_num"] if nodes else 0,
+            "world_size": record.plan.get("world_size"), "started_at": record.started_at or record.created_at}
+
+
+def collect_once(record: JobRecord, store: JobStore | None = None) -> dict[str, Any]:
+    """Every node's logs read once from the start (metric lines only), through the same state;
+    the steps seen are saved with the job record."""
+    collector = MetricsCollector(new_state(record),
+                                 (lambda rows: store.add_metrics(record.id, rows)) if store else None)
+    opts = SshOptions.from_json(record.ssh)
+    entries = {e.label: e for e in entries_of(record)}
+    python = record.spec.get("python", "python3")
+    setup = record.spec.get("setup")
+
+    def read(node: dict) -> list[LogLine]:
+        t = open_transport(entries[node["host"]], record.job_dir, opts)
+        try:
+            res = t.run(logtail_command(python, setup, resolve_log_dir(node), {}, once=True), timeout=120)
+        finally:
+            t.close()
+        out = []
+        for raw in res.stdout.splitlines():
+            name, _, rest = raw.partition("\t")
+            _, _, text = rest.partition("\t")
+            if name.startswith("worker_"):
+                out.append(LogLine(node["host"], int(name[7:].split(".")[0]), text))
+            elif name == "scheduler.log":
+                out.append(LogLine(node["host"], None, text))
+        return out
+
+    nodes = record.plan["nodes"]
+    results: dict[str, Any] = {}
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(64, max(1, len(nodes)))) as pool:
+        for node, lines in zip(nodes, pool.map(lambda n: _safe(read, n), nodes)):
+            results[node["host"]] = lines
+    for host, lines in results.items():
+        if isinstance(lines, Exception):
+            continue
+        collector.feed(lines)
+    snap = collector.snapshot()
+    snap["unreachable"] = {h: str(v) for h, v in results.items() if isinstance(v, Exception)}
+    return snap
+
+
+def _safe(fn, arg):
+    try:
+        return fn(arg)
+    except Exception as exc:  # noqa: BLE001 - one node's failure is reported, not raised
+        return exc
+
+
+def run_dashboard(record: JobRecord, exit_when_done: bool = False, store: JobStore | None = None):
+    """The Textual dashboard on a live job; returns the final cluster state when it exits by itself."""
+    from mfctl.tui.app import make_app
+
+    source = LiveSource(record, store).start()
+    try:
+        return make_app(source, job=job_info(record), exit_when_done=exit_when_done).run()
+    finally:
+        source.close()
+
+
+class LogDirSource:
+    """A directory of logs copied off a cluster, through the same pipeline, as a dashboard source."""
+
+    def __init__(self, directory: Path, seq_length: int | None, pipeline_stage: int) -> None:
+        from mfctl.metrics.logdir import load_log_dir
+        from mfctl.metrics.state import MetricsState
+
+        self.directory = directory
+        state = MetricsState(world_size=None, pipeline_stage=pipeline_stage, seq_length=seq_length)
+        self.files = load_log_dir(directory, state)
+        self.collector = MetricsCollector(state)
+
+    def snapshot(self) -> dict:
+        return self.collector.snapshot()
+
+    def history(self) -> dict:
+        return self.collector.history()
+
+    def rank_log(self, rank: int, lines: int) -> list[str]:
+        for path, r in self.files.items():
+            if r == rank:
+                with open(path, encoding="utf-8", errors="replace") as handle:
+                    return handle.read().splitlines()[-lines:]
+        return [f"(no log for rank {rank} in {self.directory})"]
+
+    def stop_job(self) -> str:
+        return "these are copied logs: there is no job to stop"
