@@ -306,6 +306,18 @@ def launch(
         "into every node's job dir (data/), only where it differs."),
     resume: Optional[str] = typer.Option(None, "--resume", metavar="JOB",
                                          help="Start JOB again from its last checkpoint."),
+    supervise: bool = typer.Option(False, "--supervise",
+                                   help="Stay in the foreground until the job ends; stop it on every "
+                                   "node at the first failure; exit 0 only if it finished."),
+    max_restarts: int = typer.Option(0, "--max-restarts", min=0,
+                                     help="With --supervise: after a failure, resume from the last "
+                                     "checkpoint up to N times."),
+    stall_timeout: Optional[float] = typer.Option(
+        None, "--stall-timeout", min=1, help="With --supervise: a rank with no step for this long "
+        "fails the job (default: from the observed step time, at least 60 s)."),
+    unreachable_timeout: float = typer.Option(
+        15.0, "--unreachable-timeout", min=1, help="With --supervise: a node unreachable this long "
+        "fails the job."),
     as_json: bool = typer.Option(False, "--json", help="Print the launched job as JSON."),
 ) -> None:
     """Check every node, push the job bundle, start msrun on each with its NODE_RANK, detached.
@@ -344,6 +356,13 @@ def launch(
                       f"{node.ranks[0]}-{node.ranks[-1]}) in {node.cwd}:\n    {node.command}")
         return
     rec = result.record
+    if supervise:
+        from mfctl.jobs.supervise import run_supervised
+
+        rc = run_supervised(rec, directory, nodes, opts, master_addr, sync_dataset, max_restarts,
+                            stall_timeout, unreachable_timeout, as_json,
+                            say=lambda text: err.print(f"[dim]-[/] {text}", highlight=False))
+        raise typer.Exit(rc)
     if as_json:
         print(json.dumps(rec.to_json(), indent=2))
         return
@@ -351,6 +370,44 @@ def launch(
               f"{result.plan.world_size}.")
     out.print(f"Follow it: [bold]mfctl watch {rec.id}[/]  |  [bold]mfctl status {rec.id}[/]  |  "
               f"[bold]mfctl logs {rec.id} --rank 0 --follow[/]  |  stop: [bold]mfctl stop {rec.id}[/]")
+
+
+@app.command("supervise")
+def supervise_cmd(
+    job: Optional[str] = JobArg,
+    directory: Path = DirOpt,
+    stall_timeout: Optional[float] = typer.Option(None, "--stall-timeout", min=1,
+                                                  help="A rank with no step for this long fails the job."),
+    unreachable_timeout: float = typer.Option(15.0, "--unreachable-timeout", min=1,
+                                              help="A node unreachable this long fails the job."),
+    fail_fast: bool = typer.Option(True, "--fail-fast/--no-fail-fast",
+                                   help="Stop the job on every node at the first failure."),
+    as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
+) -> None:
+    """Attach to a running job and supervise it until it ends (exit 0 only if it finished).
+
+    Example: mfctl supervise my-job-20261128-101500
+    """
+    from mfctl.jobs.store import JobStore
+    from mfctl.jobs.supervise import supervise
+
+    store = JobStore()
+    record = store.find(job, directory)
+    if record.state not in ("running", "launching"):
+        raise BadInput(f"job {record.id} is {record.state}, not running; 'mfctl launch --resume "
+                       f"{record.id}' starts it again")
+    verdict = supervise(record, store, unreachable_after_s=unreachable_timeout, stall_after_s=stall_timeout,
+                        fail_fast=fail_fast, say=lambda text: err.print(f"[dim]-[/] {text}", highlight=False))
+    _print_verdict(record.id, verdict, as_json)
+    raise typer.Exit(0 if verdict.state == "finished" else 1)
+
+
+def _print_verdict(job_id: str, verdict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"job": job_id, "state": verdict.state, "cause": verdict.cause}))
+    else:
+        colour = "green" if verdict.state == "finished" else "red"
+        out.print(f"{job_id}: [{colour}]{verdict.state}[/] ({verdict.cause})")
 
 
 @app.command()

@@ -39,10 +39,16 @@ class FollowStats:
     last_seen: float = 0.0
 
 
+#: msrun's own output (worker exits, teardown) lands in the launch script's output file.
+MSRUN_OUT = "launch.out"
+
+
 def logtail_command(python: str, setup: str | None, log_dir: str, offsets: dict[str, int],
-                    all_lines: bool = False, once: bool = False) -> str:
+                    all_lines: bool = False, once: bool = False, job_dir: str | None = None) -> str:
     script = resources.files("mfctl.node").joinpath("logtail.py").read_text(encoding="utf-8")
     argv = [python, "-u", "-c", script, log_dir]
+    if job_dir is not None:
+        argv.append(f"--extra={MSRUN_OUT}={posixpath.join(job_dir, 'run', MSRUN_OUT)}")
     argv += [f"--offset={name}={pos}" for name, pos in sorted(offsets.items())]
     if all_lines:
         argv.append("--all")
@@ -64,13 +70,14 @@ class NodeFollower(threading.Thread):
 
     def __init__(self, host: str, connect: Callable[[], Transport], python: str, setup: str | None,
                  log_dir: str, sink: Callable[[list[LogLine]], None], retry_s: float = 1.0,
-                 offsets: dict[str, int] | None = None) -> None:
+                 offsets: dict[str, int] | None = None, job_dir: str | None = None) -> None:
         super().__init__(name=f"follow-{host}", daemon=True)
         self.host = host
         self._connect = connect
         self._python = python
         self._setup = setup
         self._log_dir = log_dir
+        self._job_dir = job_dir
         self._sink = sink
         self._retry_s = retry_s
         self.offsets: dict[str, int] = dict(offsets or {})
@@ -107,7 +114,7 @@ class NodeFollower(threading.Thread):
             self.stats.reconnects += 1
 
     def _stream(self, transport: Transport) -> None:
-        cmd = logtail_command(self._python, self._setup, self._log_dir, self.offsets)
+        cmd = logtail_command(self._python, self._setup, self._log_dir, self.offsets, job_dir=self._job_dir)
         batch: list[LogLine] = []
         last_flush = time.monotonic()
         for raw in transport.stream(cmd):
@@ -159,7 +166,8 @@ class JobFollower:
             entry: HostEntry = entries[node["host"]]
             out.followers.append(NodeFollower(
                 node["host"], lambda e=entry: open_transport(e, record.job_dir, opts), python, setup,
-                resolve_log_dir(node), sink, offsets=(offsets or {}).get(node["host"])))
+                resolve_log_dir(node), sink, offsets=(offsets or {}).get(node["host"]),
+                job_dir=node["job_dir"]))
         return out
 
     def start(self) -> None:

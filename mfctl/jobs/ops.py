@@ -215,6 +215,8 @@ class ProcInfo:
     pgid: int
     stat: str
     etimes: int
+    role: str  # msrun's MS_ROLE (MS_WORKER, MS_SCHED) or "-" (msrun itself, the launch script)
+    rank: int | None  # RANK_ID of a worker
     args: str
 
 
@@ -238,7 +240,7 @@ class NodeStatus:
         return {"host": self.host, "node_rank": self.node_rank, "reachable": self.reachable,
                 "error": self.error, "alive": self.alive, "exit_code": self.exit_code,
                 "processes": [{"pid": p.pid, "pgid": p.pgid, "stat": p.stat, "elapsed_s": p.etimes,
-                               "command": p.args} for p in self.procs],
+                               "role": p.role, "rank": p.rank, "command": p.args} for p in self.procs],
                 "logs": self.logs}
 
 
@@ -247,10 +249,11 @@ def parse_procs(stdout: str) -> list[ProcInfo]:
     for line in stdout.splitlines():
         if not line.startswith("proc "):
             continue
-        parts = line[5:].split(None, 4)
-        if len(parts) >= 4 and parts[0].isdigit():
-            procs.append(ProcInfo(int(parts[0]), int(parts[1]), parts[2], int(parts[3]),
-                                  parts[4] if len(parts) > 4 else ""))
+        parts = line[5:].split(None, 6)
+        if len(parts) >= 6 and parts[0].isdigit() and parts[1].isdigit() and parts[3].isdigit():
+            procs.append(ProcInfo(int(parts[0]), int(parts[1]), parts[2], int(parts[3]), parts[4],
+                                  int(parts[5]) if parts[5].isdigit() else None,
+                                  parts[6] if len(parts) > 6 else ""))
     return procs
 
 

@@ -141,7 +141,8 @@ def collect_once(record: JobRecord, store: JobStore | None = None) -> dict[str, 
     def read(node: dict) -> list[LogLine]:
         t = open_transport(entries[node["host"]], record.job_dir, opts)
         try:
-            res = t.run(logtail_command(python, setup, resolve_log_dir(node), {}, once=True), timeout=120)
+            res = t.run(logtail_command(python, setup, resolve_log_dir(node), {}, once=True,
+                                        job_dir=node["job_dir"]), timeout=120)
         finally:
             t.close()
         out = []
@@ -150,7 +151,7 @@ def collect_once(record: JobRecord, store: JobStore | None = None) -> dict[str, 
             _, _, text = rest.partition("\t")
             if name.startswith("worker_"):
                 out.append(LogLine(node["host"], int(name[7:].split(".")[0]), text))
-            elif name == "scheduler.log":
+            elif name in ("scheduler.log", "launch.out"):
                 out.append(LogLine(node["host"], None, text))
         return out
 

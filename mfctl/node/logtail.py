@@ -30,6 +30,8 @@ def main():
     parser.add_argument("log_dir")
     parser.add_argument("--all", action="store_true", help="every line, not only the metric lines")
     parser.add_argument("--offset", action="append", default=[], help="NAME=BYTES to resume from")
+    parser.add_argument("--extra", action="append", default=[],
+                        help="NAME=PATH: another file to follow under NAME (msrun's own output)")
     parser.add_argument("--once", action="store_true", help="read what is there, then exit")
     parser.add_argument("--interval", type=float, default=0.2)
     args = parser.parse_args()
@@ -37,23 +39,26 @@ def main():
     for item in args.offset:
         name, _, value = item.partition("=")
         offsets[name] = int(value)
-    pending = {}
+    extras = {}
+    for item in args.extra:
+        name, _, path = item.partition("=")
+        extras[name] = path
     out = sys.stdout.buffer
     last_emit = time.monotonic()
     while True:
         wrote = False
         try:
-            names = sorted(n for n in os.listdir(args.log_dir) if NAME.match(n))
+            files = {n: os.path.join(args.log_dir, n) for n in os.listdir(args.log_dir) if NAME.match(n)}
         except OSError:
-            names = []
-        for name in names:
-            path = os.path.join(args.log_dir, name)
+            files = {}
+        files.update(extras)
+        for name in sorted(files):
+            path = files[name]
             start = offsets.get(name, 0)
             try:
                 size = os.path.getsize(path)
                 if size < start:  # truncated or replaced: start over
                     start = 0
-                    pending.pop(name, None)
                 if size == start:
                     continue
                 with open(path, "rb") as handle:

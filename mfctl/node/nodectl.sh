@@ -17,10 +17,16 @@ job_pids() {
 }
 
 describe() {
+    # "proc PID PGID STAT ELAPSED ROLE RANK ARGS": ROLE/RANK from msrun's MS_ROLE/RANK_ID ("-" if unset).
     for pid in $(job_pids); do
-        line=$(ps -o pid=,pgid=,stat=,etimes=,args= -p "$pid" 2>/dev/null) || continue
-        case "$line" in *" Z"*) continue ;; esac
-        echo "proc $line"
+        set -- $(ps -o pid=,pgid=,stat=,etimes= -p "$pid" 2>/dev/null)
+        [ $# -eq 4 ] || continue
+        case "$3" in Z*) continue ;; esac
+        role=-; rank=-
+        for kv in $(tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -E '^(MS_ROLE|RANK_ID)='); do
+            case "$kv" in MS_ROLE=*) role=${kv#MS_ROLE=} ;; RANK_ID=*) rank=${kv#RANK_ID=} ;; esac
+        done
+        echo "proc $1 $2 $3 $4 $role $rank $(ps -o args= -p "$pid" 2>/dev/null)"
     done
 }
 
@@ -49,7 +55,7 @@ stop)
     pids=$(job_pids)
     if [ -z "$pids" ]; then echo "left 0"; exit 0; fi
     groups=$(for p in $pids; do ps -o pgid= -p "$p" 2>/dev/null; done | tr -d ' ' | sort -u)
-    for g in $groups; do kill -TERM -- "-$g" 2>/dev/null; done
+    for g in $groups; do kill -TERM "-$g" 2>/dev/null; done
     for p in $pids; do kill -TERM "$p" 2>/dev/null; done
     waited=0
     while [ -n "$(job_pids)" ] && [ "$waited" -lt "$((grace * 5))" ]; do
@@ -60,7 +66,7 @@ stop)
     if [ -n "$pids" ]; then
         echo "killed $(echo "$pids" | wc -w)"
         groups=$(for p in $pids; do ps -o pgid= -p "$p" 2>/dev/null; done | tr -d ' ' | sort -u)
-        for g in $groups; do kill -KILL -- "-$g" 2>/dev/null; done
+        for g in $groups; do kill -KILL "-$g" 2>/dev/null; done
         for p in $pids; do kill -KILL "$p" 2>/dev/null; done
         sleep 0.3
     fi
