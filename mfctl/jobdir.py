@@ -130,7 +130,7 @@ def load_job(directory: Path, nodes: str | None = None) -> Job:
 
 
 def make_plan(job: Job, master_addr: str | None = None,
-              resolve: Callable[[HostEntry], str] = lambda e: e.host, resume: bool = False) -> LaunchPlan:
+              resolve: Callable[[HostEntry], str] = lambda e: e.host, resume: str | None = None) -> LaunchPlan:
     return build_plan(job.spec, job.entries, job.layout, str(job.dir), master_addr=master_addr,
                       resolve=resolve, resume=resume, layout_note=job.layout_note)
 

@@ -41,6 +41,9 @@ def _env() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["shquote"] = lambda v: shlex.quote(str(v))
+    # A value shown in a shell comment must stay on the comment's line: a newline in it (a
+    # workdir, say) would turn the rest of the value into a command.
+    env.filters["comment"] = lambda v: " ".join(str(v).splitlines())
     return env
 
 
@@ -104,7 +107,12 @@ def render_model_config(spec: JobSpec, preset: Preset, layout: Layout, world_siz
     return _apply_to_own_config(own_config, context, spec.model_config_file or "model_config")
 
 
-def _apply_to_own_config(text: str, ctx: dict[str, Any], filename: str) -> str:
+def check_own_config(text: str, filename: str) -> dict[str, Any]:
+    """The user's MindFormers YAML as a mapping, or ``BadInput`` naming ``file:line``.
+
+    Called when a job is loaded (plan, check, launch) so a broken config is refused before any
+    node is contacted, not after the preflight.
+    """
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -112,7 +120,27 @@ def _apply_to_own_config(text: str, ctx: dict[str, Any], filename: str) -> str:
         where = f"{filename}:{mark.line + 1}" if mark else filename
         raise BadInput(f"{where}: not valid YAML; fix the syntax of your MindFormers config") from None
     if not isinstance(data, dict) or "model" not in data:
-        raise BadInput(f"{filename}:1: not a MindFormers config (no 'model' section)")
+        raise BadInput(f"{filename}:1: not a MindFormers config (no 'model' section); give a "
+                       "MindFormers YAML with model, or use a preset (--model)")
+    # mfctl writes keys into these sections: each must be a mapping where the config has it.
+    for path in (("parallel_config",), ("train_dataset",), ("train_dataset", "data_loader")):
+        parent = data if len(path) == 1 else data.get(path[0])
+        value = parent.get(path[-1]) if isinstance(parent, dict) else None
+        if value is not None and not isinstance(value, dict):
+            raise BadInput(f"{filename}:{_yaml_line(text, path[-1])}: {'.'.join(path)} must be a "
+                           f"mapping, got {value!r}; fix it or remove it (mfctl fills it in)")
+    return data
+
+
+def _yaml_line(text: str, key: str) -> int:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.lstrip().startswith(f"{key}:"):
+            return number
+    return 1
+
+
+def _apply_to_own_config(text: str, ctx: dict[str, Any], filename: str) -> str:
+    data = check_own_config(text, filename)
     data["output_dir"] = ctx["output_dir"]
     data["run_mode"] = "train"
     data["use_parallel"] = ctx["use_parallel"]

@@ -94,12 +94,12 @@ def msrun_executable(python: str) -> str:
     return "msrun"
 
 
-def _train_args(spec: JobSpec, dataset: str, resume: bool, job_dir_ref: str) -> list[str]:
+def _train_args(spec: JobSpec, dataset: str, resume: str | None, job_dir_ref: str) -> list[str]:
     args = ["--config", f"{job_dir_ref}{CONFIG_FILE}", "--train_dataset_dir", dataset,
             "--run_mode", "train", "--use_parallel", "True"]
     if resume:
         args += ["--load_checkpoint", f"{job_dir_ref}{spec.output_dir}/checkpoint",
-                 "--resume_training", "True"]
+                 "--resume_training", resume]
     return args
 
 
@@ -110,12 +110,13 @@ def build_plan(
     local_job_dir: str,
     master_addr: str | None = None,
     resolve: Callable[[HostEntry], str] = lambda e: e.host,
-    resume: bool = False,
+    resume: str | None = None,
     layout_note: str | None = None,
 ) -> LaunchPlan:
     """The plan for ``spec`` on ``entries``.
 
-    ``local_job_dir`` is the job directory on this machine (used as the node job dir when the
+    ``resume`` (a checkpoint file name every rank has, or "True" to let MindFormers choose)
+    restarts from the job's checkpoints. ``local_job_dir`` is the job directory on this machine (used as the node job dir when the
     cluster is this machine alone); ``resolve`` maps a node to the address msrun can reach
     (an ssh_config alias's HostName).
     """

@@ -6,7 +6,9 @@ if any node fails to start, the nodes that did start are stopped again before th
 
 from __future__ import annotations
 
-import json
+import posixpath
+import re
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +60,7 @@ def dataset_files(path: Path) -> list[Path]:
 
 
 def prepare(directory: Path, nodes: str | None, opts: SshOptions, master_addr: str | None,
-            resume: bool, sync_dataset: bool = False) -> tuple[Job, LaunchPlan]:
+            resume: str | None, sync_dataset: bool = False) -> tuple[Job, LaunchPlan]:
     job = load_job(directory, nodes)
     if sync_dataset:
         local = Path(job.spec.dataset)
@@ -88,7 +90,7 @@ def launch(
     store: JobStore | None = None,
     start_timeout: float = 20.0,
 ) -> LaunchResult:
-    resume = resume_from is not None
+    resume = common_checkpoint(resume_from) if resume_from is not None else None
     job, plan = prepare(directory, nodes, opts, master_addr, resume, sync_dataset)
     job_id = new_job_id(job.spec.name)
     if dry_run:
@@ -106,7 +108,7 @@ def launch(
             raise LaunchRefused(f"{first.host}: {first.problems[0]}{more}; nothing was started", checks)
 
         rendered = job.dir / "rendered"
-        render_job(job, plan, job_id, rendered, resume=resume)
+        render_job(job, plan, job_id, rendered, resume=resume is not None)
         per_node = {n.host: bundle_files(rendered, n.node_rank) for n in plan.nodes}
         if sync_dataset:
             data = {f"../{SYNCED_DATASET_DIR}/{f.name}": (f.read_bytes(), 0o600)
@@ -136,8 +138,13 @@ def launch(
         store.add(record)
 
         progress.stage(f"starting msrun on {len(plan.nodes)} node(s)")
-        started = on_all(transports, lambda t: t.run(start_command(plan_node(plan, t.host).job_dir),
-                                                     timeout=60), opts.fanout)
+        def start(t):
+            node = plan_node(plan, t.host)
+            # msrun's log dir is the job's own only with the msrun launcher (MindFormers' is shared).
+            log_dir = node.log_dir if node.cwd == node.job_dir else None
+            return t.run(start_command(node.job_dir, log_dir, job_id), timeout=60)
+
+        started = on_all(transports, start, opts.fanout)
         problems = {h: describe_error(r) if isinstance(r, Exception) else (r.stderr.strip() or "did not start")
                     for h, r in started.items()
                     if isinstance(r, Exception) or not r.ok or "started" not in r.stdout}
@@ -158,6 +165,46 @@ def launch(
         return LaunchResult(record, plan, checks)
     finally:
         close_all(transports)
+
+
+_CKPT = re.compile(r"^(?P<prefix>.+)_rank_(?P<rank>\d+)-(?P<epoch>\d+)_(?P<step>\d+)\.ckpt$")
+
+
+def common_checkpoint(record: JobRecord) -> str:
+    """The newest checkpoint every rank of ``record`` saved, named as rank 0's file.
+
+    Chosen here, from all nodes, so that every rank resumes from the same step (MindFormers'
+    own choice synchronises the ranks with a barrier, which the CPU backend lacks).
+    """
+    from mfctl.jobs.status import transports_of
+
+    out = record.spec.get("output_dir", "output")
+    dirs = {n["host"]: posixpath.join(n["job_dir"], out, "checkpoint") for n in record.plan["nodes"]}
+    transports = transports_of(record)
+    try:
+        listed = on_all(transports, lambda t: t.run(
+            f"cd {shlex.quote(dirs[t.host])} 2>/dev/null && ls rank_*/ 2>/dev/null", timeout=30))
+    finally:
+        close_all(transports)
+    steps: dict[int, set[tuple[int, int, str]]] = {}
+    for host, res in listed.items():
+        if isinstance(res, Exception):
+            raise OperationFailed(f"{host}: cannot list the checkpoints of {record.id}: {describe_error(res)}")
+        for name in res.stdout.split():
+            m = _CKPT.match(name)
+            if m:
+                steps.setdefault(int(m["rank"]), set()).add(
+                    (int(m["epoch"]), int(m["step"]), f"{m['prefix']}_rank_0-{m['epoch']}_{m['step']}.ckpt"))
+    world = record.plan["world_size"]
+    missing = [r for r in range(world) if r not in steps]
+    if missing:
+        raise OperationFailed(f"job {record.id} has no checkpoint for rank(s) "
+                              f"{', '.join(map(str, missing[:8]))}; it cannot be resumed")
+    common = set.intersection(*(steps[r] for r in range(world)))
+    if not common:
+        raise OperationFailed(f"job {record.id}: its ranks saved no checkpoint at the same step; "
+                              "it cannot be resumed")
+    return max(common)[2]
 
 
 class LaunchRefused(OperationFailed):

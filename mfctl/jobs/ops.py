@@ -201,10 +201,17 @@ def push_bundle(t: Transport, job_dir: str, files: dict[str, tuple[bytes, int]],
 
 # --------------------------------------------------------------------------- start / stop / status
 
-def start_command(job_dir: str) -> str:
+def start_command(job_dir: str, log_dir: str | None, job_id: str) -> str:
+    """Start the node's launch script detached; an earlier run's logs are kept beside, renamed."""
+    rotate = ""
+    if log_dir is not None:
+        log = shlex.quote(log_dir)
+        rotate = f"if [ -d {log} ]; then mv {log} {log}.\"$(cat {RUN_DIR}/job_id 2>/dev/null || date +%s)\"; fi\n"
     # The cd is its own statement: backgrounding a '&&' list would keep the session's pipes open.
     return (f"cd {shlex.quote(job_dir)} || exit 97\n"
+            + rotate +
             f"rm -f {RUN_DIR}/exit_code {RUN_DIR}/launch.pid\n"
+            f"echo {shlex.quote(job_id)} > {RUN_DIR}/job_id\n"
             f"nohup setsid sh {LAUNCH_SCRIPT} > {RUN_DIR}/launch.out 2>&1 < /dev/null &\n"
             "echo started $!")
 

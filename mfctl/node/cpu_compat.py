@@ -128,3 +128,37 @@ def patch_overflow_check() -> bool:
         return False
     TrainOneStepWithLossScaleCell.get_overflow_status = _overflow_status_infnan
     return True
+
+
+# Modules that bind MindSpore's ``barrier`` by name at import time (``from ... import barrier``).
+_BARRIER_USERS = (
+    "mindspore.communication.comm_func",
+    "mindformers.trainer.utils",
+    "mindformers.version_control",
+    "mindformers.core.callback.callback",
+    "mindformers.utils.load_checkpoint_utils",
+)
+
+
+def _cpu_barrier(group=None):
+    """The barrier on CPU: nothing to wait for here.
+
+    MindSpore 2.9 has no ``Barrier`` kernel on CPU (nor a PyNative all-reduce, measured), yet
+    MindFormers calls one when a distributed job loads a checkpoint (resume). Those barriers only
+    line the ranks up before each loads its own files; the first gradient all-reduce of the
+    compiled train step synchronises them anyway.
+    """
+    return None
+
+
+def patch_barrier() -> list[str]:
+    """Replace ``barrier`` in every already-imported module that bound it; returns their names."""
+    import sys
+
+    patched = []
+    for name in _BARRIER_USERS:
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "barrier", None) not in (None, _cpu_barrier):
+            module.barrier = _cpu_barrier
+            patched.append(name)
+    return patched

@@ -193,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     if cpu_compat.is_cpu(ms.get_context("device_target")):
         if cpu_compat.patch_overflow_check():
             logger.info("mfctl train: CPU: loss-scale overflow check routed to the inf/nan (IsFinite) mode")
+        if config.use_parallel:
+            patched = cpu_compat.patch_barrier()
+            if patched:
+                logger.info("mfctl train: CPU: barrier done with an all-reduce in %s", ", ".join(patched))
 
     trainer = Trainer(config)
     if config.run_mode in ("train", "finetune"):

@@ -1,0 +1,90 @@
+"""Feed a directory of msrun / MindFormers logs into a ``ClusterState`` (the file-reading adapter).
+
+Layout it understands, at any depth under the directory:
+
+- ``worker_N.log``: msrun's log of global rank N (stdout + stderr of the worker);
+- ``scheduler.log``: msrun's scheduler log (rank ``None``);
+- ``rank_N/info.log``: MindFormers' own file log of rank N, read only when there is no
+  ``worker_N.log`` for N (it repeats what the worker log says, in the other logger format).
+
+Worker logs are read before the scheduler's so the pid -> rank map (from the worker logs) is
+known when msrun's "Worker process <pid> exit with exception" is read.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Optional, Union
+
+from mfctl.metrics.state import ClusterState
+
+__all__ = ["rank_of_path", "load_log_dir", "feed_file"]
+
+_WORKER_RE = re.compile(r"worker_(\d{1,9})\.log")
+_RANK_DIR_RE = re.compile(r"rank_(\d{1,9})")
+
+# Big reads, few calls: a chunk is split into lines and fed in one feed_many.
+CHUNK_CHARS = 1 << 22
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def rank_of_path(path: PathLike) -> Optional[int]:
+    """``worker_N.log`` -> N, ``rank_N/info.log`` -> N; ``scheduler.log`` (and anything else) -> None."""
+    p = Path(path)
+    m = _WORKER_RE.fullmatch(p.name)
+    if m is not None:
+        return int(m.group(1))
+    if p.name == "info.log":
+        m = _RANK_DIR_RE.fullmatch(p.parent.name)
+        if m is not None:
+            return int(m.group(1))
+    return None
+
+
+def feed_file(path: PathLike, state: ClusterState, rank: Optional[int], node: Optional[str] = None) -> int:
+    """Feed one log file as ``rank``; returns the number of lines read."""
+    count = 0
+    rest = ""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        while True:
+            chunk = handle.read(CHUNK_CHARS)
+            if not chunk:
+                break
+            lines = (rest + chunk).split("\n") if rest else chunk.split("\n")
+            rest = lines.pop()
+            count += len(lines)
+            state.feed_many(rank, lines, node)
+    if rest:
+        state.feed_many(rank, [rest], node)
+        count += 1
+    return count
+
+
+def load_log_dir(directory: PathLike, state: ClusterState, node: Optional[str] = None) -> dict[str, Optional[int]]:
+    """Feed every log under ``directory`` into ``state``; returns {path: rank} of the files read."""
+    root = Path(directory)
+    workers: list[tuple[int, Path]] = []
+    schedulers: list[Path] = []
+    infos: list[tuple[int, Path]] = []
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            path = Path(dirpath) / name
+            if name == "scheduler.log":
+                schedulers.append(path)
+                continue
+            rank = rank_of_path(path)
+            if rank is None:
+                continue
+            (infos if name == "info.log" else workers).append((rank, path))
+    have = {rank for rank, _ in workers}
+    read: dict[str, Optional[int]] = {}
+    for rank, path in sorted(workers) + sorted(i for i in infos if i[0] not in have):
+        feed_file(path, state, rank, node)
+        read[str(path)] = rank
+    for path in sorted(schedulers):
+        feed_file(path, state, None, node)
+        read[str(path)] = None
+    return read

@@ -1,0 +1,480 @@
+"""Turn one line of a MindFormers / msrun log into an event, or ``None``.
+
+Pure: no I/O, no clock, standard library only. ``parse_line`` never raises, whatever it is given
+(garbage, truncated lines, even objects that are not ``str``: all give ``None``).
+
+Why it is shaped like this
+--------------------------
+Ingestion must keep up with every rank of a large cluster on one core (the benchmark goal is one
+million lines a second through parse + state), and most lines are not interesting. Measured with
+callgrind, every CPython-level operation on a line (a method call, a slice, an ``in`` test) costs
+about as much as scanning the whole line in C, and the regex engine costs ~50 instructions per
+character it matches. So: recognisers sit behind one substring test each (``str.find``), regexes
+are compiled once and, for the step line, anchored where that test found its mark
+(``match(line, i)``, not ``search``), the progress line is read with ``find``/``rfind`` and no
+regex, and ``parse_other`` lets the log level decide which few tests an uninteresting line goes
+through.
+
+The two lines MindFormers' ``MFLossMonitor.print_output_info`` prints per step are::
+
+    { Epoch:[%3d/%3d], step:[%5d/%5d], <loss_info><separate_loss>per_step_time: %dms, lr: %s,
+      overflow cond: %s, loss_scale: %s, global_norm: %s<throughput>
+      %4.1f%% |<50-char bar>| %.5f samples/s/p  <timedelta> }
+
+with ``loss_info`` ``loss: %5.6f, `` (sink mode) or ``loss:[cur/mean], `` (older: ``%5.3f``),
+``separate_loss`` e.g. ``lm_loss: %5.3f, mtp_loss: %5.3f, `` in newer model paths, ``, lr: %s``
+absent when the lr cannot be computed, ``, global_norm: %s`` absent in old releases and
+``throughput`` ``, train_throughput_per_npu: %.3fT`` or nothing. Both logger formats (stdout,
+which is what lands in msrun's ``worker_N.log``, and the ``output/log/rank_N/info.log`` file
+format) only differ before ``{ Epoch:``, which is why nothing here looks at the prefix.
+
+``STEP_RE``, ``step_event_from_match`` and ``parse_progress`` are public so that
+``mfctl.metrics.state``'s batch path recognises and converts a line exactly as ``parse_line`` does.
+The progress line needs no regex: it is found from its ``samples/s/p`` mark backwards.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable, Optional, Union
+
+__all__ = [
+    "StepEvent", "ProgressEvent", "TrainingOverEvent", "CheckpointSavedEvent", "GlobalBatchSizeEvent",
+    "WorkerExitEvent", "KillAllWorkersEvent", "SchedulerExitEvent", "TimeoutEvent", "TracebackEvent",
+    "ExceptionEvent", "ErrorLineEvent", "Event",
+    "parse_line", "parse_lines", "parse_other", "parse_pid", "parse_timedelta",
+    "step_event_from_match", "parse_progress", "to_float", "first_float", "to_bool",
+    "STEP_RE", "STEP_MARK", "PROGRESS_MARK",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Events
+
+
+@dataclass(frozen=True, slots=True)
+class StepEvent:
+    """The per-step line. Numbers are exactly what the log printed (``None`` when unreadable)."""
+
+    epoch: int
+    total_epochs: int
+    step: int
+    total_steps: int
+    loss: Optional[float]
+    loss_mean: Optional[float]  # the running mean MindFormers prints in non-sink mode
+    separate_losses: tuple[tuple[str, Optional[float]], ...]
+    step_time_ms: int
+    lr: Optional[float]
+    overflow: Optional[bool]
+    loss_scale: Optional[float]
+    global_norm: Optional[float]
+    tflops: Optional[float]  # train_throughput_per_npu, in TFLOPS
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressEvent:
+    """The progress line that follows each step line."""
+
+    percent: Optional[float]  # can exceed 100
+    samples_per_s: Optional[float]  # samples/s per device ("samples/s/p")
+    eta_s: Optional[int]  # time left; negative when MindFormers prints "-1 day, 23:59:57"
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingOverEvent:
+    """``.........Training Over!.............``"""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointSavedEvent:
+    """``Finish saving ckpt of epoch 1 step 30 using 0.018 seconds``"""
+
+    epoch: int
+    step: int
+    seconds: Optional[float]
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalBatchSizeEvent:
+    """``global_batch_size = batch_size_per_card * device_num * gradient_accumulation_steps = 8 = 4 * 2 * 1``"""
+
+    global_batch_size: int
+    batch_size_per_card: int
+    device_num: int
+    gradient_accumulation_steps: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerExitEvent:
+    """msrun: ``Worker process <pid> exit with exception. Error code: -9.``"""
+
+    pid: int
+    code: int
+
+
+@dataclass(frozen=True, slots=True)
+class KillAllWorkersEvent:
+    """msrun: ``There's worker exits with exception, kill all other workers.``"""
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerExitEvent:
+    """msrun: ``Scheduler process <pid> exit with exception.``"""
+
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutEvent:
+    """A warning or error about a timeout (cluster building, heartbeats, HCCL, receive...).
+
+    ``node_id`` is set for the scheduler's ``The node: <id> is timed out`` (msrun's node ids are
+    the global ranks).
+    """
+
+    message: str
+    node_id: Optional[str] = None
+
+
+@dataclass(frozen=True, slots=True)
+class TracebackEvent:
+    """``Traceback (most recent call last):``"""
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionEvent:
+    """The last line of a traceback (``RuntimeError: ...``), or ``Fatal Python error: ...``."""
+
+    exc_type: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorLineEvent:
+    """Any other line logged at ERROR or CRITICAL level."""
+
+    message: str
+
+
+Event = Union[
+    StepEvent, ProgressEvent, TrainingOverEvent, CheckpointSavedEvent, GlobalBatchSizeEvent,
+    WorkerExitEvent, KillAllWorkersEvent, SchedulerExitEvent, TimeoutEvent, TracebackEvent,
+    ExceptionEvent, ErrorLineEvent,
+]
+
+_TRAINING_OVER = TrainingOverEvent()
+_KILL_ALL = KillAllWorkersEvent()
+_TRACEBACK = TracebackEvent()
+
+# Longest message kept in an event: alerts show it, nobody needs a 100 kB line.
+MAX_MESSAGE = 500
+
+# ---------------------------------------------------------------------------------------------
+# Regexes (compiled once)
+
+STEP_MARK = "Epoch:["
+PROGRESS_MARK = " samples/s/p"
+
+# Digits are bounded (int() refuses strings over 4300 digits; a bound keeps garbage out).
+# Optional parts are written "(?:...|)", not "(?:...)?": same language, but sre runs a cheap BRANCH
+# instead of its REPEAT machinery (~17% faster per line). Values are what numpy prints ("False",
+# "1024.0", "[0.59495854]"); a value with commas in it (a Tensor repr) ends the match early, which
+# leaves the later fields None but step, loss and step time read.
+STEP_RE = re.compile(
+    r"Epoch:\[ *(\d{1,15})/ *(\d{1,15})\], step:\[ *(\d{1,15})/ *(\d{1,15})\], "
+    r"loss:(?:\[ *([^/\]\n]*)/ *([^\]\n]*)\]| *([^,\n]*)), "  # 5 cur, 6 mean | 7 sink loss
+    r"((?:[A-Za-z_]\w*: [^,\n]*, )*?)"  # 8 separate losses, e.g. "lm_loss: 2.1, mtp_loss: 0.3, "
+    r"per_step_time: (-?\d{1,15})ms"  # 9
+    r"(?:, lr: ([^,\n]*)|)"  # 10
+    r"(?:, overflow cond: ([^,\n]*), loss_scale: ([^,\n]*)|)"  # 11, 12
+    r"(?:, global_norm: \[?([^\],\n]*)\]?|)"  # 13, inside the brackets
+    r"(?:, train_throughput_per_npu: ([^,\nT]*)T|)"  # 14
+)
+_TIMEDELTA_RE = re.compile(r"(?:(-?\d{1,9}) days?, )?(-?\d{1,9}):(\d\d):(\d\d)(?:\.(\d{1,6}))?")
+_CKPT_RE = re.compile(r"Finish saving ckpt of epoch (\d{1,15}) step (\d{1,15})(?: using ([\d.eE+-]+) seconds)?")
+_GBS_RE = re.compile(
+    r"global_batch_size = batch_size_per_card \* device_num \* gradient_accumulation_steps = "
+    r"(\d{1,15}) = (\d{1,15}) \* (\d{1,15}) \* (\d{1,15})"
+)
+_WORKER_EXIT_RE = re.compile(r"Worker process (\d{1,10}) exit with exception\. Error code: (-?\d{1,10})")
+_SCHED_EXIT_RE = re.compile(r"Scheduler process (\d{1,10}) exit with exception")
+_NODE_TIMEOUT_RE = re.compile(r"The node: (\S{1,64}) is timed out")
+# "timeout" as a word: not a C++ function name (ReconnectWithTimeoutWindow) nor a setting (HCCL_CONNECT_TIMEOUT).
+_TIMEOUT_WORD_RE = re.compile(r"\b(?:[Tt]imed? ?out|TIMED? ?OUT)\b")
+_EXC_RE = re.compile(
+    r"((?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)|Fatal Python error)(?::\s?(.*))?$"
+)
+# "[WARNING] ME(23277:1403...,MainProcess):..." / "[WARNING] DISTRIBUTED(23277,7fa4...,python):..."
+_PID_RE = re.compile(r"\[[A-Z]{1,10}\] [A-Z_]{1,32}\((\d{1,10})[,:]")
+
+_BRACKETS = " []\t\r\n"
+
+# ---------------------------------------------------------------------------------------------
+# Field conversions (shared with the batch path in state.py)
+
+
+def to_float(s: Optional[str]) -> Optional[float]:
+    """``float(s)`` or ``None``; accepts ``nan``, ``inf``, ``-inf`` and surrounding blanks."""
+    if s is None:
+        return None
+    try:
+        return float(s)
+    except (ValueError, OverflowError):
+        return first_float(s)
+
+
+def first_float(s: Optional[str]) -> Optional[float]:
+    """The first number of a printed scalar or list: ``[0.59495854]`` -> 0.59495854."""
+    if s is None:
+        return None
+    t = s.strip(_BRACKETS)
+    try:
+        return float(t)
+    except (ValueError, OverflowError):
+        pass
+    head = t.split(None, 1)
+    if not head:
+        return None
+    try:
+        return float(head[0].strip(_BRACKETS))
+    except (ValueError, OverflowError):
+        return None
+
+
+def to_bool(s: Optional[str]) -> Optional[bool]:
+    """``True``/``False`` as printed (also inside a Tensor repr), else None."""
+    if s is None:
+        return None
+    s = s.strip()
+    if s == "False":
+        return False
+    if s == "True":
+        return True
+    # e.g. "Tensor(shape=[], dtype=Bool, value= True)"
+    if "True" in s:
+        return True
+    if "False" in s:
+        return False
+    return None
+
+
+def _separate(blob: Optional[str]) -> tuple[tuple[str, Optional[float]], ...]:
+    if not blob:
+        return ()
+    out = []
+    for part in blob.split(", "):
+        name, sep, value = part.partition(": ")
+        if sep:
+            out.append((name, to_float(value)))
+    return tuple(out)
+
+
+def step_event_from_match(m: re.Match) -> StepEvent:
+    """A StepEvent from a ``STEP_RE`` match (the only place step fields are converted)."""
+    g = m.groups()
+    cur = g[4]
+    return StepEvent(
+        epoch=int(g[0]), total_epochs=int(g[1]), step=int(g[2]), total_steps=int(g[3]),
+        loss=to_float(cur if cur is not None else g[6]),
+        loss_mean=to_float(g[5]),
+        separate_losses=_separate(g[7]),
+        step_time_ms=int(g[8]),
+        lr=first_float(g[9]),
+        overflow=to_bool(g[10]),
+        loss_scale=first_float(g[11]),
+        global_norm=first_float(g[12]),
+        tflops=to_float(g[13]),
+    )
+
+
+def parse_timedelta(s: str) -> Optional[int]:
+    """Seconds in ``str(datetime.timedelta)``: ``0:04:58``, ``2 days, 1:00:00``, ``-1 day, 23:59:57`` (-3)."""
+    m = _TIMEDELTA_RE.match(s.strip())
+    if m is None:
+        return None
+    days, h, mi, sec, _micro = m.groups()
+    total = int(h) * 3600 + int(mi) * 60 + int(sec)
+    if days is not None:
+        total += int(days) * 86400
+    return total
+
+
+def parse_progress(line: str, k: int) -> Optional[ProgressEvent]:
+    """The progress line whose ``PROGRESS_MARK`` is at ``k`` (``line.find(PROGRESS_MARK)``), else None.
+
+    ``<percent>% |<bar>| <samples/s/p> samples/s/p  <time left> }``. The bar holds no ``|``, so the
+    last ``|`` before the mark closes it: the line is a progress line when what lies between is a
+    number. The percent (before ``% |``) and the time left are read only here, not per line by the
+    state's batch path, which applies this same test.
+    """
+    b = line.rfind("|", 0, k)
+    if b < 0:
+        return None
+    sps = to_float(line[b + 1:k])
+    if sps is None:
+        return None
+    j = line.rfind("% |", 0, b)
+    percent = to_float(line[line.rfind(" ", 0, j) + 1:j]) if j >= 0 else None
+    eta = parse_timedelta(line[k + len(PROGRESS_MARK):].strip().rstrip("}"))
+    return ProgressEvent(percent=percent, samples_per_s=sps, eta_s=eta)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+
+
+def _clip(line: str) -> str:
+    line = line.strip()
+    return line if len(line) <= MAX_MESSAGE else line[: MAX_MESSAGE - 3] + "..."
+
+
+def _is_error_level(line: str) -> bool:
+    return (" - ERROR - " in line or " - CRITICAL - " in line
+            or line.startswith("[ERROR]") or line.startswith("[CRITICAL]"))
+
+
+def _exit_event(line: str) -> Optional[Event]:
+    """msrun's and the scheduler's lines with "with exception" in them."""
+    m = _WORKER_EXIT_RE.search(line)
+    if m is not None:
+        return WorkerExitEvent(int(m[1]), int(m[2]))
+    if "kill all other workers" in line:
+        return _KILL_ALL
+    m = _SCHED_EXIT_RE.search(line)
+    if m is not None:
+        return SchedulerExitEvent(int(m[1]))
+    m = _NODE_TIMEOUT_RE.search(line)
+    if m is not None:
+        return TimeoutEvent(_clip(line), m[1])
+    return None  # e.g. "RuntimeError: Distributed job exited with exception." is an exception line
+
+
+def _timeout_event(line: str) -> Optional[Event]:
+    # "timeout" as a word, at WARNING or ERROR level (the callers' business): at INFO level it is a
+    # setting being printed, "Topology build timed out., retry(3/1200)" is the topology builder's
+    # normal polling and "ReconnectWithTimeoutWindow" is a function name.
+    if "retry(" in line or _TIMEOUT_WORD_RE.search(line) is None:
+        return None
+    m = _NODE_TIMEOUT_RE.search(line)
+    return TimeoutEvent(_clip(line), m[1] if m is not None else None)
+
+
+def _info_event(msg: str) -> Optional[Event]:
+    """The events MindFormers logs at INFO, in the message part of an INFO line."""
+    if "Training Over" in msg:
+        return _TRAINING_OVER
+    if "Finish saving ckpt" in msg:
+        m = _CKPT_RE.search(msg)
+        return CheckpointSavedEvent(int(m[1]), int(m[2]), to_float(m[3])) if m is not None else None
+    if "global_batch_size = " in msg:
+        m = _GBS_RE.search(msg)
+        return GlobalBatchSizeEvent(int(m[1]), int(m[2]), int(m[3]), int(m[4])) if m is not None else None
+    if "Traceback (most recent call last)" in msg:
+        return _TRACEBACK
+    return None
+
+
+def _warning_event(line: str) -> Optional[Event]:
+    """msrun's "kill all other workers", timeouts, a logged traceback."""
+    if "with exception" in line:
+        ev = _exit_event(line)
+        if ev is not None:
+            return ev
+    if "Traceback (most recent call last)" in line:
+        return _TRACEBACK
+    if "ime" in line or "IME" in line:
+        return _timeout_event(line)
+    return None
+
+
+def _any_event(line: str) -> Optional[Event]:
+    """A line of unknown or ERROR level: every test."""
+    ev = _info_event(line)
+    if ev is not None:
+        return ev
+    if "with exception" in line:
+        ev = _exit_event(line)
+        if ev is not None:
+            return ev
+    c = line[:1]
+    if c.isalpha() or c == "_":
+        m = _EXC_RE.match(line)
+        if m is not None:
+            return ExceptionEvent(m[1], _clip(m[2] or ""))
+    error = ("ERROR" in line or "CRITICAL" in line) and _is_error_level(line)
+    if ("ime" in line or "IME" in line) and (error or " - WARNING - " in line or line.startswith("[WARNING]")):
+        ev = _timeout_event(line)
+        if ev is not None:
+            return ev
+    if error:
+        return ErrorLineEvent(_clip(line))
+    return None
+
+
+def parse_other(line: str) -> Optional[Event]:
+    """Every event but the step and progress lines (which ``parse_line`` tries first).
+
+    Most lines that get here are noise, and each substring test scans the whole line, so the log
+    level routes the tests: an INFO line can only hold what MindFormers logs at INFO (training over,
+    checkpoint saved, global batch size), looked for in its message only; a WARNING line msrun's
+    "kill all", a timeout or a traceback; indented lines (config dumps, traceback frames) only a
+    traceback. ERROR lines and lines of unknown shape get every test.
+    """
+    c = line[:1]
+    if c == "[":  # "[LEVEL] ..." (MindSpore, and MindFormers' file format)
+        if line.startswith("[INFO]") or line.startswith("[DEBUG]"):
+            return _info_event(line)
+        if line.startswith("[WARNING]"):
+            return _warning_event(line)
+    elif "0" <= c <= "9":  # MindFormers' stdout format: "<date> <time> - <name>[<file>:<n>] - LEVEL - msg"
+        j = line.find("] - ")
+        if j >= 0:
+            if line.startswith("INFO - ", j + 4):
+                return _info_event(line[j + 11:])
+            if line.startswith("WARNING - ", j + 4):
+                return _warning_event(line)
+            if line.startswith("DEBUG - ", j + 4):
+                return _info_event(line[j + 12:])
+    elif c == " " or c == "'" or c == "{" or c == "}" or c == "\t":
+        return _TRACEBACK if "Traceback (most recent call last)" in line else None
+    return _any_event(line)
+
+
+def parse_line(line: str) -> Optional[Event]:
+    """The event in one log line (with or without its newline), or None for every other line."""
+    try:
+        # The progress line ends with " }" and a step line never does: checking the last character
+        # spares progress lines a scan for "Epoch:[" (the state's batch path relies on this order).
+        if line[-1:] != "}":
+            i = line.find(STEP_MARK)
+            if i >= 0:
+                m = STEP_RE.match(line, i)
+                if m is not None:
+                    return step_event_from_match(m)
+        k = line.find(PROGRESS_MARK)
+        if k >= 0:
+            ev = parse_progress(line, k)
+            if ev is not None:
+                return ev
+        return parse_other(line)
+    except Exception:  # noqa: BLE001 - the contract is "never raises"; a bad line is just not an event
+        return None
+
+
+def parse_lines(lines: Iterable[str]) -> list[Event]:
+    """The events of many lines, in order (lines without an event are skipped)."""
+    parse = parse_line
+    return [e for e in map(parse, lines) if e is not None]
+
+
+def parse_pid(line: str) -> Optional[int]:
+    """The process id in a MindSpore-format line (``[WARNING] ME(23277:1403...`` -> 23277), else None.
+
+    msrun reports a dead worker by pid; the worker's own log is where pid and rank meet.
+    """
+    try:
+        m = _PID_RE.match(line)
+        return int(m[1]) if m is not None else None
+    except Exception:  # noqa: BLE001
+        return None
