@@ -660,7 +660,9 @@ def data_prepare(
         job = load_job(directory)
         max_vocab = model_shape(job.spec, job.preset).vocab_size
     with Progress(TextColumn("tokenizing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err, transient=True, disable=as_json) as bar:
+                  console=err, transient=True,
+                  # Off a terminal a transient bar leaves a blank line before any error.
+                  disable=as_json or not err.is_terminal) as bar:
         task = bar.add_task("docs", total=None)
 
         def progress(done: int, total: int) -> None:

@@ -15,7 +15,7 @@ from mfctl.cluster.hostfile import HostEntry, localhost_entries, parse_hostfile
 from mfctl.cluster.layout import Layout, LayoutError, choose_layout
 from mfctl.cluster.plan import LaunchPlan, build_plan
 from mfctl.errors import BadInput
-from mfctl.render import render_launch_script, render_model_config
+from mfctl.render import check_own_config, render_launch_script, render_model_config
 from mfctl.spec.model import SPEC_FILE, JobSpec, parse_spec
 from mfctl.spec.presets import PRESETS, Preset, preset_names
 
@@ -114,6 +114,15 @@ def load_job(directory: Path, nodes: str | None = None) -> Job:
     text = read_text(spec_path, "job spec")
     spec = parse_spec(text, str(spec_path))
     preset = get_preset(spec.model, f"{spec_path}:{_spec_line(text, 'model')}")
+    if spec.launcher == "mindformers" and not spec.mindformers_home:
+        raise BadInput(f"{spec_path}:{_spec_line(text, 'launcher')}: launcher mindformers needs "
+                       "mindformers_home, the MindFormers source dir on the nodes; set it or use "
+                       "launcher msrun")
+    if spec.model_config_file:
+        # Checked here, not only when rendering, so plan, check and launch refuse a broken config
+        # before any node is contacted.
+        check_own_config(read_text(directory / spec.model_config_file, "model_config"),
+                         spec.model_config_file)
     if nodes is not None:
         entries, source = load_hosts(nodes, Path.cwd())
     else:
@@ -150,7 +159,7 @@ def render_job(job: Job, plan: LaunchPlan, job_id: str, out_dir: Path | None = N
     for node, script in zip(plan.nodes, scripts):
         path = out / f"launch-node{node.node_rank}.sh"
         path.write_text(script, encoding="utf-8")
-        path.chmod(0o755)
+        path.chmod(0o700)  # it exports the spec's env values, which may be secrets
         written.append(path)
     plan_path = out / "plan.json"
     plan_path.write_text(json.dumps(plan.to_json(), indent=2) + "\n", encoding="utf-8")

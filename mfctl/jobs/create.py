@@ -8,6 +8,7 @@ from pathlib import Path
 from mfctl.cluster.hostfile import parse_hostfile
 from mfctl.errors import BadInput
 from mfctl.jobdir import Job, get_preset, load_job, read_text, resolve_layout
+from mfctl.render import check_own_config
 from mfctl.spec.model import SPEC_FILE, JobSpec, ParallelSpec, dump_spec
 from pydantic import ValidationError
 
@@ -66,6 +67,7 @@ def create_job(
     own_text = None
     if model_config is not None:
         own_text = read_text(model_config, "model config")
+        check_own_config(own_text, str(model_config))  # before anything is written
 
     job_name = name or directory.resolve().name
     try:

@@ -264,9 +264,9 @@ def parse_procs(stdout: str) -> list[ProcInfo]:
     return procs
 
 
-def node_status(t: Transport, job_id: str, node: dict[str, Any]) -> NodeStatus:
+def node_status(t: Transport, job_id: str, node: dict[str, Any], timeout: float = 60) -> NodeStatus:
     log_dir = node["log_dir"]
-    res = t.run(inline("nodectl.sh", "status", job_id, node["job_dir"], log_dir), timeout=60)
+    res = t.run(inline("nodectl.sh", "status", job_id, node["job_dir"], log_dir), timeout=timeout)
     st = NodeStatus(t.host, node["node_rank"], procs=parse_procs(res.stdout))
     for line in res.stdout.splitlines():
         key, _, rest = line.partition(" ")
@@ -285,7 +285,7 @@ def node_status(t: Transport, job_id: str, node: dict[str, Any]) -> NodeStatus:
 
 def stop_node(t: Transport, job_id: str, grace: float = 10.0) -> int:
     """Stop every process of the job on one node; return how many are left (0 = clean)."""
-    res = t.run(inline("nodectl.sh", "stop", job_id, str(int(grace))), timeout=grace + 60)
+    res = t.run(inline("nodectl.sh", "stop", job_id, str(int(grace))), timeout=grace + 20)
     left = [line for line in res.stdout.splitlines() if line.startswith("left ")]
     if not left:
         raise OperationFailed(f"{t.host}: stop did not report: {res.stderr.strip()[:200]}")

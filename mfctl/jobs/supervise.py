@@ -41,6 +41,10 @@ class Supervisor:
     stall_after_s: float | None = None
     fail_fast: bool = True
     grace_s: float = 2.0
+    #: One look at a node may take this long (a partitioned node must not stall the loop).
+    poll_timeout_s: float = 5.0
+    #: Nodes that could not be stopped (unreachable) are retried this long.
+    stop_retry_s: float = 120.0
     clock: Callable[[], float] = time.monotonic
     _transports: dict = field(default_factory=dict)
     _unreachable_since: dict[str, float] = field(default_factory=dict)
@@ -60,7 +64,8 @@ class Supervisor:
 
     # -- one look at the cluster
     def check(self) -> Verdict:
-        results = on_all(self._transports, lambda t: node_status(t, self.record.id, self._nodes[t.host]),
+        results = on_all(self._transports,
+                         lambda t: node_status(t, self.record.id, self._nodes[t.host], self.poll_timeout_s),
                          self.record.ssh.get("fanout", 64))
         now = self.clock()
         statuses: dict[str, NodeStatus] = {}
@@ -117,14 +122,27 @@ class Supervisor:
 
     def conclude(self, verdict: Verdict) -> Verdict:
         if verdict.state == "failed" and self.fail_fast:
-            left = stop_all(self._transports, self.record.id, self.grace_s,
-                            self.record.ssh.get("fanout", 64))
-            dirty = [h for h, n in left.items() if n != 0]
+            # Record the cause first: if this process dies while stopping, the record still says why.
+            self.store.set_state(self.record.id, "failed", verdict.cause)
+            dirty = self.stop_everywhere()
             cause = verdict.cause + ("; stopped on every node" if not dirty
                                      else f"; could not verify the stop on {', '.join(dirty)}")
             verdict = Verdict("failed", cause)
+            self.store.update(self.record.id, exit_cause=cause)
+            return verdict
         self.store.set_state(self.record.id, verdict.state, verdict.cause)
         return verdict
+
+    def stop_everywhere(self) -> list[str]:
+        """Stop the job on every node; keep retrying unreachable ones for ``stop_retry_s``."""
+        pending = dict(self._transports)
+        deadline = self.clock() + self.stop_retry_s
+        while True:
+            left = stop_all(pending, self.record.id, self.grace_s, self.record.ssh.get("fanout", 64))
+            pending = {h: pending[h] for h, n in left.items() if n != 0}
+            if not pending or self.clock() >= deadline:
+                return sorted(pending)
+            time.sleep(2.0)
 
 
 def supervise(record: JobRecord, store: JobStore, *, unreachable_after_s: float = 15.0,

@@ -250,7 +250,12 @@ class SshTransport:
         connect_kwargs: dict[str, object] = {}
         if key_filename is not None:
             connect_kwargs["key_filename"] = [os.fspath(key_filename)]
-        self._conn = Connection(host, user=user, port=port, config=config, connect_kwargs=connect_kwargs)
+        try:
+            self._conn = Connection(host, user=user, port=port, config=config, connect_kwargs=connect_kwargs)
+        except ValueError as e:  # fabric's int() of a non-numeric ssh_config Port or ConnectTimeout
+            where = os.fspath(ssh_config_path) if ssh_config_path else _USER_SSH_CONFIG
+            raise BadInput(f"{where}: Host {host}: a number is expected ({e}); fix Port or "
+                           "ConnectTimeout there") from None
         # Fabric truncates the timeout to int (0.5 s would become "none"); set it ourselves.
         if connect_timeout is not None:
             self._conn.connect_timeout = float(connect_timeout)

@@ -101,6 +101,15 @@ class JobSpec(BaseModel):
                 raise ValueError(f"environment variable {key!r}: the MFCTL_ prefix is reserved")
         return v
 
+    @field_validator("output_dir")
+    @classmethod
+    def _output_dir(cls, v: str) -> str:
+        # msrun's log dir and MindFormers' output_dir are both derived from it as paths under the
+        # node job dir; an absolute path would split them (logs there, checkpoints here).
+        if not v or v.startswith("/") or ".." in v.split("/"):
+            raise ValueError(f"must be a path inside the node job dir (like 'output'), got {v!r}")
+        return v
+
     @field_validator("python")
     @classmethod
     def _python(cls, v: str) -> str:
@@ -123,6 +132,21 @@ def _line_index(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, 
     return lines
 
 
+def _refuse_duplicates(node: yaml.Node, filename: str, path: str = "") -> None:
+    """YAML lets a later key silently replace an earlier one: refuse it, an edit would be lost."""
+    if not isinstance(node, yaml.MappingNode):
+        return
+    seen: dict[Any, int] = {}
+    for key_node, value_node in node.value:
+        line = key_node.start_mark.line + 1
+        key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+        if key is not None and key in seen:
+            raise BadInput(f"{filename}:{line}: {path}{key} is set twice (lines {seen[key]} and "
+                           f"{line}); keep one")
+        seen[key] = line
+        _refuse_duplicates(value_node, filename, f"{path}{key}.")
+
+
 def parse_spec(text: str, filename: str = SPEC_FILE) -> JobSpec:
     """Parse and validate a job spec; raise ``BadInput`` naming ``file:line``."""
     try:
@@ -137,6 +161,7 @@ def parse_spec(text: str, filename: str = SPEC_FILE) -> JobSpec:
     if node is None or not isinstance(data, dict):
         raise BadInput(f"{filename}:1: expected a mapping of job settings (name, model, dataset, ...); "
                        "create one with 'mfctl init'")
+    _refuse_duplicates(node, filename)
     lines = _line_index(node)
     try:
         return JobSpec.model_validate(data)
