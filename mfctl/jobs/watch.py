@@ -35,15 +35,25 @@ class MetricsCollector:
     def feed(self, batch: list[LogLine]) -> None:
         rows: list[tuple] = []
         with self.lock:
-            for line in batch:
-                self.state.feed(line.rank, line.text, line.node)
-                if line.rank is None:
+            # Consecutive lines of one rank go in together: the state's batch path is ~2x faster.
+            start = 0
+            for i in range(1, len(batch) + 1):
+                if i == len(batch) or (batch[i].rank, batch[i].node) != (batch[start].rank, batch[start].node):
+                    first = batch[start]
+                    self.state.feed_many(first.rank, [line.text for line in batch[start:i]], first.node)
+                    start = i
+            now = self.clock()
+            for rank in {line.rank for line in batch if line.rank is not None}:
+                r = self.state.ranks.get(rank)
+                if r is None:
                     continue
-                r = self.state.ranks.get(line.rank)
-                if r is not None and r.step is not None and r.step != self._last_step.get(line.rank):
-                    self._last_step[line.rank] = r.step
-                    rows.append((line.rank, r.step, r.total_steps, r.loss, r.step_time_ms,
-                                 r.samples_per_s, self.clock()))
+                last = self._last_step.get(rank, -1)
+                for step, loss, sps in r.history:
+                    if step > last:
+                        rows.append((rank, step, r.total_steps, loss,
+                                     r.step_time_ms if step == r.step else None, sps, now))
+                if r.history:
+                    self._last_step[rank] = max(last, r.history[-1][0])
         if rows and self._on_steps is not None:
             self._on_steps(rows)
 
