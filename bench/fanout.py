@@ -1,7 +1,8 @@
-"""Fan-out benchmark: the same SSH preflight over 1, 4 and 16 nodes at once, and over 16 in a row.
+"""Fan-out benchmark: ``mfctl check``'s per-node work over 1, 4 and 16 nodes at once, and over 16 in a row.
 
-Each measurement opens fresh connections (the handshake is most of a preflight's cost), runs one
-command that reads what a preflight reads (python version, free disk, listening ports) and closes.
+Each measurement opens fresh connections (the handshake is most of a check's cost), runs exactly
+the command ``mfctl check`` sends each node (mfctl/node/preflight.sh: python and framework
+versions from package metadata, msrun, dataset, free disk, master port, leftovers) and closes.
 The sequential run over 16 nodes is the baseline printed beside the parallel figures; the goal is
 parallel(16) / parallel(1) <= 1.5.
 
@@ -33,18 +34,18 @@ if __package__ in (None, ""):  # run as a script from a checkout: make `mfctl` i
 from mfctl.remote.base import RunResult, Transport  # noqa: E402
 from mfctl.remote.group import failures, run_on_all  # noqa: E402
 
-PREFLIGHT = (
-    "python3 -V 2>&1; "
-    "df -Pk . | tail -n 1; "
-    "(ss -ltnH 2>/dev/null || netstat -ltn 2>/dev/null | tail -n +3) | wc -l"
-)
+from mfctl.jobs.ops import inline  # noqa: E402
+
+# What `mfctl check` runs on each node (the master also checks its port), with the python the
+# test cluster's nodes can run.
+PREFLIGHT = inline("preflight.sh", sys.executable, "/tmp", "mfctl-jobs", "8118", "1", "bench", "")
 
 TransportFactory = Callable[[str], Transport]
 
 
 def preflight(transport: Transport) -> RunResult:
     result = transport.run(PREFLIGHT, timeout=60)
-    if not result.ok:
+    if not result.ok or "done 1" not in result.stdout:
         raise RuntimeError(f"{transport.host}: preflight exited {result.exit_code}: {result.stderr.strip()}")
     return result
 

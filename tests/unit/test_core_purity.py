@@ -19,3 +19,14 @@ def test_metrics_core_imports_no_ui_or_transport():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+def test_spec_and_cluster_core_import_no_ui_or_transport():
+    code = (
+        "import json, sys\n"
+        "import mfctl.spec.model, mfctl.spec.presets, mfctl.cluster.hostfile, mfctl.cluster.layout,"
+        " mfctl.cluster.plan\n"
+        f"print(json.dumps(sorted(m for m in {FORBIDDEN!r} if m in sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
