@@ -61,19 +61,20 @@ def rank1_worker(cluster, job_id: str) -> int:
     raise RuntimeError("rank 1's worker not found")
 
 
-def wait_steps(job: Path, env: dict, steps: int, timeout: float = 300) -> str:
+def wait_steps(job: Path, env: dict, steps: int, not_id: str | None, timeout: float = 300) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         r = mfctl("status", "--json", cwd=job, env=env)
         if r.returncode == 0:
             status = json.loads(r.stdout)
-            if len(status["ranks"]) == 2 and all((x.get("step") or 0) >= steps for x in status["ranks"]):
+            if status["job"]["id"] != not_id and len(status["ranks"]) == 2 and all((x.get("step") or 0) >= steps for x in status["ranks"]):
                 return status["job"]["id"]
         time.sleep(1)
     raise RuntimeError("the job did not start training")
 
 
-def one_run(cluster, job: Path, env: dict, supervised: bool, cap: float) -> float | None:
+def one_run(cluster, job: Path, env: dict, supervised: bool, cap: float,
+            previous: str | None = None) -> tuple[float | None, str]:
     args = ["launch", "--sync-dataset", "--ssh-config", str(cluster.ssh_config_path)]
     proc = None
     if supervised:
@@ -83,7 +84,7 @@ def one_run(cluster, job: Path, env: dict, supervised: bool, cap: float) -> floa
         r = mfctl(*args, cwd=job, env=env)
         if r.returncode != 0:
             raise RuntimeError(r.stderr)
-    job_id = wait_steps(job, env, 5)
+    job_id = wait_steps(job, env, 5, previous)
     os.kill(rank1_worker(cluster, job_id), signal.SIGKILL)
     t0 = time.monotonic()
     took = None
@@ -95,7 +96,9 @@ def one_run(cluster, job: Path, env: dict, supervised: bool, cap: float) -> floa
     mfctl("stop", job_id, "--grace", "1", cwd=job, env=env)
     if proc is not None:
         proc.wait(timeout=300)
-    return took
+    print(f"  {'supervised' if supervised else 'baseline'} run {job_id}: "
+          + (f"{took:.1f} s" if took is not None else f"still running after {cap:.0f} s"), file=sys.stderr)
+    return took, job_id
 
 
 def main() -> int:
@@ -125,8 +128,8 @@ def main() -> int:
                   cwd=work, env=env)
         if r.returncode != 0:
             raise RuntimeError(r.stderr)
-        baseline = one_run(cluster, job, env, supervised=False, cap=args.baseline_cap)
-        supervised = one_run(cluster, job, env, supervised=True, cap=args.baseline_cap)
+        baseline, first = one_run(cluster, job, env, supervised=False, cap=args.baseline_cap)
+        supervised, _ = one_run(cluster, job, env, supervised=True, cap=args.baseline_cap, previous=first)
     finally:
         cluster.down()
     fmt = lambda v: f"{v:6.1f} s" if v is not None else f"> {args.baseline_cap:.0f} s"  # noqa: E731

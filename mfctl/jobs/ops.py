@@ -93,7 +93,7 @@ def preflight(plan: LaunchPlan, spec, transports: dict[str, Transport], fanout: 
         node = next(n for n in plan.nodes if n.host == t.host)
         workdir = node.job_dir if plan.local else spec.workdir
         cmd = inline("preflight.sh", spec.python, spec.dataset, workdir, str(plan.master_port),
-                     "1" if node.node_rank == 0 else "0", spec.name, spec.setup or "")
+                     "1" if node.node_rank == 0 else "0", spec.name, spec.setup or "", node.job_dir)
         res = t.run(cmd, timeout=60)
         facts: dict[str, str] = {}
         for line in res.stdout.splitlines():

@@ -1,5 +1,5 @@
 # mfctl preflight: one round trip answers every check for one node, as "key value" lines.
-# Sent inline as: sh -c "$THIS_SCRIPT" preflight PYTHON DATASET WORKDIR MASTER_PORT IS_MASTER JOB_NAME SETUP
+# Sent inline as: sh -c "$THIS_SCRIPT" preflight PYTHON DATASET WORKDIR MASTER_PORT IS_MASTER JOB_NAME SETUP JOB_DIR
 set -u
 python=$1
 dataset=$2
@@ -8,6 +8,7 @@ port=$4
 is_master=$5
 name=$6
 setup=${7:-}
+job_dir=${8:-}
 if [ -n "$setup" ]; then
     eval "$setup" >/dev/null 2>&1 || echo "setup_failed 1"
 fi
@@ -50,7 +51,16 @@ if [ "$is_master" = 1 ]; then
     if awk -v p="$hexport" 'FNR>1 {split($2,a,":"); if (a[length(a)]==p && $4=="0A") f=1} END {exit !f}' \
         /proc/net/tcp /proc/net/tcp6 2>/dev/null; then echo "port busy"; else echo "port free"; fi
 fi
-echo "stale $(grep -lsxzE "MFCTL_JOB=$name-[0-9]{8}-[0-9]{6}" /proc/[0-9]*/environ 2>/dev/null | wc -l)"
+# Leftovers of an earlier run: this user's processes started in this job's dir (their environment
+# says MFCTL_JOB_DIR=<the job dir>); other users' processes are theirs, not ours.
+stale=0
+jd=$(cd "$job_dir" 2>/dev/null && pwd -P)
+if [ -n "$jd" ]; then
+    for pid in $(ps -o pid= -u "$(id -u)"); do
+        if grep -qsxzF "MFCTL_JOB_DIR=$jd" "/proc/$pid/environ" 2>/dev/null; then stale=$((stale + 1)); fi
+    done
+fi
+echo "stale $stale"
 if command -v npu-smi >/dev/null 2>&1; then
     echo "npu $(npu-smi info -l 2>/dev/null | grep -c 'NPU ID')"
 fi
