@@ -14,6 +14,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mfctl import __version__
@@ -176,7 +177,7 @@ def plan(
     table = Table("node", "NODE_RANK", "ranks", "command", show_lines=True)
     for node in launch_plan.nodes:
         ranks = f"{node.ranks[0]}-{node.ranks[-1]}" if len(node.ranks) > 1 else str(node.ranks[0])
-        table.add_row(node.host, str(node.node_rank), ranks, node.command)
+        table.add_row(node.host, str(node.node_rank), ranks, escape(node.command))
     out.print(table)
 
 
@@ -224,7 +225,7 @@ def _print_checks(checks, as_json: bool) -> None:
     out.print(table)
     for c in checks:
         for problem in c.problems:
-            out.print(f"[red]{c.host}[/]: {problem}", highlight=False)
+            out.print(f"[red]{c.host}[/]: {escape(problem)}", highlight=False)
 
 
 @app.command()
@@ -353,7 +354,7 @@ def launch(
                   "(config.yaml, launch.sh, node/train.py) in its job dir and run:")
         for node in result.plan.nodes:
             out.print(f"  [bold]{node.host}[/] (NODE_RANK {node.node_rank}, ranks "
-                      f"{node.ranks[0]}-{node.ranks[-1]}) in {node.cwd}:\n    {node.command}")
+                      f"{node.ranks[0]}-{node.ranks[-1]}) in {escape(node.cwd)}:\n    {escape(node.command)}")
         return
     rec = result.record
     if supervise:
@@ -432,7 +433,7 @@ def jobs(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -
         when = dt.datetime.fromtimestamp(r.started_at or r.created_at).strftime("%Y-%m-%d %H:%M:%S")
         colour = {"running": "green", "failed": "red", "finished": "cyan"}.get(r.state, "white")
         table.add_row(r.id, f"[{colour}]{r.state}[/]", str(len(r.plan.get("nodes", []))),
-                      str(r.plan.get("world_size", "")), when, r.exit_cause or "")
+                      str(r.plan.get("world_size", "")), when, escape(r.exit_cause or ""))
     out.print(table)
 
 
@@ -454,11 +455,11 @@ def status(
         return
     rec = report.record
     colour = {"running": "green", "failed": "red", "finished": "cyan"}.get(rec.state, "white")
-    out.print(f"[bold]{rec.id}[/]: [{colour}]{rec.state}[/]" + (f" ({rec.exit_cause})" if rec.exit_cause else ""))
+    out.print(f"[bold]{rec.id}[/]: [{colour}]{rec.state}[/]" + (f" ({escape(rec.exit_cause)})" if rec.exit_cause else ""))
     nt = Table("node", "NODE_RANK", "processes", "exit code", "note")
     for n in report.nodes:
         nt.add_row(n.host, str(n.node_rank), str(len(n.procs)) if n.reachable else "-",
-                   "" if n.exit_code is None else str(n.exit_code), n.error or "")
+                   "" if n.exit_code is None else str(n.exit_code), escape(n.error or ""))
     out.print(nt)
     rt = Table("rank", "node", "step", "loss", "step ms", "samples/s/p", "state")
     for r in report.snapshot["ranks"]:
@@ -530,6 +531,10 @@ def watch(
                                              help="With --logs: sequence length, for tokens/s."),
     pipeline_stage: int = typer.Option(1, "--pipeline-stage", min=1,
                                        help="With --logs: pipeline stages (loss of the last stage)."),
+    supervise: bool = typer.Option(True, "--fail-fast/--no-fail-fast",
+                                   help="While the dashboard runs, stop the job on every node at the "
+                                   "first failure (a worker or msrun exiting with an error, a node "
+                                   "unreachable, a rank stalled) and record why."),
 ) -> None:
     """Live per-rank loss and throughput: the Textual dashboard (or --once for scripts).
 
@@ -564,7 +569,7 @@ def watch(
         snap = {"job": record.to_json(), **snap}
         _print_state(snap, as_json)
         return
-    run_dashboard(record, store=store)
+    run_dashboard(record, store=store, supervise=supervise)
 
 
 def _print_state(snap: dict, as_json: bool) -> None:
@@ -724,11 +729,17 @@ def _click_exception_types() -> tuple[type, ...]:
     return tuple(types)
 
 
+def _one_line(text: str) -> str:
+    """An error stays one line even when it quotes a value with a newline (a path, say)."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         rc = app(args=argv, standalone_mode=False, prog_name="mfctl")
     except MfctlError as exc:
-        err.print(f"[red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        # escape: a message quotes user values, and "[/x]" in a path is not rich markup.
+        err.print(f"[red]error:[/] {escape(_one_line(exc.message))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.Abort:
         err.print("aborted")
@@ -743,7 +754,9 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(exc, usage):
             ctx = getattr(exc, "ctx", None)
             where = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
-            err.print(f"[red]error:[/] {exc.format_message().rstrip('.')}{where}", highlight=False, soft_wrap=True)
+            err.print(f"[red]error:[/] {escape(_one_line(exc.format_message().rstrip('.')))}{escape(where)}",
+                      highlight=False,
+                      soft_wrap=True)
             sys.exit(exc.exit_code if exc.exit_code else 2)
         raise
     sys.exit(rc if isinstance(rc, int) else 0)

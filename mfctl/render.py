@@ -17,7 +17,7 @@ import yaml
 from mfctl.cluster.layout import Layout
 from mfctl.cluster.plan import CONFIG_FILE, LaunchPlan, NodePlan, RUN_DIR
 from mfctl.errors import BadInput
-from mfctl.spec.model import JobSpec
+from mfctl.spec.model import JobSpec, yaml_error_mark
 from mfctl.spec.presets import ModelShape, Preset
 
 #: The markers every process of a job carries in its environment (how stop and status find them).
@@ -116,7 +116,7 @@ def check_own_config(text: str, filename: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        mark = yaml_error_mark(exc)
         where = f"{filename}:{mark.line + 1}" if mark else filename
         raise BadInput(f"{where}: not valid YAML; fix the syntax of your MindFormers config") from None
     if not isinstance(data, dict) or "model" not in data:

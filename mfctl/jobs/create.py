@@ -39,7 +39,7 @@ def create_job(
     if spec_path.exists() and not force:
         raise BadInput(f"{spec_path}: a job already exists here; pick another directory or pass --force")
     if directory.exists() and not directory.is_dir():
-        raise BadInput(f"{directory}: exists and is not a directory")
+        raise BadInput(f"{directory}: exists and is not a directory; pick another name for the job")
     if model is None and model_config is None:
         raise BadInput("--model is required with --yes: choose llama2-7b, llama3-70b or tiny-llama")
     preset_name = model or "llama2-7b"

@@ -16,6 +16,7 @@ every node) is recorded too.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -108,7 +109,9 @@ class Supervisor:
         return Verdict("running")
 
     # -- the loop
-    def run(self, poll_s: float = 1.0, on_poll: Callable[[Verdict], None] | None = None) -> Verdict:
+    def run(self, poll_s: float = 1.0, on_poll: Callable[[Verdict], None] | None = None,
+            halt: "threading.Event | None" = None) -> Verdict:
+        """Poll until the job ends (or ``halt`` is set: then it returns "running", doing nothing)."""
         try:
             while True:
                 verdict = self.check()
@@ -116,7 +119,11 @@ class Supervisor:
                     on_poll(verdict)
                 if verdict.state != "running":
                     return self.conclude(verdict)
-                time.sleep(poll_s)
+                if halt is not None:
+                    if halt.wait(poll_s):
+                        return verdict
+                else:
+                    time.sleep(poll_s)
         finally:
             self.close()
 

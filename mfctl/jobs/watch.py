@@ -188,11 +188,55 @@ def _safe(fn, arg):
         return exc
 
 
-def run_dashboard(record: JobRecord, exit_when_done: bool = False, store: JobStore | None = None):
-    """The Textual dashboard on a live job; returns the final cluster state when it exits by itself."""
+class SupervisedSource(LiveSource):
+    """A live job whose supervisor runs beside the dashboard: a failure stops the job everywhere
+    and shows in the dashboard as the cluster's state and an alert."""
+
+    def __init__(self, record: JobRecord, store: JobStore, supervise: bool = True, **kwargs: Any) -> None:
+        super().__init__(record, store, **kwargs)
+        self.verdict = None
+        self._halt = threading.Event()
+        self._thread = None
+        if supervise and record.state in ("running", "launching"):
+            from mfctl.jobs.supervise import Supervisor
+
+            sup = Supervisor(record, JobStore(store.home), snapshot=self.collector.snapshot)
+            self._thread = threading.Thread(target=self._supervise, args=(sup,), daemon=True,
+                                            name="supervisor")
+
+    def _supervise(self, sup) -> None:
+        verdict = sup.run(halt=self._halt)
+        if verdict.state != "running":
+            self.verdict = verdict
+
+    def start(self) -> "SupervisedSource":
+        super().start()
+        if self._thread is not None:
+            self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._halt.set()
+        super().close()
+
+    def snapshot(self) -> dict:
+        snap = super().snapshot()
+        verdict = self.verdict
+        if verdict is not None and verdict.state == "failed":
+            snap["cluster"]["state"] = "failed"
+            snap["alerts"] = list(snap.get("alerts", [])) + [{
+                "kind": "supervisor", "rank": None, "step": snap["cluster"].get("step"),
+                "message": f"job stopped on every node: {verdict.cause}", "time": time.time()}]
+        return snap
+
+
+def run_dashboard(record: JobRecord, exit_when_done: bool = False, store: JobStore | None = None,
+                  supervise: bool = True):
+    """The Textual dashboard on a job (supervised while it runs); returns the final cluster state
+    when it exits by itself."""
     from mfctl.tui.app import make_app
 
-    source = LiveSource(record, store).start()
+    source = SupervisedSource(record, store or JobStore(), supervise=supervise).start()
     try:
         return make_app(source, job=job_info(record), exit_when_done=exit_when_done).run()
     finally:

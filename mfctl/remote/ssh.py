@@ -103,7 +103,7 @@ def load_ssh_config(ssh_config_path: str | os.PathLike[str] | None = None) -> pa
     if ssh_config_path is not None:
         path = os.path.expanduser(os.fspath(ssh_config_path))
         if not os.path.isfile(path):
-            raise BadInput(f"{path}: ssh config file not found")
+            raise BadInput(f"{path}: ssh config file not found; check the --ssh-config path")
         paths: tuple[str, ...] = (path,)
     else:
         paths = (os.path.expanduser(_USER_SSH_CONFIG), _SYSTEM_SSH_CONFIG)

@@ -91,6 +91,15 @@ class JobSpec(BaseModel):
                 f"job name {v!r} must be 1-64 letters, digits, '.', '_' or '-' (no spaces or slashes)")
         return v
 
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_scalars(cls, v: object) -> object:
+        # OMP_NUM_THREADS: 4 is a string to the environment; YAML reads it as a number.
+        if isinstance(v, dict):
+            return {k: (str(x).lower() if isinstance(x, bool) else str(x))
+                    if isinstance(x, (int, float)) else x for k, x in v.items()}
+        return v
+
     @field_validator("env")
     @classmethod
     def _env(cls, v: dict[str, str]) -> dict[str, str]:
@@ -147,14 +156,22 @@ def _refuse_duplicates(node: yaml.Node, filename: str, path: str = "") -> None:
         _refuse_duplicates(value_node, filename, f"{path}{key}.")
 
 
+def yaml_error_mark(exc: yaml.YAMLError) -> Any:
+    """The mark to name for a YAML error: where an unclosed bracket or quote began beats where
+    the parser gave up, but a block mapping's start (maybe the top of the file) does not."""
+    context = getattr(exc, "context", None) or ""
+    if getattr(exc, "context_mark", None) is not None and ("flow" in context or "quoted" in context):
+        return exc.context_mark
+    return getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+
+
 def parse_spec(text: str, filename: str = SPEC_FILE) -> JobSpec:
     """Parse and validate a job spec; raise ``BadInput`` naming ``file:line``."""
     try:
         node = yaml.compose(text)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        # Where the broken construct began (an unclosed bracket) beats where the parser gave up.
-        mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
+        mark = yaml_error_mark(exc)
         where = f"{filename}:{mark.line + 1}" if mark is not None else filename
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise BadInput(f"{where}: not valid YAML ({problem}); fix the syntax") from None
@@ -177,8 +194,10 @@ def parse_spec(text: str, filename: str = SPEC_FILE) -> JobSpec:
         key = ".".join(str(p) for p in loc) or "spec"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "missing":
-            msg = "is required"
+            msg = f"is required; add a '{loc[-1]}:' line"
             line = 1 if line is None else line
+        elif err["type"] == "string_type":
+            msg += "; quote the value"
         elif err["type"] == "extra_forbidden":
             msg = "is not a known setting (see 'mfctl init --help' for the settings)"
         where = f"{filename}:{line}" if line else filename
