@@ -62,6 +62,9 @@ def test_dashboard_shows_ranks_live_and_a_killed_worker_fails_its_row(netns_clus
             os.kill(worker_pid(cluster, cluster.nodes[1], job_id, 1), signal.SIGKILL)
             outcome["failed_after"] = await until(lambda: "failed" in table.row_texts(1), 30)
             outcome["row"] = table.row_texts(1)
+            # The supervisor beside the dashboard stops the job everywhere and says so.
+            await until(lambda: source.verdict is not None, 30)
+            assert "job stopped on every node" in str(source.snapshot()["alerts"][-1]["message"])
 
     try:
         asyncio.run(body())
