@@ -194,3 +194,28 @@ def test_help_on_every_command(mfctl) -> None:
     for cmd in ["init", "render", "plan", "launch", "check", "status", "stop", "logs", "jobs"]:
         r = mfctl(cmd, "--help")
         assert r.exit_code == 0 and "Usage" in r.stdout and "Example" in r.stdout, cmd
+
+
+def test_init_without_yes_asks_for_what_is_missing(mfctl, tmp_path: Path, monkeypatch) -> None:
+    import io
+
+    hosts(tmp_path, 2, " slots=8")
+    # model preset, hosts file, devices per node (default from slots shown), dataset
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"llama2-7b\n{tmp_path / 'hosts.txt'}\n8\n/data/w.mindrecord\n"))
+    r = mfctl("init", tmp_path / "asked")
+    assert r.exit_code == 0, r.stderr
+    assert "Model preset" in r.stdout and "Dataset" in r.stdout
+    plan = json.loads(mfctl("plan", "--json", "--dir", tmp_path / "asked").stdout)
+    assert plan["world_size"] == 16 and plan["parallel"]["data_parallel"] == 16
+    spec = yaml.safe_load((tmp_path / "asked" / "mfctl.yaml").read_text())
+    assert spec["model"] == "llama2-7b" and spec["dataset"] == "/data/w.mindrecord"
+
+
+def test_init_defaults_when_enter_is_pressed(mfctl, tmp_path: Path, monkeypatch) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n\n\n\n"))
+    r = mfctl("init", tmp_path / "defaults")
+    assert r.exit_code == 0, r.stderr
+    spec = yaml.safe_load((tmp_path / "defaults" / "mfctl.yaml").read_text())
+    assert spec["model"] == "tiny-llama" and spec["hosts"] == "localhost" and spec["devices_per_node"] == 2
