@@ -153,7 +153,8 @@ class JobFollower:
 
     @classmethod
     def for_record(cls, record, sink: Callable[[list[LogLine]], None],
-                   offsets: dict[str, dict[str, int]] | None = None) -> "JobFollower":
+                   offsets: dict[str, dict[str, int]] | None = None,
+                   retry_s: float = 1.0) -> "JobFollower":
         from mfctl.jobs.status import entries_of
         from mfctl.remote.connect import SshOptions, open_transport
 
@@ -166,7 +167,7 @@ class JobFollower:
             entry: HostEntry = entries[node["host"]]
             out.followers.append(NodeFollower(
                 node["host"], lambda e=entry: open_transport(e, record.job_dir, opts), python, setup,
-                resolve_log_dir(node), sink, offsets=(offsets or {}).get(node["host"]),
+                resolve_log_dir(node), sink, retry_s=retry_s, offsets=(offsets or {}).get(node["host"]),
                 job_dir=node["job_dir"]))
         return out
 

@@ -39,9 +39,7 @@ def test_sshd_restart_mid_run_loses_and_duplicates_no_line(netns_cluster, tmp_pa
                 if line.rank is not None:
                     got[line.rank].append(line.text)
 
-    follower = JobFollower.for_record(record, sink)
-    for f in follower.followers:
-        f._retry_s = 0.5
+    follower = JobFollower.for_record(record, sink, retry_s=0.5)
     follower.start()
     try:
         def steps(rank: int) -> int:
