@@ -152,7 +152,8 @@ def launch(
             problems = _verify_started(plan, transports, job_id, start_timeout, opts.fanout)
         if problems:
             progress.stage("a node failed to start: stopping the others")
-            left = stop_all(transports, job_id, grace=5, fanout=opts.fanout)
+            left = stop_all(transports, job_id, grace=5, fanout=opts.fanout,
+                            job_dirs={n.host: n.job_dir for n in plan.nodes})
             cause = "; ".join(f"{h}: {p}" for h, p in problems.items())
             store.set_state(job_id, "failed", f"start failed: {cause}")
             not_clean = [h for h, n in left.items() if isinstance(n, Exception) or n]

@@ -208,11 +208,14 @@ def start_command(job_dir: str, log_dir: str | None, job_id: str) -> str:
         log = shlex.quote(log_dir)
         rotate = f"if [ -d {log} ]; then mv {log} {log}.\"$(cat {RUN_DIR}/job_id 2>/dev/null || date +%s)\"; fi\n"
     # The cd is its own statement: backgrounding a '&&' list would keep the session's pipes open.
+    # A stop that came first (mfctl killed mid-launch, then 'mfctl stop') wins over this start.
     return (f"cd {shlex.quote(job_dir)} || exit 97\n"
+            f"if [ \"$(cat {RUN_DIR}/stopped 2>/dev/null)\" = {shlex.quote(job_id)} ]; then echo refused stopped; exit 0; fi\n"
             + rotate +
             f"rm -f {RUN_DIR}/exit_code {RUN_DIR}/launch.pid\n"
             f"echo {shlex.quote(job_id)} > {RUN_DIR}/job_id\n"
-            f"nohup setsid sh {LAUNCH_SCRIPT} > {RUN_DIR}/launch.out 2>&1 < /dev/null &\n"
+            # The marker is in the launch shell's own environment, so a stop finds it from its first instant.
+            f"MFCTL_JOB={shlex.quote(job_id)} nohup setsid sh {LAUNCH_SCRIPT} > {RUN_DIR}/launch.out 2>&1 < /dev/null &\n"
             "echo started $!")
 
 
@@ -283,9 +286,10 @@ def node_status(t: Transport, job_id: str, node: dict[str, Any], timeout: float 
     return st
 
 
-def stop_node(t: Transport, job_id: str, grace: float = 10.0) -> int:
+def stop_node(t: Transport, job_id: str, grace: float = 10.0, job_dir: str | None = None) -> int:
     """Stop every process of the job on one node; return how many are left (0 = clean)."""
-    res = t.run(inline("nodectl.sh", "stop", job_id, str(int(grace))), timeout=grace + 20)
+    args = ["stop", job_id, str(int(grace))] + ([job_dir] if job_dir else [])
+    res = t.run(inline("nodectl.sh", *args), timeout=grace + 20)
     left = [line for line in res.stdout.splitlines() if line.startswith("left ")]
     if not left:
         raise OperationFailed(f"{t.host}: stop did not report: {res.stderr.strip()[:200]}")
@@ -293,8 +297,10 @@ def stop_node(t: Transport, job_id: str, grace: float = 10.0) -> int:
 
 
 def stop_all(transports: dict[str, Transport], job_id: str, grace: float = 10.0,
-             fanout: int = 64) -> dict[str, int | Exception]:
-    return on_all(transports, lambda t: stop_node(t, job_id, grace), fanout)
+             fanout: int = 64, job_dirs: dict[str, str] | None = None) -> dict[str, int | Exception]:
+    """Stop the job everywhere; ``job_dirs`` (host -> job dir) also blocks starts still on their way."""
+    dirs = job_dirs or {}
+    return on_all(transports, lambda t: stop_node(t, job_id, grace, dirs.get(t.host)), fanout)
 
 
 def log_path(node: dict[str, Any], rank: int | None) -> str:

@@ -114,7 +114,8 @@ def stop_job(ref: str | None, directory: Path, grace: float = 10.0,
     record = store.find(ref, directory)
     transports = transports_of(record)
     try:
-        results = stop_all(transports, record.id, grace, record.ssh.get("fanout", 64))
+        results = stop_all(transports, record.id, grace, record.ssh.get("fanout", 64),
+                           job_dirs={n["host"]: n["job_dir"] for n in record.plan["nodes"]})
     finally:
         close_all(transports)
     nodes = {h: (r if isinstance(r, int) else describe_error(r)) for h, r in results.items()}

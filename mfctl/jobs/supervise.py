@@ -145,7 +145,8 @@ class Supervisor:
         pending = dict(self._transports)
         deadline = self.clock() + self.stop_retry_s
         while True:
-            left = stop_all(pending, self.record.id, self.grace_s, self.record.ssh.get("fanout", 64))
+            left = stop_all(pending, self.record.id, self.grace_s, self.record.ssh.get("fanout", 64),
+                            job_dirs={h: n["job_dir"] for h, n in self._nodes.items()})
             pending = {h: pending[h] for h, n in left.items() if n != 0}
             if not pending or self.clock() >= deadline:
                 return sorted(pending)

@@ -2,7 +2,9 @@
 # Sent inline by mfctl as: sh -c "$THIS_SCRIPT" nodectl ACTION JOB_ID [ARGS...]
 #   pids   JOB_ID                      print "pid pgid stat etimes cmd" of each live process
 #   status JOB_ID JOB_DIR LOG_DIR      the above, plus exit code, start time and last log lines
-#   stop   JOB_ID GRACE_SECONDS        TERM every process group, KILL after GRACE, report what is left
+#   stop   JOB_ID GRACE [JOB_DIR]      TERM every process group, KILL after GRACE, report what is left;
+#                                      with JOB_DIR, first leave run/stopped so a start of this job
+#                                      still on its way (mfctl killed mid-launch) will not run
 # Every process of a job carries MFCTL_JOB=<id> in its environment (set by the launch script and
 # inherited by msrun, the scheduler and every worker), so this finds them even though each leads a
 # process group of its own and msrun may be gone.
@@ -52,6 +54,9 @@ status)
     ;;
 stop)
     grace=${3:-10}
+    if [ -n "${4:-}" ] && [ -d "$4" ]; then
+        mkdir -p "$4/run" && echo "$job" > "$4/run/stopped"
+    fi
     pids=$(job_pids)
     if [ -z "$pids" ]; then echo "left 0"; exit 0; fi
     groups=$(for p in $pids; do ps -o pgid= -p "$p" 2>/dev/null; done | tr -d ' ' | sort -u)

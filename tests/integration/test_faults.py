@@ -160,6 +160,13 @@ def test_five_percent_loss_is_survived(two_nodes) -> None:
     wait_clean(cluster, job_id, timeout=10)
 
 
+def marked(pid: int, prefix: bytes = b"MFCTL_JOB=fault-") -> bool:
+    try:
+        return any(v.startswith(prefix) for v in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"))
+    except OSError:
+        return False
+
+
 def test_mfctl_killed_mid_launch_leaves_nothing_unmanaged(two_nodes) -> None:
     cluster, job = two_nodes
     proc = subprocess.Popen([PY, "-m", "mfctl", "launch", "--sync-dataset", *ssh_args(cluster)], cwd=job,
@@ -167,10 +174,10 @@ def test_mfctl_killed_mid_launch_leaves_nothing_unmanaged(two_nodes) -> None:
     deadline = time.monotonic() + 120
     started = False
     while time.monotonic() < deadline and proc.poll() is None:
-        if any("msrun" in p.cmdline for n in cluster.nodes[:2] for p in cluster.processes_of(n)):
-            started = True
+        if any(marked(p.pid) for n in cluster.nodes[:2] for p in cluster.processes_of(n)):
+            started = True  # the first process of the job exists on some node: kill mfctl now
             break
-        time.sleep(0.02)
+        time.sleep(0.01)
     proc.kill()
     proc.wait()
     assert started, "launch never reached the start"
@@ -180,3 +187,5 @@ def test_mfctl_killed_mid_launch_leaves_nothing_unmanaged(two_nodes) -> None:
     assert stop.exit_code == 0, stop.stderr
     wait_clean(cluster, record["id"], timeout=5)
     assert json.loads(run_mfctl_process("jobs", "--json").stdout)[0]["state"] == "stopped"
+    time.sleep(3)  # a start that was still on its way when mfctl died must not run after the stop
+    assert all(job_procs(cluster, n, record["id"]) == [] for n in cluster.nodes[:2])
