@@ -117,31 +117,35 @@ class NodeFollower(threading.Thread):
         cmd = logtail_command(self._python, self._setup, self._log_dir, self.offsets, job_dir=self._job_dir)
         batch: list[LogLine] = []
         last_flush = time.monotonic()
-        for raw in transport.stream(cmd):
-            self.stats.connected = True
-            self.stats.last_seen = time.time()
-            if self._halt.is_set():
-                break
-            if raw and raw[0] != "#":
-                name, _, rest = raw.partition("\t")
-                pos, _, text = rest.partition("\t")
-                if not pos.isdigit():
-                    continue
-                offset = int(pos)
-                if offset <= self.offsets.get(name, 0):
-                    continue  # already seen before a reconnect
-                self.offsets[name] = offset
-                m = _RANK.match(name)
-                batch.append(LogLine(self.host, int(m.group(1)) if m else None, text))
-            now = time.monotonic()
-            if batch and (now - last_flush >= 0.1 or len(batch) >= 5000):
+        try:
+            for raw in transport.stream(cmd):
+                self.stats.connected = True
+                self.stats.last_seen = time.time()
+                if self._halt.is_set():
+                    break
+                if raw and raw[0] != "#":
+                    name, _, rest = raw.partition("\t")
+                    pos, _, text = rest.partition("\t")
+                    if not pos.isdigit():
+                        continue
+                    offset = int(pos)
+                    if offset <= self.offsets.get(name, 0):
+                        continue  # already seen before a reconnect
+                    self.offsets[name] = offset
+                    m = _RANK.match(name)
+                    batch.append(LogLine(self.host, int(m.group(1)) if m else None, text))
+                now = time.monotonic()
+                if batch and (now - last_flush >= 0.1 or len(batch) >= 5000):
+                    self._sink(batch)
+                    self.stats.lines += len(batch)
+                    batch = []
+                    last_flush = now
+        finally:
+            # The offsets already cover these lines: they must reach the sink even when the
+            # connection dies mid-batch, or they would be skipped after the reconnect.
+            if batch:
                 self._sink(batch)
                 self.stats.lines += len(batch)
-                batch = []
-                last_flush = now
-        if batch:
-            self._sink(batch)
-            self.stats.lines += len(batch)
         self.stats.last_error = self.stats.last_error or "stream ended"
 
 
