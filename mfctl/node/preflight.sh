@@ -13,17 +13,29 @@ if [ -n "$setup" ]; then
     eval "$setup" >/dev/null 2>&1 || echo "setup_failed 1"
 fi
 if command -v "$python" >/dev/null 2>&1; then
-    # Package metadata only: importing mindspore would cost seconds and half a GB per node.
-    "$python" - <<'PY' 2>/dev/null || echo "python_broken 1"
-import importlib.metadata as md, platform
-print("python", platform.python_version())
+    pydir=$(dirname "$(command -v "$python")")
+    # Versions from the dist-info folder names next to that python: no interpreter start-up, which
+    # is most of a check's cost (and slow on shared filesystems). Python itself only if not found.
+    echo "python $("$python" -V 2>&1 | awk '{print $2}')"
+    found=0
+    for pkg in mindspore mindformers; do
+        d=$(ls -d "$pydir"/../lib/python3*/site-packages/"$pkg"-*.dist-info 2>/dev/null | head -n 1)
+        if [ -n "$d" ]; then
+            v=${d##*/"$pkg"-}
+            echo "$pkg ${v%.dist-info}"
+            found=$((found + 1))
+        fi
+    done
+    if [ "$found" -lt 2 ]; then
+        "$python" - <<'PY' 2>/dev/null || echo "python_broken 1"
+import importlib.metadata as md
 for pkg in ("mindspore", "mindformers"):
     try:
         print(pkg, md.version(pkg))
     except md.PackageNotFoundError:
         print(pkg, "MISSING")
 PY
-    pydir=$(dirname "$(command -v "$python")")
+    fi
     if [ -x "$pydir/msrun" ]; then echo "msrun $pydir/msrun"
     elif command -v msrun >/dev/null 2>&1; then echo "msrun $(command -v msrun)"
     else echo "msrun MISSING"; fi
