@@ -143,36 +143,26 @@ def summarize(record, state_snapshot: dict[str, Any], history: dict[int, list[tu
 
 
 class LossHistory:
-    """First and latest loss per rank, fed from the follower's batches (thread-safe)."""
+    """The metrics pipeline of ``mfctl watch`` plus what the demo prints: every new step's loss."""
 
     def __init__(self, state) -> None:
-        self.state = state
+        from mfctl.jobs.watch import MetricsCollector
+
         self.lock = threading.Lock()
         self.points: dict[int, list[tuple[int, float]]] = {}
         self.new_lines: list[tuple[int, int, float]] = []
+        self.collector = MetricsCollector(state, self._on_steps)
+
+    def _on_steps(self, rows: list[tuple]) -> None:
+        # rows: (rank, step, total_steps, loss, step_time_ms, samples_per_s, time)
+        with self.lock:
+            for rank, step, _total, loss, *_ in rows:
+                if loss is not None:
+                    self.points.setdefault(rank, []).append((step, loss))
+                    self.new_lines.append((rank, step, loss))
 
     def feed(self, batch) -> None:
-        with self.lock:
-            for line in batch:
-                before = self._step(line.rank)
-                self.state.feed(line.rank, line.text, line.node)
-                after = self._step(line.rank)
-                if line.rank is not None and after is not None and after != before:
-                    loss = self._loss(line.rank)
-                    if loss is not None:
-                        self.points.setdefault(line.rank, []).append((after, loss))
-                        self.new_lines.append((line.rank, after, loss))
-
-    def _rank(self, rank):
-        ranks = getattr(self.state, "ranks", {})
-        return ranks.get(rank) if isinstance(ranks, dict) else None
-
-    def _step(self, rank):
-        r = self._rank(rank) if rank is not None else None
-        return getattr(r, "step", None)
-
-    def _loss(self, rank):
-        return getattr(self._rank(rank), "loss", None)
+        self.collector.feed(batch)
 
     def drain(self) -> list[tuple[int, int, float]]:
         with self.lock:
@@ -180,8 +170,7 @@ class LossHistory:
             return lines
 
     def snapshot(self) -> dict[str, Any]:
-        with self.lock:
-            return self.state.snapshot(time.time())
+        return self.collector.snapshot()
 
 
 def run_demo_cli(directory: Path | None, headless: bool, as_json: bool, out, err) -> int:
