@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mfctl.jobs.follow import JobFollower, LogLine, logtail_command, resolve_log_dir
-from mfctl.jobs.ops import log_path, tail_command
-from mfctl.jobs.status import entries_of, new_state, stop_job
+from mfctl.jobs.ops import close_all, log_path, on_all, tail_command
+from mfctl.jobs.status import entries_of, new_state, stop_job, transports_of
 from mfctl.jobs.store import JobRecord, JobStore
 from mfctl.remote.connect import SshOptions, open_transport
 
@@ -143,49 +143,35 @@ def collect_once(record: JobRecord, store: JobStore | None = None) -> dict[str, 
     the steps seen are saved with the job record."""
     collector = MetricsCollector(new_state(record),
                                  (lambda rows: store.add_metrics(record.id, rows)) if store else None)
-    opts = SshOptions.from_json(record.ssh)
-    entries = {e.label: e for e in entries_of(record)}
     python = record.spec.get("python", "python3")
     setup = record.spec.get("setup")
+    nodes = {n["host"]: n for n in record.plan["nodes"]}
 
-    def read(node: dict) -> list[LogLine]:
-        t = open_transport(entries[node["host"]], record.job_dir, opts)
-        try:
-            res = t.run(logtail_command(python, setup, resolve_log_dir(node), {}, once=True,
-                                        job_dir=node["job_dir"]), timeout=120)
-        finally:
-            t.close()
+    def read(t) -> list[LogLine]:
+        node = nodes[t.host]
+        res = t.run(logtail_command(python, setup, resolve_log_dir(node), {}, once=True,
+                                    job_dir=node["job_dir"]), timeout=120)
         out = []
         for raw in res.stdout.splitlines():
             name, _, rest = raw.partition("\t")
             _, _, text = rest.partition("\t")
             if name.startswith("worker_"):
-                out.append(LogLine(node["host"], int(name[7:].split(".")[0]), text))
+                out.append(LogLine(t.host, int(name[7:].split(".")[0]), text))
             elif name in ("scheduler.log", "launch.out"):
-                out.append(LogLine(node["host"], None, text))
+                out.append(LogLine(t.host, None, text))
         return out
 
-    nodes = record.plan["nodes"]
-    results: dict[str, Any] = {}
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=min(64, max(1, len(nodes)))) as pool:
-        for node, lines in zip(nodes, pool.map(lambda n: _safe(read, n), nodes)):
-            results[node["host"]] = lines
-    for host, lines in results.items():
-        if isinstance(lines, Exception):
-            continue
-        collector.feed(lines)
+    transports = transports_of(record)
+    try:
+        results = on_all(transports, read, record.ssh.get("fanout", 64))
+    finally:
+        close_all(transports)
+    for lines in results.values():
+        if not isinstance(lines, Exception):
+            collector.feed(lines)
     snap = collector.snapshot()
     snap["unreachable"] = {h: str(v) for h, v in results.items() if isinstance(v, Exception)}
     return snap
-
-
-def _safe(fn, arg):
-    try:
-        return fn(arg)
-    except Exception as exc:  # noqa: BLE001 - one node's failure is reported, not raised
-        return exc
 
 
 class SupervisedSource(LiveSource):
