@@ -40,6 +40,25 @@ DirOpt = typer.Option(Path("."), "--dir", "-d", help="The job directory (holds m
 NodesOpt = typer.Option(None, "--nodes", "-n", help="Hosts file to use instead of the job's.")
 
 
+def _table(headers: list[str], rows: list[list[str]], keep: tuple[int, ...], **kwargs) -> Table:
+    """A table whose ``keep`` columns (job ids, hosts, rank lists: what the user types next) are
+    never cut: they are as wide as their longest value, and every other column wraps or folds first.
+    The outer frame is left off: at 80 columns its two cells are what a 29-character id needs."""
+    from rich.cells import cell_len
+    from rich.text import Text
+
+    table = Table(show_edge=False, **kwargs)
+    for i, header in enumerate(headers):
+        if i in keep:
+            width = max([cell_len(header)] + [cell_len(Text.from_markup(r[i]).plain) for r in rows])
+            table.add_column(header, no_wrap=True, overflow="fold", min_width=width)
+        else:
+            table.add_column(header, overflow="fold")
+    for r in rows:
+        table.add_row(*r)
+    return table
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"mfctl {__version__}")
@@ -174,11 +193,11 @@ def plan(
               f"master {launch_plan.master_addr}:{launch_plan.master_port}, launcher {launch_plan.launcher}, "
               f"dp {lay.data_parallel} mp {lay.model_parallel} pp {lay.pipeline_stage} "
               f"micro_batch_num {lay.micro_batch_num}")
-    table = Table("node", "NODE_RANK", "ranks", "command", show_lines=True)
+    rows = []
     for node in launch_plan.nodes:
         ranks = f"{node.ranks[0]}-{node.ranks[-1]}" if len(node.ranks) > 1 else str(node.ranks[0])
-        table.add_row(node.host, str(node.node_rank), ranks, escape(node.command))
-    out.print(table)
+        rows.append([escape(node.host), str(node.node_rank), ranks, escape(node.command)])
+    out.print(_table(["node", "NODE_RANK", "ranks", "command"], rows, keep=(0, 2), show_lines=True))
 
 
 def _resolver(ssh_config: Optional[Path]):
@@ -211,18 +230,18 @@ def _print_checks(checks, as_json: bool) -> None:
         print(json.dumps({"ok": all(c.ok for c in checks), "nodes": [c.to_json() for c in checks]},
                          indent=2))
         return
-    table = Table("node", "rank", "python", "mindspore", "mindformers", "msrun", "dataset",
-                  "free disk", "port", "result")
+    rows = []
     for c in checks:
         f = c.facts
         free = f.get("disk_free_kb", "")
-        table.add_row(
-            c.host, str(c.node_rank), f.get("python", "-"), f.get("mindspore", "-"),
+        rows.append([
+            escape(c.host), str(c.node_rank), f.get("python", "-"), f.get("mindspore", "-"),
             f.get("mindformers", "-"), "yes" if f.get("msrun", "MISSING") != "MISSING" and f else "-",
             f.get("dataset", "-"), f"{int(free) // (1024 * 1024)} GiB" if free.isdigit() else "-",
             f.get("port", ""), "[green]ok[/]" if c.ok else "[red]FAIL[/]",
-        )
-    out.print(table)
+        ])
+    out.print(_table(["node", "rank", "python", "mindspore", "mindformers", "msrun", "dataset",
+                      "free disk", "port", "result"], rows, keep=(0, 9)))
     for c in checks:
         for problem in c.problems:
             out.print(f"[red]{c.host}[/]: {escape(problem)}", highlight=False)
@@ -428,13 +447,14 @@ def jobs(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -
         return
     import datetime as dt
 
-    table = Table("job", "state", "nodes", "world", "started", "cause")
+    rows = []
     for r in records:
         when = dt.datetime.fromtimestamp(r.started_at or r.created_at).strftime("%Y-%m-%d %H:%M:%S")
         colour = {"running": "green", "failed": "red", "finished": "cyan"}.get(r.state, "white")
-        table.add_row(r.id, f"[{colour}]{r.state}[/]", str(len(r.plan.get("nodes", []))),
-                      str(r.plan.get("world_size", "")), when, escape(r.exit_cause or ""))
-    out.print(table)
+        rows.append([escape(r.id), f"[{colour}]{r.state}[/]", str(len(r.plan.get("nodes", []))),
+                     str(r.plan.get("world_size", "")), when, escape(r.exit_cause or "")])
+    # The state too keeps its width: it is one word, and "finishe/d" reads worse than a taller cause.
+    out.print(_table(["job", "state", "nodes", "world", "started", "cause"], rows, keep=(0, 1)))
 
 
 @app.command()
@@ -456,20 +476,19 @@ def status(
     rec = report.record
     colour = {"running": "green", "failed": "red", "finished": "cyan"}.get(rec.state, "white")
     out.print(f"[bold]{rec.id}[/]: [{colour}]{rec.state}[/]" + (f" ({escape(rec.exit_cause)})" if rec.exit_cause else ""))
-    nt = Table("node", "NODE_RANK", "processes", "exit code", "note")
-    for n in report.nodes:
-        nt.add_row(n.host, str(n.node_rank), str(len(n.procs)) if n.reachable else "-",
-                   "" if n.exit_code is None else str(n.exit_code), escape(n.error or ""))
-    out.print(nt)
-    rt = Table("rank", "node", "step", "loss", "step ms", "samples/s/p", "state")
+    nodes = [[escape(n.host), str(n.node_rank), str(len(n.procs)) if n.reachable else "-",
+              "" if n.exit_code is None else str(n.exit_code), escape(n.error or "")] for n in report.nodes]
+    out.print(_table(["node", "NODE_RANK", "processes", "exit code", "note"], nodes, keep=(0,)))
+    ranks = []
     for r in report.snapshot["ranks"]:
         step = f"{r['step']}/{r['total_steps']}" if r.get("step") is not None else "-"
         loss = f"{r['loss']:.6f}" if isinstance(r.get("loss"), float) else "-"
-        rt.add_row(str(r["rank"]), str(r.get("node") or ""), step, loss,
-                   str(r.get("step_time_ms") if r.get("step_time_ms") is not None else "-"),
-                   str(r.get("samples_per_s") if r.get("samples_per_s") is not None else "-"),
-                   str(r.get("state", "")))
-    out.print(rt)
+        ranks.append([str(r["rank"]), escape(str(r.get("node") or "")), step, loss,
+                      str(r.get("step_time_ms") if r.get("step_time_ms") is not None else "-"),
+                      str(r.get("samples_per_s") if r.get("samples_per_s") is not None else "-"),
+                      str(r.get("state", ""))])
+    out.print(_table(["rank", "node", "step", "loss", "step ms", "samples/s/p", "state"], ranks,
+                     keep=(0, 1)))
 
 
 @app.command()
@@ -626,13 +645,44 @@ def export(
         err.print(f"{len(rows)} rows of {record.id} -> {output}")
 
 
+@app.command()
+def report(
+    job: Optional[str] = JobArg,
+    directory: Path = DirOpt,
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="HTML file to write (default: <job dir>/report.html)."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
+) -> None:
+    """Write one self-contained HTML page about a job: plan and config, per-rank loss, throughput
+    and step-time curves (hover, pick ranks), alerts, restarts and the exit cause. It opens offline.
+
+    Example: mfctl report my-job-20261128-101500 -o run.html
+    """
+    from mfctl.jobs.report import write_report
+    from mfctl.jobs.store import JobStore
+
+    if output is not None and output.is_dir():
+        raise BadInput(f"{output}: is a directory; give -o a file name such as report.html")
+    store = JobStore()
+    record = store.find(job, directory)
+    result = write_report(record, store, output)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    for note in result["notes"]:
+        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    out.print(f"{result['path']}  ({result['points']} points of {len(result['ranks'])} ranks, "
+              f"{result['alerts']} alerts, {result['bytes'] // 1024} KiB)", highlight=False, soft_wrap=True)
+
+
 # --------------------------------------------------------------------------- data / demo
 
 @data_app.command("prepare")
 def data_prepare(
     inputs: list[str] = typer.Option(..., "--input", "-i",
-                                     help="Input files or globs: WikiText token files, .jsonl or "
-                                     ".parquet with a 'text' field. Repeatable."),
+                                     help="Input files or globs: WikiText token files (wiki rules), "
+                                     ".jsonl/.json or .parquet with a 'text' field (taken as is). "
+                                     "Repeatable."),
     output: Path = typer.Option(..., "--output", "-o", help="The .mindrecord file to write."),
     seq_length: int = typer.Option(4096, "--seq-length", min=8,
                                    help="Model sequence length; each sample is seq_length + 1 tokens."),

@@ -31,11 +31,16 @@ def mfctl(capsys, monkeypatch):
     """Run mfctl in-process as a user would from a shell: exit code, stdout, stderr."""
     from mfctl.cli import main
 
-    def run(*args: str, cwd: Path | None = None) -> Result:
+    def run(*args: str, cwd: Path | None = None, columns: int = 200) -> Result:
+        import mfctl.cli as cli
+
         if cwd is not None:
             monkeypatch.chdir(cwd)
         capsys.readouterr()
-        monkeypatch.setenv("COLUMNS", "200")
+        monkeypatch.setenv("COLUMNS", str(columns))
+        # The consoles were made when mfctl.cli was first imported: give them this terminal's width.
+        for console in (cli.out, cli.err):
+            monkeypatch.setattr(console, "_width", columns)
         try:
             main([str(a) for a in args])
             code = 0

@@ -145,17 +145,26 @@ def summarize(record, state_snapshot: dict[str, Any], history: dict[int, list[tu
 class LossHistory:
     """The metrics pipeline of ``mfctl watch`` plus what the demo prints: every new step's loss."""
 
-    def __init__(self, state) -> None:
+    def __init__(self, state, store=None, job_id: str | None = None) -> None:
         from mfctl.jobs.watch import MetricsCollector
 
         self.lock = threading.Lock()
         self.points: dict[int, list[tuple[int, float]]] = {}
         self.new_lines: list[tuple[int, int, float]] = []
-        self.collector = MetricsCollector(state, self._on_steps)
+        # With a store, the steps and alerts are kept with the job record (export, report).
+        self.store, self.job_id = store, job_id
+        self.collector = MetricsCollector(state, self._on_steps,
+                                          on_alerts=self._on_alerts if store is not None else None)
+
+    def _on_alerts(self, alerts: list[dict]) -> None:
+        with self.lock:
+            self.store.add_alerts(self.job_id, alerts)
 
     def _on_steps(self, rows: list[tuple]) -> None:
         # rows: (rank, step, total_steps, loss, step_time_ms, samples_per_s, time)
         with self.lock:
+            if self.store is not None:
+                self.store.add_metrics(self.job_id, rows)
             for rank, step, _total, loss, *_ in rows:
                 if loss is not None:
                     self.points.setdefault(rank, []).append((step, loss))
@@ -197,7 +206,9 @@ def run_demo_cli(directory: Path | None, headless: bool, as_json: bool, out, err
     say(f"launched {record.id}: msrun with {job.world_size} workers; logs in "
         f"{job.dir / 'output' / 'msrun_log'}")
 
-    history = LossHistory(new_state(record))
+    from mfctl.jobs.store import JobStore
+
+    history = LossHistory(new_state(record), JobStore(), record.id)
     follower = JobFollower.for_record(record, history.feed)
     follower.start()
     use_tui = not headless and sys.stdout.isatty()

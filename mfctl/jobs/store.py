@@ -179,6 +179,19 @@ class JobStore:
             "SELECT rank, step, total_steps, loss, step_time_ms, samples_per_s, time FROM metrics"
             " WHERE job_id = ? ORDER BY time, rank", (job_id,))
 
+    def add_alerts(self, job_id: str, alerts: list[dict[str, Any]]) -> None:
+        """The dashboard's alerts (kind, rank, step, message, time), kept for ``mfctl report``."""
+        if alerts:
+            self._db.executemany("INSERT INTO events VALUES (?,?,?,?)", [
+                (job_id, float(a.get("time") or time.time()), "alert",
+                 json.dumps({k: a.get(k) for k in ("kind", "rank", "step", "message")}))
+                for a in alerts])
+
+    def alerts(self, job_id: str) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT time, message FROM events WHERE job_id = ? AND kind = 'alert'"
+                                " ORDER BY time", (job_id,)).fetchall()
+        return [{**json.loads(message), "time": t} for t, message in rows]
+
     def event(self, job_id: str, kind: str, message: str) -> None:
         self._db.execute("INSERT INTO events VALUES (?,?,?,?)", (job_id, time.time(), kind, message))
 

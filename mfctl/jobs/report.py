@@ -1,0 +1,292 @@
+"""``mfctl report``: one self-contained HTML page about a job, to keep or to paste into a report.
+
+The page is built from what the job record keeps (``JobStore``): the plan and spec, the per-rank
+steps the collector saved while the job was watched (or read once from the nodes' logs when none
+were saved), the alerts, the state changes, restarts and the exit cause. The charts are Plotly
+figures with plotly.js inlined (``include_plotlyjs=True``): the file opens offline, from a mail
+attachment or a CI artifact, and nothing in it points outside it. One trace per rank: a click on a
+legend entry hides or shows that rank, a double click isolates it, hovering shows the values.
+Above ``MANY_RANKS`` ranks the traces of all but the first few start hidden (still one click away)
+and the band of the ranks (min / median / max) is drawn instead, so the page stays light.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from mfctl.jobs.store import JobRecord
+from mfctl.metrics.series import SeriesStore
+
+MANY_RANKS = 32  # above this, ranks start hidden and the band carries the picture
+SHOWN_WHEN_MANY = 8
+
+# (series, chart title, unit on the axis)
+CHARTS = (("loss", "loss", ""), ("tokens_per_s", "throughput per rank", "tokens/s"),
+          ("step_time_ms", "step time per rank", "ms"))
+
+
+@dataclass
+class ReportData:
+    record: JobRecord
+    rows: list[tuple]  # (rank, step, total_steps, loss, step_time_ms, samples_per_s, time)
+    alerts: list[dict[str, Any]]
+    events: list[tuple[float, str, str]]  # (time, kind, message), alerts excluded
+    seq_length: int | None
+    notes: list[str] = field(default_factory=list)
+
+
+def per_rank(rows: Iterable[tuple], seq_length: int | None) -> dict[str, dict[int, list[tuple[int, float]]]]:
+    """Per metric, per rank, ``(step, value)`` in step order; throughput in tokens/s when the
+    sequence length is known, else samples/s."""
+    out: dict[str, dict[int, list[tuple[int, float]]]] = {name: {} for name, _, _ in CHARTS}
+    for rank, step, _total, loss, ms, sps, _time in sorted(rows, key=lambda r: (r[0], r[1])):
+        tps = sps * seq_length if sps is not None and seq_length else sps
+        for name, value in (("loss", loss), ("tokens_per_s", tps), ("step_time_ms", ms)):
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                out[name].setdefault(rank, []).append((step, float(value)))
+    return out
+
+
+def _when(t: float | None) -> str:
+    if t is None:
+        return "-"
+    return dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _duration(a: float | None, b: float | None) -> str:
+    if a is None or b is None or b < a:
+        return "-"
+    s = int(b - a)
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def summary_rows(data: ReportData) -> list[tuple[str, str]]:
+    rec = data.record
+    plan, spec = rec.plan, rec.spec
+    par = plan.get("parallel") or {}
+    nodes = plan.get("nodes") or []
+    rows = [
+        ("job", rec.id), ("name", rec.name), ("model", str(spec.get("model", "-"))),
+        ("state", rec.state), ("exit cause", rec.exit_cause or "-"),
+        ("created", _when(rec.created_at)), ("started", _when(rec.started_at)),
+        ("ended", _when(rec.ended_at)), ("run time", _duration(rec.started_at, rec.ended_at)),
+        ("restarts", str(rec.restarts) + (f" (resumed from {rec.resumed_from})" if rec.resumed_from else "")),
+        ("world size", str(plan.get("world_size", "-"))),
+        ("nodes", ", ".join(f"{n['host']} (NODE_RANK {n['node_rank']}, ranks "
+                            f"{n['ranks'][0]}-{n['ranks'][-1]})" for n in nodes if n.get("ranks")) or "-"),
+        ("layout", " ".join(f"{k} {v}" for k, v in par.items()) or "-"),
+        ("launcher", f"{plan.get('launcher', '-')}, master {plan.get('master_addr', '-')}:"
+                     f"{plan.get('master_port', '-')}"),
+        ("job directory", rec.job_dir),
+    ]
+    train = spec.get("train") or {}
+    rows += [(f"train.{k}", json.dumps(v) if not isinstance(v, str) else v) for k, v in sorted(train.items())]
+    if data.seq_length:
+        rows.append(("sequence length", str(data.seq_length)))
+    steps = [r[1] for r in data.rows]
+    if steps:
+        rows.append(("steps recorded", f"{len(data.rows)} points, steps {min(steps)}-{max(steps)}, "
+                                       f"{len({r[0] for r in data.rows})} ranks"))
+    return rows
+
+
+def _figure(name: str, title: str, unit: str, series: dict[int, list[tuple[int, float]]],
+            world: int, log_y: bool):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    ranks = sorted(series)
+    many = len(ranks) > MANY_RANKS
+    if many:
+        store = SeriesStore(rank_points=1 << 30, band_points=1 << 30, open_steps=1 << 30)
+        for rank in ranks:
+            for step, value in series[rank]:
+                store.add(rank, step, *(value if m == name else None for m in ("loss", "tokens_per_s", "step_time_ms")))
+        band = store.bands()[name]
+        steps = [b[0] for b in band]
+        fig.add_trace(go.Scatter(x=steps, y=[b[3] for b in band], name="max over ranks", mode="lines",
+                                 line={"width": 0}, hoverinfo="skip", showlegend=False))
+        fig.add_trace(go.Scatter(x=steps, y=[b[1] for b in band], name="min..max over ranks", mode="lines",
+                                 line={"width": 0}, fill="tonexty", fillcolor="rgba(120,120,120,0.25)"))
+        fig.add_trace(go.Scatter(x=steps, y=[b[2] for b in band], name="median over ranks", mode="lines",
+                                 line={"color": "#555", "dash": "dot"}))
+    for i, rank in enumerate(ranks):
+        pts = series[rank]
+        fig.add_trace(go.Scatter(
+            x=[p[0] for p in pts], y=[p[1] for p in pts], name=f"rank {rank}", mode="lines+markers",
+            marker={"size": 4}, visible=True if not many or i < SHOWN_WHEN_MANY else "legendonly",
+            hovertemplate=f"rank {rank}<br>step %{{x}}<br>{title} %{{y:.6g}}<extra></extra>"))
+    fig.update_layout(
+        title={"text": title + (f" ({unit})" if unit else "")}, height=380,
+        margin={"l": 60, "r": 20, "t": 50, "b": 40}, hovermode="closest", template="plotly_white",
+        legend={"title": {"text": "click: show/hide · double-click: only this"}},
+        xaxis={"title": {"text": "step"}}, yaxis={"type": "log" if log_y else "linear"})
+    if not ranks:
+        fig.add_annotation(text="no points recorded", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
+    return fig
+
+
+def _alerts_figure(alerts: Sequence[dict[str, Any]], events: Sequence[tuple[float, str, str]]):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    kinds: dict[str, list[dict[str, Any]]] = {}
+    for a in alerts:
+        kinds.setdefault(str(a.get("kind") or "alert"), []).append(a)
+    for kind, items in sorted(kinds.items()):
+        fig.add_trace(go.Scatter(
+            x=[dt.datetime.fromtimestamp(a["time"]) for a in items], y=[kind] * len(items), mode="markers",
+            name=kind, marker={"size": 10},
+            text=[html.escape(f"rank {a.get('rank')}, step {a.get('step')}: {a.get('message')}") for a in items],
+            hovertemplate="%{x}<br>%{text}<extra>" + html.escape(kind) + "</extra>"))
+    states = [e for e in events if e[1] == "state"]
+    if states:
+        fig.add_trace(go.Scatter(
+            x=[dt.datetime.fromtimestamp(t) for t, _, _ in states], y=["job state"] * len(states),
+            mode="markers+text", name="job state", marker={"symbol": "diamond", "size": 11},
+            text=[m.split(":")[0] for _, _, m in states], textposition="top center",
+            hovertext=[html.escape(m) for _, _, m in states], hovertemplate="%{x}<br>%{hovertext}<extra></extra>"))
+    fig.update_layout(title={"text": "alerts and state changes"}, height=300, template="plotly_white",
+                      margin={"l": 100, "r": 20, "t": 50, "b": 40}, hovermode="closest")
+    return fig
+
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px auto; max-width: 1300px;
+       color: #222; padding: 0 16px; }
+h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
+table { border-collapse: collapse; font-size: 0.92em; }
+td, th { border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: left; vertical-align: top; }
+th { background: #f4f4f4; } td.k { color: #555; white-space: nowrap; }
+.state-finished { color: #1a7f37; font-weight: bold; } .state-failed { color: #c62828; font-weight: bold; }
+.note { color: #8a5a00; } .muted { color: #777; }
+"""
+
+
+def _table(headers: Sequence[str] | None, rows: Iterable[Sequence[str]], key_col: bool = False) -> str:
+    parts = ["<table>"]
+    if headers:
+        parts.append("<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in headers) + "</tr>")
+    for row in rows:
+        cells = [f'<td class="k">{html.escape(c)}</td>' if key_col and i == 0 else f"<td>{html.escape(c)}</td>"
+                 for i, c in enumerate(row)]
+        parts.append("<tr>" + "".join(cells) + "</tr>")
+    parts.append("</table>")
+    return "\n".join(parts)
+
+
+def build_html(data: ReportData) -> str:
+    """The whole page as one string: styles, plotly.js, data and markup inline."""
+    rec = data.record
+    world = int(rec.plan.get("world_size") or 0)
+    series = per_rank(data.rows, data.seq_length)
+    if not data.seq_length:
+        series_titles = {"tokens_per_s": ("throughput per rank", "samples/s")}
+    else:
+        series_titles = {}
+    figures = []
+    for name, title, unit in CHARTS:
+        title, unit = series_titles.get(name, (title, unit))
+        # A log axis when the values span more than 20x: the first step's graph compilation would
+        # otherwise flatten every other step time, and a diverging loss every healthy one.
+        values = [v for pts in series[name].values() for _, v in pts]
+        log_y = name != "tokens_per_s" and bool(values) and min(values) > 0 and max(values) / min(values) > 20
+        figures.append((name, _figure(name, title, unit, series[name], world, log_y)))
+    figures.append(("alerts", _alerts_figure(data.alerts, data.events)))
+
+    # No logo link and no "edit in Chart Studio" button: the page links nowhere.
+    config = {"displaylogo": False, "responsive": True, "showSendToCloud": False}
+    divs = []
+    for i, (name, fig) in enumerate(figures):
+        # plotly.js goes in once, with the first chart; the others use it.
+        divs.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0), include_mathjax=False,
+                                config=config, div_id=f"chart-{name}"))
+
+    state_class = f"state-{rec.state}" if rec.state in ("finished", "failed") else ""
+    alert_rows = [(_when(a.get("time")), str(a.get("kind") or ""),
+                   "-" if a.get("rank") is None else str(a["rank"]),
+                   "-" if a.get("step") is None else str(a["step"]), str(a.get("message") or ""))
+                  for a in data.alerts]
+    event_rows = [(_when(t), kind, message) for t, kind, message in data.events]
+    notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in data.notes)
+    generated = dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>mfctl report: {html.escape(rec.id)}</title>
+<style>{CSS}</style>
+</head>
+<body>
+<h1>{html.escape(rec.id)}</h1>
+<p><span class="{state_class}">{html.escape(rec.state)}</span>
+{html.escape(": " + rec.exit_cause) if rec.exit_cause else ""}
+<span class="muted"> · {world} ranks · restarts {rec.restarts} · report generated {generated} by mfctl</span></p>
+{notes}
+<h2>Plan and configuration</h2>
+{_table(None, summary_rows(data), key_col=True)}
+<h2>Curves per rank</h2>
+<p class="muted">Hover a curve for its values; click a rank in a legend to hide or show it,
+double-click to see only that rank.</p>
+{divs[0]}
+{divs[1]}
+{divs[2]}
+<h2>Alerts, restarts and exit</h2>
+<p>Exit cause: <b>{html.escape(rec.exit_cause or "-")}</b> · restarts: <b>{rec.restarts}</b>
+{("· resumed from <b>" + html.escape(rec.resumed_from) + "</b>") if rec.resumed_from else ""}</p>
+{divs[3]}
+<h3>Alerts ({len(alert_rows)})</h3>
+{_table(("time", "kind", "rank", "step", "message"), alert_rows) if alert_rows else '<p class="muted">no alerts were recorded</p>'}
+<h3>Job events</h3>
+{_table(("time", "kind", "message"), event_rows) if event_rows else '<p class="muted">no events</p>'}
+</body>
+</html>
+"""
+
+
+def load_report_data(record: JobRecord, store, collect: bool = True) -> ReportData:
+    """What the store keeps about ``record``; with ``collect`` and no saved steps, the nodes'
+    logs are read once (and saved) first."""
+    from mfctl.jobs.status import new_state
+
+    notes: list[str] = []
+    rows = list(store.metrics(record.id))
+    if not rows and collect:
+        from mfctl.errors import MfctlError
+        from mfctl.jobs.watch import collect_once
+
+        try:
+            snap = collect_once(record, store)
+            rows = list(store.metrics(record.id))
+            for host, why in (snap.get("unreachable") or {}).items():
+                notes.append(f"{host}: could not read its logs: {why}")
+        except (MfctlError, OSError) as exc:
+            notes.append(f"no metrics were saved for this job and its logs could not be read: {exc}")
+    if not rows:
+        notes.append("no steps recorded: the charts are empty")
+    alerts, seen = [], set()
+    for a in store.alerts(record.id):
+        key = (a.get("kind"), a.get("rank"), a.get("step"), a.get("message"), a.get("time"))
+        if key not in seen:  # the demo's dashboard and its summary may both have kept one
+            seen.add(key)
+            alerts.append(a)
+    events = [e for e in store.events(record.id) if e[1] != "alert"]
+    return ReportData(record, rows, alerts, events, new_state(record).seq_length, notes)
+
+
+def write_report(record: JobRecord, store, output: Path | None = None) -> dict[str, Any]:
+    """Write the page (default ``<job dir>/report.html``); returns what was written."""
+    data = load_report_data(record, store)
+    path = output or Path(record.job_dir) / "report.html"
+    page = build_html(data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return {"job": record.id, "path": str(path), "bytes": len(page.encode()), "points": len(data.rows),
+            "ranks": sorted({r[0] for r in data.rows}), "alerts": len(data.alerts), "notes": data.notes}

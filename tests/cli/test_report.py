@@ -1,0 +1,120 @@
+"""mfctl report: one self-contained HTML page about a job, drawn by a real headless browser."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.browser import chromium, outside_references, render
+from tests.sample_job import make_sample_job
+
+JOB = "demo-tui-20261129-040000-ab12"
+
+
+def sample_losses(rank: int) -> list[float]:
+    """Every loss the sample log of ``rank`` prints, read straight from the file."""
+    from tests.sample_job import SAMPLES
+
+    text = (SAMPLES / f"worker_{rank}.log").read_text()
+    return [float(x) for x in re.findall(r"loss:\[([\d.]+)/", text)]
+
+
+def test_report_of_a_watched_job_is_one_self_contained_page(mfctl, tmp_path: Path) -> None:
+    make_sample_job(tmp_path / "job", JOB)
+    r = mfctl("report", JOB, "--json")
+    assert r.exit_code == 0, r.stderr
+    result = json.loads(r.stdout)
+    page = tmp_path / "job" / "report.html"
+    assert result["path"] == str(page) and page.is_file()
+    assert result["ranks"] == [0, 1] and result["points"] == 64
+    text = page.read_text()
+    assert outside_references(text) == []
+    assert not re.search(r"<script[^>]*\bsrc=", text) and "<link" not in text
+    assert "Plotly.newPlot" in text and len(text) > 1_000_000  # plotly.js itself is inline
+    # The plan and config summary, and the exit cause, as the record has them.
+    for expected in (JOB, "data_parallel 2", "localhost (NODE_RANK 0, ranks 0-1)", "all ranks finished (32 steps)",
+                     "train.seq_length"):
+        assert expected in text, expected
+    # Each rank's own loss curve carries that rank's losses from its log.
+    for rank in (0, 1):
+        assert f'"name":"rank {rank}"' in text
+        losses = sample_losses(rank)
+        assert len(losses) == 32
+        assert str(losses[0]) in text and str(losses[-1]) in text
+
+
+def test_report_output_option_and_plain_output(mfctl, tmp_path: Path) -> None:
+    make_sample_job(tmp_path / "job", JOB)
+    target = tmp_path / "out" / "run.html"
+    r = mfctl("report", JOB, "-o", target, columns=80)
+    assert r.exit_code == 0, r.stderr
+    assert target.is_file() and str(target) in r.stdout.replace("\n", "")
+    assert "64 points of 2 ranks" in r.stdout
+    bad = mfctl("report", JOB, "-o", tmp_path)
+    assert bad.exit_code == 2 and "is a directory" in bad.stderr
+    missing = mfctl("report", "no-such-job")
+    assert missing.exit_code == 2 and "no job 'no-such-job'" in missing.stderr
+
+
+def test_report_reads_the_logs_when_no_metrics_were_saved(mfctl, tmp_path: Path) -> None:
+    # A job nobody watched: the report reads the node's logs once, and keeps what it read.
+    make_sample_job(tmp_path / "job", JOB, feed=False)
+    r = mfctl("report", JOB, "--json")
+    assert r.exit_code == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert result["ranks"] == [0, 1] and result["points"] == 64
+    exported = mfctl("export", JOB, "--format", "jsonl")
+    assert len(exported.stdout.splitlines()) == 64
+
+
+def test_report_shows_saved_alerts_and_restarts(mfctl, tmp_path: Path) -> None:
+    from mfctl.jobs.store import JobStore
+
+    make_sample_job(tmp_path / "job", JOB)
+    store = JobStore()
+    store.add_alerts(JOB, [{"kind": "straggler", "rank": 1, "step": 12, "time": 1_795_000_000.0,
+                            "message": "step time 1.9x the median of the ranks"}])
+    store.update(JOB, restarts=1, resumed_from="demo-tui-20261129-030000-ab11")
+    store.close()
+    r = mfctl("report", JOB, "--json")
+    assert json.loads(r.stdout)["alerts"] == 1
+    text = (tmp_path / "job" / "report.html").read_text()
+    assert "step time 1.9x the median of the ranks" in text and "Alerts (1)" in text
+    assert "resumed from <b>demo-tui-20261129-030000-ab11</b>" in text
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(chromium() is None, reason="needs Debian's chromium (scripts/dev test installs it)")
+def test_report_draws_both_ranks_in_a_headless_browser(mfctl, tmp_path: Path) -> None:
+    make_sample_job(tmp_path / "job", JOB)
+    assert mfctl("report", JOB).exit_code == 0
+    check_rendered_report(tmp_path / "job" / "report.html", tmp_path / "browser", ranks=(0, 1))
+
+
+def check_rendered_report(page: Path, workdir: Path, ranks: tuple[int, ...]) -> None:
+    """What a user sees in a browser without network: no script error, the three curve charts
+    drawn with a legend entry per rank, and a screenshot showing each rank's curve colour."""
+    from PIL import Image
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    shown = render(page, workdir)
+    assert "Uncaught" not in shown.console, [l for l in shown.console.splitlines() if "Uncaught" in l]
+    assert outside_references(shown.dom) == []
+    legend = re.findall(r'class="legendtext"[^>]*>([^<]*)<', shown.dom)
+    for rank in ranks:
+        assert legend.count(f"rank {rank}") == 3, legend  # loss, throughput, step time
+    drawn = re.findall(r'class="trace scatter', shown.dom)
+    assert len(drawn) >= 3 * len(ranks)
+    image = Image.open(shown.screenshot).convert("RGB")
+    pixels = image.get_flattened_data() if hasattr(image, "get_flattened_data") else image.getdata()
+    counts: dict[tuple[int, int, int], int] = {}
+    for p in pixels:
+        counts[p] = counts.get(p, 0) + 1
+    assert len(counts) > 200, "the screenshot is (nearly) blank"
+    # Plotly's first two trace colours: rank 0 and rank 1.
+    for colour in [(0x63, 0x6E, 0xFA), (0xEF, 0x55, 0x3B)][:len(ranks)]:
+        near = sum(n for c, n in counts.items() if sum(abs(a - b) for a, b in zip(c, colour)) < 60)
+        assert near > 500, f"no curve in {colour} on the screenshot ({near} pixels)"
