@@ -698,6 +698,19 @@ def data_prepare(
 ) -> None:
     """Tokenize a corpus into a MindRecord pretraining dataset ({"input_ids": int32[-1]}).
 
+    WikiText token files (any name not ending in .jsonl/.json/.parquet) follow MindFormers 1.9.0's
+    llama_preprocess.py --dataset_type wiki exactly: the text is cleaned (" @-@ " -> "-", no space
+    before punctuation or inside brackets and quotes, ...), split into paragraphs at blank lines,
+    and heading paragraphs ("= Title =", "= = Section = =") are dropped. One file with --tokenizer
+    gives the same samples, in the same order, as that script with the same --seq_length.
+
+    JSONL/Parquet: each non-blank 'text' is one document, taken as is (no cleaning, nothing dropped).
+
+    Every input: each paragraph or document is encoded as MindFormers' LlamaTokenizer does ("<s>",
+    "</s>", "<unk>" in the text are those tokens) and framed as BOS + ids + EOS, with the BOS/EOS
+    ids of the tokenizer model file; the encoded texts are concatenated in input order and cut into
+    samples of seq_length + 1 tokens; the tail that does not fill a sample is dropped.
+
     Example: mfctl data prepare --input 'wikitext-2/wiki.train.tokens' --tokenizer tokenizer.model
     --seq-length 4096 --output wiki4096.mindrecord
     """

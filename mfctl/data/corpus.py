@@ -78,7 +78,7 @@ def topic_to_wikitext(text: str) -> list[str]:
         if line.strip() and not line.startswith(" ") and _is_underline(nxt, line):
             flush()
             depth = _UNDERLINE_DEPTH[nxt.strip()[0]]
-            out.extend(["", _heading(line, depth), ""])
+            out.extend(([""] if out and out[-1] else []) + [_heading(line, depth), ""])
             i += 2
             continue
         indent = len(line) - len(line.lstrip(" "))
@@ -86,6 +86,10 @@ def topic_to_wikitext(text: str) -> list[str]:
         if not line.strip():
             # A list item may go on with a further paragraph at the same indent: keep item_indent.
             flush()
+            # A blank line between paragraphs, as WikiText has: MindFormers' wiki preprocessing
+            # frames each paragraph with BOS/EOS, so paragraphs must not run together.
+            if out and out[-1]:
+                out.append("")
         elif bullet:
             # A list item is prose: its continuation lines are folded into it.
             flush()

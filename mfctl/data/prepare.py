@@ -2,9 +2,14 @@
 
 The layout is the one MindFormers' Llama pretraining reads through ``CausalLanguageModelDataset``:
 one MindRecord file with a single column ``input_ids`` (int32, shape [-1]); every sample is
-``seq_length + 1`` tokens so that the model can shift it into inputs and labels. Documents are
-concatenated with EOS between them and the stream is cut into consecutive chunks; the tail that
-does not fill a chunk is dropped.
+``seq_length + 1`` tokens so that the model can shift it into inputs and labels.
+
+The samples are those of MindFormers 1.9.0's ``llama_preprocess.py --dataset_type wiki``, in the
+same order: a WikiText file is cleaned and split into paragraphs, headings dropped
+(``mfctl.data.wikitext``); every paragraph, or every JSONL/Parquet document, is encoded as
+``[BOS] + ids + [EOS]`` the way MindFormers' ``LlamaTokenizer`` does (``mfctl.data.encode``); the
+encoded texts are concatenated in input order and cut into consecutive chunks; the tail that does
+not fill a chunk is dropped.
 
 Design decisions:
 - All or nothing. Everything is written into a hidden temporary directory beside the output and
@@ -21,7 +26,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -29,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mfctl.data.encode import LlamaEncoder
+from mfctl.data.wikitext import wikitext_paragraphs
 from mfctl.errors import BadInput
 
 SCHEMA = {"input_ids": {"type": "int32", "shape": [-1]}}
@@ -37,8 +43,6 @@ MINDRECORD_SUFFIX = ".mindrecord"
 _WRITE_BATCH = 1024
 # Documents tokenized per call to sentencepiece (it encodes a list in parallel) and per progress tick.
 _ENCODE_BATCH = 256
-# A WikiText article heading: " = Title = " (one '=' each side; sections use "= =").
-_WIKI_TITLE = re.compile(r"^ ?= (?!=).*(?<!=) = ?$")
 
 
 @dataclass(frozen=True)
@@ -46,9 +50,9 @@ class PrepareSummary:
     """What ``prepare_dataset`` wrote."""
 
     documents: int
-    """Non-empty documents read from the inputs (articles, JSONL/Parquet rows)."""
+    """Texts encoded: WikiText paragraphs (headings excluded), non-blank JSONL/Parquet rows."""
     tokens: int
-    """Tokens in the concatenated stream, EOS separators included."""
+    """Tokens in the concatenated stream, BOS/EOS included (the dropped tail too)."""
     samples: int
     """MindRecord rows written, each ``seq_length + 1`` tokens."""
     seq_length: int
@@ -90,7 +94,9 @@ def prepare_dataset(
 
     Args:
         inputs: glob patterns (or plain paths) of WikiText token files (``wiki.train.tokens``),
-            ``.jsonl`` files or ``.parquet`` files with a ``text`` field.
+            ``.jsonl`` files or ``.parquet`` files with a ``text`` field. One WikiText file gives
+            the samples of MindFormers' ``llama_preprocess.py --dataset_type wiki``; several inputs
+            are encoded one by one and their streams concatenated before chunking.
         output: the MindRecord file to create; its name must end in ``.mindrecord``.
         seq_length: the model's sequence length; samples hold ``seq_length + 1`` tokens.
         tokenizer: a sentencepiece model file to encode with.
@@ -114,23 +120,27 @@ def prepare_dataset(
 
     files = resolve_inputs(inputs)
     # A given tokenizer is checked before the corpus is read: fail fast on the cheap check.
-    sp = load_tokenizer(Path(tokenizer), max_vocab) if tokenizer is not None else None
+    encoder = load_encoder(Path(tokenizer), max_vocab) if tokenizer is not None else None
     documents = list(read_documents(files))
-    if not documents:
-        raise BadInput(f"{_names(files)}: no text found; give a corpus with some non-empty documents")
+    # Whitespace-only WikiText paragraphs are kept (upstream encodes them) but are not text.
+    if not any(doc.strip() for doc in documents):
+        raise BadInput(
+            f"{_names(files)}: no text found (WikiText heading paragraphs and blank lines do not count); "
+            "give a corpus with some non-empty documents"
+        )
 
     created_parent = _mkdir_parents(output.parent)
     workdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
     try:
-        if sp is None:
+        if encoder is None:
             assert trained_tokenizer is not None and train_tokenizer_vocab is not None
             model_file = train_tokenizer(
                 documents, workdir / trained_tokenizer.name, train_tokenizer_vocab, files
             )
-            sp = load_tokenizer(model_file, max_vocab)
-        vocab_size = sp.get_piece_size()
+            encoder = load_encoder(model_file, max_vocab)
+        vocab_size = encoder.sp.get_piece_size()
 
-        stream = _encode(sp, documents, progress)
+        stream = _encode(encoder, documents, progress)
         need = seq_length + 1
         samples = len(stream) // need
         if samples == 0:
@@ -236,7 +246,11 @@ def resolve_inputs(patterns: Sequence[str]) -> list[Path]:
 
 
 def read_documents(files: Sequence[Path]) -> Iterator[str]:
-    """The non-empty documents of every file, by format (suffix ``.jsonl``/``.parquet``, else WikiText)."""
+    """The texts to encode, file by file, by format.
+
+    ``.jsonl``/``.json``/``.parquet``: each non-blank ``text``, as it is. Anything else is a WikiText
+    token file: its paragraphs by MindFormers' wiki rules (cleaned, headings dropped).
+    """
     for path in files:
         suffix = path.suffix.lower()
         if suffix in (".jsonl", ".json"):
@@ -244,7 +258,7 @@ def read_documents(files: Sequence[Path]) -> Iterator[str]:
         elif suffix == ".parquet":
             yield from _read_parquet(path)
         else:
-            yield from _read_wikitext(path)
+            yield from wikitext_paragraphs(_read_text(path))
 
 
 def _read_text(path: Path) -> str:
@@ -254,25 +268,6 @@ def _read_text(path: Path) -> str:
         raise BadInput(f"{path}: not UTF-8 text (byte {e.start}); convert it to UTF-8") from None
     except OSError as e:
         raise BadInput(f"{path}: cannot read: {e.strerror}") from None
-
-
-def split_wikitext(text: str) -> list[str]:
-    """Articles of a raw WikiText file: each starts at a `` = Title = `` line.
-
-    Text before the first title (if any) is an article of its own. Blank lines are dropped and
-    the remaining lines joined with newlines, headings included.
-    """
-    articles: list[list[str]] = [[]]
-    for line in text.splitlines():
-        if _WIKI_TITLE.match(line.rstrip("\n")) and articles[-1]:
-            articles.append([])
-        if line.strip():
-            articles[-1].append(line.strip())
-    return ["\n".join(lines) for lines in articles if lines]
-
-
-def _read_wikitext(path: Path) -> Iterator[str]:
-    yield from split_wikitext(_read_text(path))
 
 
 def _read_jsonl(path: Path) -> Iterator[str]:
@@ -371,24 +366,25 @@ def load_tokenizer(model_file: Path, max_vocab: int | None = None) -> Any:
             f"{model_file}: the tokenizer has {size} pieces but the model's vocab_size is "
             f"{max_vocab}; raise vocab_size to at least {size} or use a smaller tokenizer"
         )
-    if sp.eos_id() < 0:
-        raise BadInput(f"{model_file}: the tokenizer has no end-of-sequence piece; documents cannot be separated")
     return sp
 
 
-def _encode(sp: Any, documents: Sequence[str], progress: Callable[[int, int], None] | None) -> Any:
-    """The whole corpus as one int32 array: each document's ids followed by EOS."""
+def load_encoder(model_file: Path, max_vocab: int | None = None) -> LlamaEncoder:
+    """``load_tokenizer``, then the Llama framing: refused here if the model has no usable BOS/EOS."""
+    return LlamaEncoder(load_tokenizer(model_file, max_vocab), Path(model_file))
+
+
+def _encode(encoder: LlamaEncoder, documents: Sequence[str],
+            progress: Callable[[int, int], None] | None) -> Any:
+    """The whole corpus as one int32 array: each text's ``[BOS] + ids + [EOS]``, in order."""
     import numpy as np
 
-    eos = sp.eos_id()
     total = len(documents)
     parts: list[Any] = []
     if progress is not None:
         progress(0, total)
     for start in range(0, total, _ENCODE_BATCH):
-        batch = documents[start : start + _ENCODE_BATCH]
-        for ids in sp.encode(list(batch)):
-            ids.append(eos)
+        for ids in encoder.encode_all(documents[start : start + _ENCODE_BATCH]):
             parts.append(np.asarray(ids, dtype=np.int32))
         if progress is not None:
             progress(min(start + _ENCODE_BATCH, total), total)

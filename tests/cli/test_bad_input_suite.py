@@ -300,7 +300,7 @@ DATA_CASES = [
     case("data-empty-corpus", f"{DATA} --input {{tmp}}/empty.tokens --tokenizer {{tok}}", "empty.tokens",
          "no text found", write("empty.tokens", "\n   \n\n"), tokenizer=True),
     case("data-corpus-too-small", f"{DATA} --input {{tmp}}/tiny.tokens --tokenizer {{tok}} --seq-length 4096",
-         "tiny.tokens", "add text or lower seq_length", write("tiny.tokens", " = T = \nhello world\n"),
+         "tiny.tokens", "add text or lower seq_length", write("tiny.tokens", " = T = \n \nhello world\n"),
          tokenizer=True),
     case("data-output-exists", f"{DATA} --input {{tmp}}/tiny.tokens --tokenizer {{tok}}", "o.mindrecord",
          "--force", write("tiny.tokens", " = T = \nhello\n"), write("out/o.mindrecord", "old"),
@@ -360,10 +360,11 @@ def tokenizer_200(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real 200-piece sentencepiece model, trained on a slice of the demo corpus."""
     pytest.importorskip("sentencepiece", reason="dataset preparation needs sentencepiece (mfctl[train])")
     from mfctl.data.corpus import pydoc_wikitext
-    from mfctl.data.prepare import split_wikitext, train_tokenizer
+    from mfctl.data.prepare import train_tokenizer
+    from mfctl.data.wikitext import wikitext_paragraphs
 
     path = tmp_path_factory.mktemp("tokenizer") / "tok.model"
-    train_tokenizer(split_wikitext(pydoc_wikitext()[:150_000]), path, 200, [path])
+    train_tokenizer(wikitext_paragraphs(pydoc_wikitext()[:150_000]), path, 200, [path])
     return path
 
 

@@ -21,9 +21,9 @@ from mfctl.data.prepare import (
     PrepareSummary,
     index_path_for,
     prepare_dataset,
-    split_wikitext,
     tokenizer_path_for,
 )
+from mfctl.data.wikitext import wikitext_paragraphs
 from mfctl.errors import BadInput
 
 pytest.importorskip("sentencepiece", reason="dataset preparation needs sentencepiece (mfctl[train])")
@@ -90,13 +90,12 @@ def test_pydoc_corpus_is_wikitext_and_big_enough(corpus: Path) -> None:
     assert oct(stat.S_IMODE(corpus.stat().st_mode)) == "0o644"
 
 
-def test_split_wikitext_articles() -> None:
-    raw = " \n = Alpha = \n \n Alpha text . \n \n = = Part = = \n More alpha . \n = Beta = \n Beta text . \n"
-    assert split_wikitext(raw) == [
-        "= Alpha =\nAlpha text .\n= = Part = =\nMore alpha .",
-        "= Beta =\nBeta text .",
-    ]
-    assert split_wikitext("preamble\n = A = \n body \n") == ["preamble", "= A =\nbody"]
+def test_pydoc_corpus_paragraphs_are_separated_like_wikitext(corpus: Path) -> None:
+    """Blank lines between paragraphs: MindFormers' wiki rules frame each paragraph on its own."""
+    paragraphs = wikitext_paragraphs(corpus.read_text(encoding="utf-8"))
+    assert len(paragraphs) > 1000
+    assert paragraphs[0] == "Assert statements are a convenient way to insert debugging assertions into a program:"
+    assert not any(p.lstrip().startswith("=") for p in paragraphs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,24 +126,28 @@ def test_round_trip_mindrecord_and_detokenize(prepared: PrepareSummary, corpus: 
     assert max(int(row.max()) for row in rows) < VOCAB
 
     sp = spm.SentencePieceProcessor(model_file=str(prepared.tokenizer))
-    assert (sp.unk_id(), sp.bos_id(), sp.eos_id()) == (0, 1, 2)
+    bos, eos = sp.bos_id(), sp.eos_id()
+    assert (sp.unk_id(), bos, eos) == (0, 1, 2)
     original = _squeeze(corpus.read_text(encoding="utf-8"))
-    eos = sp.eos_id()
-    # Samples are consecutive chunks of the stream: the first one starts the first article.
-    first = sp.decode([int(t) for t in rows[0] if t != eos])
-    assert _squeeze(first).startswith('= The "assert" statement =')
+    # Samples are consecutive chunks of the stream: the first one starts with the first paragraph
+    # of the first article (the heading is dropped), framed by BOS ... EOS.
+    assert int(rows[0][0]) == bos
+    first_end = [int(t) for t in rows[0]].index(eos)
+    assert _squeeze(sp.decode([int(t) for t in rows[0][1:first_end]])) == (
+        "Assert statements are a convenient way to insert debugging assertions into a program:")
     for index in (0, len(rows) // 2, len(rows) - 1):
         ids = [int(t) for t in rows[index]]
         segments: list[list[int]] = [[]]
         for t in ids:
-            if t == eos:
+            if t in (bos, eos):
                 segments.append([])
             else:
                 segments[-1].append(t)
         longest = max(segments, key=len)
         text = _squeeze(sp.decode(longest))
-        assert len(text) > 20
-        assert text in original, (index, text)
+        assert len(text) > 10
+        # The wiki rules only close up spaces; compare without them.
+        assert text.replace(" ", "") in original.replace(" ", ""), (index, text)
 
 
 def test_existing_tokenizer_multiple_inputs_jsonl(tmp_path: Path, tokenizer: Path, corpus: Path) -> None:
@@ -159,7 +162,19 @@ def test_existing_tokenizer_multiple_inputs_jsonl(tmp_path: Path, tokenizer: Pat
     assert summary.files == (out, index_path_for(out))  # no tokenizer trained
     single = prepare_dataset([str(jsonl)], tmp_path / "one.mindrecord", SEQ, tokenizer=tokenizer)
     assert single.documents == 2  # the blank text is skipped
-    assert summary.documents == single.documents + len(split_wikitext(corpus.read_text()))
+    assert summary.documents == single.documents + len(wikitext_paragraphs(corpus.read_text()))
+    # JSONL text is not cleaned and has no headings to drop: each row is [BOS] + its ids + [EOS].
+    import sentencepiece as spm
+    from mindspore.mindrecord import FileReader
+
+    sp = spm.SentencePieceProcessor(model_file=str(tokenizer))
+    reader = FileReader(str(single.output))
+    try:
+        stream = [int(t) for row in reader.get_next() for t in row["input_ids"]]
+    finally:
+        reader.close()
+    first = [sp.bos_id(), *sp.encode(docs[0]["text"]), sp.eos_id()]
+    assert stream == (first + [sp.bos_id(), *sp.encode("Second."), sp.eos_id()])[: len(stream)]
 
 
 def test_parquet_input(tmp_path: Path, tokenizer: Path) -> None:
@@ -224,7 +239,7 @@ def test_empty_corpus(tmp_path: Path, tokenizer: Path) -> None:
 
 def test_corpus_too_small_for_one_sample(tmp_path: Path, tokenizer: Path) -> None:
     small = tmp_path / "small.tokens"
-    small.write_text(" = Tiny = \n A very short article . \n", encoding="utf-8")
+    small.write_text(" = Tiny = \n \n A very short article . \n", encoding="utf-8")
     err = _assert_bad(tmp_path, r"has \d+ tokens but one sample needs seq_length \+ 1 = 65", small,
                       inputs=[str(small)], tokenizer=tokenizer)
     assert "lower seq_length" in str(err)
@@ -244,7 +259,7 @@ def test_trained_vocab_larger_than_model_vocab(tmp_path: Path, corpus: Path) -> 
 
 def test_vocab_too_large_for_corpus(tmp_path: Path) -> None:
     small = tmp_path / "small.tokens"
-    small.write_text(" = Tiny = \n A very short article about nothing much . \n", encoding="utf-8")
+    small.write_text(" = Tiny = \n \n A very short article about nothing much . \n", encoding="utf-8")
     _assert_bad(tmp_path, "cannot train a 1000-piece tokenizer.*smaller vocabulary", small,
                 inputs=[str(small)], train_tokenizer_vocab=1000)
 
