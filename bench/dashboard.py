@@ -42,11 +42,13 @@ if __package__ in (None, ""):  # run as a script from a checkout: make `mfctl` i
 from textual.app import App, ComposeResult  # noqa: E402
 from textual.widgets import DataTable  # noqa: E402
 
+from mfctl.metrics.series import SeriesStore  # noqa: E402
 from mfctl.tui.app import make_app  # noqa: E402
 from mfctl.tui.sources import synthetic_snapshot  # noqa: E402
 from mfctl.tui.widgets import COLUMNS, RankTable, row_cells  # noqa: E402
 
 SIZE = (200, 60)
+PREFILL = 600  # steps already in the plots when measuring: band and rank lines at their bounds
 GOAL_FRAME_MS = 50.0
 GOAL_CPU = 0.25
 
@@ -63,26 +65,39 @@ def snapshots(world: int, count: int) -> list[dict]:
 
 
 class CyclingSource:
-    """Hands out the next prepared snapshot on every call, forever: every rank changes every call."""
+    """Hands out the next prepared snapshot on every call, forever: every rank changes every call.
 
-    def __init__(self, snaps: list[dict]) -> None:
+    Every call is a new step of every rank, fed into the same ``SeriesStore`` that ``mfctl watch``'s
+    collector keeps (band over ranks, each rank's line). In the real dashboard that feeding happens
+    on the followers' threads; here it is counted in the tick, so the tick is an upper bound.
+    ``prefill`` steps are fed before the first frame, so the plots start as full as a long run's.
+    """
+
+    def __init__(self, snaps: list[dict], prefill: int = 0) -> None:
         self.snaps = snaps
         self.calls = 0
-        self.loss: list[tuple[float, float]] = []
-        self.tokens: list[tuple[float, float]] = []
+        self.step = 0
+        self.series = SeriesStore()
+        for _ in range(prefill):
+            self._feed(self.snaps[self.step % len(self.snaps)])
+
+    def _feed(self, snap: dict) -> None:
+        self.step += 1  # keeps the plotted series growing like a live job's
+        add = self.series.add
+        for r in snap["ranks"]:
+            add(r["rank"], self.step, r["loss"], r["tokens_per_s"], r["step_time_ms"])
 
     def snapshot(self) -> dict:
         snap = self.snaps[self.calls % len(self.snaps)]
         self.calls += 1
-        if len(self.snaps) == 1 and self.loss:
+        if len(self.snaps) == 1 and self.step:
             return snap  # one snapshot: nothing changes, not even the plots
-        step = self.calls  # keeps the plotted series growing like a live job's
-        self.loss = (self.loss + [(step, snap["cluster"]["loss"])])[-2000:]
-        self.tokens = (self.tokens + [(step, snap["cluster"]["tokens_per_s"])])[-2000:]
+        self._feed(snap)
         return snap
 
-    def history(self) -> dict:
-        return {"loss": list(self.loss), "tokens_per_s": list(self.tokens)}
+    def history(self, rank: int | None = None) -> dict:
+        own = {"rank": rank, **self.series.rank(rank)} if rank is not None else None
+        return {"bands": self.series.bands(), "rank": own}
 
     def rank_log(self, rank: int, lines: int) -> list[str]:
         return []
@@ -152,7 +167,7 @@ async def measure_frames(app: App, tick: Callable[[], None], frames: int) -> Fra
 
 
 async def dashboard_frames(world: int, frames: int, *, change: bool = True) -> Frames:
-    source = CyclingSource(snapshots(world, 8) if change else snapshots(world, 1))
+    source = CyclingSource(snapshots(world, 8) if change else snapshots(world, 1), prefill=PREFILL)
     app = make_app(source, job=job(world), clock=lambda: 100.0, refresh_s=3600)  # ticks only when told
     return await measure_frames(app, lambda: app.refresh_data(), frames)
 
@@ -197,7 +212,7 @@ async def datatable_frames(world: int, frames: int) -> Frames:
 
 async def cpu_at_1hz(world: int, seconds: float) -> tuple[float, int]:
     """Process CPU time / wall time of the real app refreshing once a second, and its tick count."""
-    source = CyclingSource(snapshots(world, 8))
+    source = CyclingSource(snapshots(world, 8), prefill=PREFILL)
     app = make_app(source, job=job(world), refresh_s=1.0)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()

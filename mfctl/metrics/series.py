@@ -119,9 +119,10 @@ class SeriesStore:
         series = self.ranks.get(rank)
         if series is None:
             series = self.ranks[rank] = Thinned(len(METRICS), self.rank_points)
+        repeat = len(series) > 0 and series.steps[-1] == step
         series.add(step, values)
-        if step <= self._newest - self.open_steps:
-            return  # its step's band is already summarised
+        if repeat or step <= self._newest - self.open_steps:
+            return  # seen already (a rank that did not move), or its step's band is summarised
         bucket = self._open.get(step)
         if bucket is None:
             bucket = self._open[step] = [[] for _ in METRICS]

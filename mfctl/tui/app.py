@@ -36,6 +36,7 @@ from mfctl.tui.widgets import (
     SeriesPlot,
     alerts_text,
     fmt_loss,
+    fmt_ms,
     fmt_rate,
     header_text,
 )
@@ -53,9 +54,12 @@ class DashboardSource(Protocol):
         """The current ``{"ranks": [...], "cluster": {...}, "alerts": [...]}``. Cheap, thread-safe."""
         ...
 
-    def history(self) -> dict:
-        """Cluster series for the plots: ``{"loss": [(step, v)...], "tokens_per_s": [(step, v)...]}``,
-        bounded by the source. Cheap."""
+    def history(self, rank: int | None = None) -> dict:
+        """The plots' data, bounded by the source and cheap. ``{"bands": {metric: [(step, min,
+        median, max)...]}, "rank": {"rank": n, metric: [(step, v)...]}}`` for the metrics
+        ``loss``, ``tokens_per_s``, ``step_time_ms``: the band over all ranks and ``rank``'s own
+        line. A source without per-rank data may give cluster lines instead:
+        ``{"loss": [(step, v)...], "tokens_per_s": [(step, v)...]}``."""
         ...
 
     def rank_log(self, rank: int, lines: int) -> list[str]:
@@ -177,6 +181,9 @@ HELP = """\
                  [dim]failed stalled straggler starting running finished[/dim], or part of a node name;
                  several terms show rows matching any of them. enter keeps it, escape clears it
   [b]l[/b]              open the selected rank's log (escape closes it, r reloads)
+                 the plots draw the selected rank's line over the band of all ranks
+                 (min..max shaded, median inside): move the cursor to follow another rank
+  [b]y[/b]              loss plot: logarithmic / linear y axis
   [b]s[/b]              stop the job on every node (asks first: y / n)
   [b]?[/b]              this help
   [b]q[/b]              quit the dashboard (the job keeps running)
@@ -233,6 +240,7 @@ class DashboardApp(App[str | None]):
         Binding("o", "cycle_sort", "sort"),
         Binding("O", "reverse_sort", "reverse", show=False),
         Binding("l", "open_log", "log"),
+        Binding("y", "toggle_log", "log y"),
         Binding("s", "stop", "stop job"),
         Binding("question_mark", "help", "help"),
     ]
@@ -252,10 +260,10 @@ class DashboardApp(App[str | None]):
         self._exit_armed = False
         self._header: Text | None = None
         self._alerts: Text | None = None
-        self._history_key: tuple = ()
 
     # The dashboard's own keys do nothing while a dialog is open (no stop prompt over a log view).
-    _MAIN_ACTIONS = frozenset({"filter", "cycle_sort", "reverse_sort", "open_log", "stop", "help"})
+    _MAIN_ACTIONS = frozenset({"filter", "cycle_sort", "reverse_sort", "open_log", "stop", "help",
+                               "toggle_log"})
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in self._MAIN_ACTIONS and isinstance(self.screen, ModalScreen):
@@ -274,6 +282,7 @@ class DashboardApp(App[str | None]):
             with Vertical(id="side"):
                 yield SeriesPlot("loss", fmt_loss, id="loss-plot")
                 yield SeriesPlot("tokens/s", fmt_rate, id="tokens-plot")
+                yield SeriesPlot("step ms", fmt_ms, id="steptime-plot")
                 with VerticalScroll(id="alerts-pane") as pane:
                     pane.border_title = "alerts"
                     yield AlertsPanel(id="alerts")
@@ -285,6 +294,7 @@ class DashboardApp(App[str | None]):
         self._table = self.query_one(RankTable)
         self._loss_plot = self.query_one("#loss-plot", SeriesPlot)
         self._tokens_plot = self.query_one("#tokens-plot", SeriesPlot)
+        self._steptime_plot = self.query_one("#steptime-plot", SeriesPlot)
         self._alerts_panel = self.query_one(AlertsPanel)
         self._alerts_pane = self.query_one("#alerts-pane")
         self._ranks_pane = self.query_one("#ranks-pane")
@@ -311,7 +321,7 @@ class DashboardApp(App[str | None]):
         self._table.show(snap.get("ranks") or [], cluster.get("stragglers") or ())
         self._describe_table()
 
-        self._show_history(self.source.history())
+        self._show_history()
 
         self._show_alerts(snap.get("alerts") or [], now)
 
@@ -333,15 +343,27 @@ class DashboardApp(App[str | None]):
         if pane.border_title != title:
             pane.border_title = title
 
-    def _show_history(self, history: Mapping[str, Any]) -> None:
-        loss = history.get("loss") or []
-        tokens = history.get("tokens_per_s") or []
-        key = (len(loss), loss[-1] if loss else None, len(tokens), tokens[-1] if tokens else None)
-        if key == self._history_key:
+    def _show_history(self) -> None:
+        """The plots: the band of all ranks and the rank under the table's cursor."""
+        rank = self._table.selected_rank()
+        history = self.source.history(rank)
+        bands = history.get("bands")
+        plots = ((self._loss_plot, "loss"), (self._tokens_plot, "tokens_per_s"),
+                 (self._steptime_plot, "step_time_ms"))
+        if bands is None:  # cluster lines only
+            for plot, metric in plots:
+                plot.set_points(history.get(metric) or [])
             return
-        self._history_key = key
-        self._loss_plot.set_points(loss)
-        self._tokens_plot.set_points(tokens)
+        own = history.get("rank") or {}
+        for plot, metric in plots:
+            plot.set_series(bands.get(metric) or [], own.get(metric) or [], rank)
+
+    def on_rank_table_selected(self, _: RankTable.Selected) -> None:
+        if self.is_mounted and hasattr(self, "_steptime_plot"):
+            self._show_history()
+
+    def action_toggle_log(self) -> None:
+        self._loss_plot.set_log(not self._loss_plot.log_scale)
 
     def _describe_table(self) -> None:
         pane = self._ranks_pane

@@ -12,6 +12,8 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Mapping, Sequence
 
+from mfctl.metrics.series import SeriesStore
+
 HISTORY_LIMIT = 2000  # points per series kept for the plots
 
 Logs = Mapping[int, Sequence[str]] | Callable[[int, int], Sequence[str]]
@@ -22,8 +24,9 @@ class StaticSource:
     when ``advance_on_call``) and stays on the last one at the end.
 
     ``history`` is either one fixed ``{"loss": [...], "tokens_per_s": [...]}`` dict, a list of them
-    parallel to ``snapshots``, or None to derive it from the cluster ``step``/``loss``/``tokens_per_s``
-    of the snapshots served so far. ``logs`` maps a rank to its lines, or is a function
+    parallel to ``snapshots``, or None to derive it from the snapshots served so far: the cluster
+    ``step``/``loss``/``tokens_per_s`` lines, and the band over ranks and each rank's line from the
+    ranks' ``step``/``loss``/``tokens_per_s``/``step_time_ms`` (as ``mfctl watch`` keeps them). ``logs`` maps a rank to its lines, or is a function
     ``(rank, lines) -> lines``.
     """
 
@@ -45,6 +48,7 @@ class StaticSource:
         self._served = 0  # highest index handed out: the derived history covers up to here
         self._derived: dict[str, list[tuple[float, float]]] = {"loss": [], "tokens_per_s": []}
         self._derived_upto = -1
+        self._series = SeriesStore()
         # What was asked of the source, for tests: (rank, lines, thread name) per rank_log call.
         self.log_requests: list[tuple[int, int, str]] = []
 
@@ -79,14 +83,17 @@ class StaticSource:
                 self._index += 1
             return dict(snap)
 
-    def history(self) -> dict:
+    def history(self, rank: int | None = None) -> dict:
         with self._lock:
             if isinstance(self._history, Mapping):
                 return {k: list(v) for k, v in self._history.items()}
             if self._history is not None:
                 return {k: list(v) for k, v in self._history[self._served].items()}
             self._derive()
-            return {k: list(v) for k, v in self._derived.items()}
+            out: dict[str, Any] = {k: list(v) for k, v in self._derived.items()}
+            out["bands"] = self._series.bands()
+            out["rank"] = {"rank": rank, **self._series.rank(rank)} if rank is not None else None
+            return out
 
     def rank_log(self, rank: int, lines: int) -> list[str]:
         self.log_requests.append((rank, lines, threading.current_thread().name))
@@ -105,6 +112,11 @@ class StaticSource:
 
     def _derive(self) -> None:
         for i in range(self._derived_upto + 1, self._served + 1):
+            for r in self._snapshots[i].get("ranks") or ():
+                rstep = r.get("step")
+                if isinstance(rstep, int) and rstep > 0 and isinstance(r.get("rank"), int):
+                    self._series.add(r["rank"], rstep, r.get("loss"), r.get("tokens_per_s"),
+                                     r.get("step_time_ms"))
             cluster = self._snapshots[i].get("cluster") or {}
             step = cluster.get("step")
             if not isinstance(step, (int, float)):

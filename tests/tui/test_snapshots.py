@@ -7,7 +7,6 @@ focused text input (so no blinking cursor). Regenerate after an intended change 
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
@@ -27,22 +26,27 @@ ALERTS = [
 ]
 
 
-def history() -> dict:
-    loss = [(s, 2.0 + 8.0 / (1.0 + s / 8.0) + 0.15 * math.sin(s)) for s in range(1, STEP + 1)]
-    tokens = [(s, 520_000 + 30_000 * math.sin(s / 3.0) - (60_000 if s > 30 else 0)) for s in range(1, STEP + 1)]
-    return {"loss": loss, "tokens_per_s": tokens}
-
-
 def dashboard(logs: dict[int, list[str]] | None = None) -> DashboardApp:
-    snap = synthetic_snapshot(16, STEP, stragglers=[3], stalled={9: "no step line for 95 s"},
-                              failed={5: "worker exited with code 1: RuntimeError: Socket timed out"},
-                              alerts=ALERTS)
-    source = StaticSource([snap], history=history(), logs=logs)
+    # Steps 1..STEP played into the source: the plots show the band of the 16 ranks over the run
+    # and the selected rank's line (rank 0), as ``mfctl watch`` keeps them.
+    snaps = [synthetic_snapshot(16, step, stragglers=[3] if step > 20 else [],
+                                stalled={9: "no step line for 95 s"} if step > 30 else None,
+                                failed={5: "worker exited with code 1: RuntimeError: Socket timed out"}
+                                if step == STEP else None,
+                                alerts=ALERTS if step == STEP else ())
+             for step in range(1, STEP + 1)]
+    source = StaticSource(snaps, logs=logs)
+    source.advance(STEP - 1)
     return make_app(source, job=JOB, clock=lambda: 1_600.0, refresh_s=1.0)
 
 
 def test_dashboard_with_a_failed_a_stalled_and_a_straggling_rank(snap_compare: Any) -> None:
     assert snap_compare(dashboard(), terminal_size=SIZE)
+
+
+def test_plots_follow_the_selected_rank_with_log_loss(snap_compare: Any) -> None:
+    # The straggler (rank 3) selected: its step time runs along the top of the band.
+    assert snap_compare(dashboard(), press=["down", "down", "down", "y"], terminal_size=SIZE)
 
 
 def test_filtered_to_one_node_and_sorted_by_step_time(snap_compare: Any) -> None:
