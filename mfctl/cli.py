@@ -100,6 +100,11 @@ def init(
     pp: Optional[int] = typer.Option(None, "--pp", help="Pipeline stages."),
     micro_batch_num: Optional[int] = typer.Option(None, "--micro-batch-num",
                                                   help="Micro batches (pipeline)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size",
+                                             help="Per-device batch size (the preset's by default)."),
+    grad_accum: Optional[int] = typer.Option(
+        None, "--grad-accum", help="Gradient accumulation steps (without pipeline stages); by default "
+        "the preset's, scaled to keep its global batch on another device count."),
     master_port: int = typer.Option(8118, "--master-port", help="msrun scheduler port."),
     master_addr: Optional[str] = typer.Option(
         None, "--master-addr", help="MASTER_ADDR when the training network differs from SSH's."),
@@ -118,7 +123,7 @@ def init(
     from mfctl.jobs.create import create_job
 
     if not yes:
-        from mfctl.spec.presets import PRESETS, preset_names
+        from mfctl.presets import PRESETS, preset_names
 
         if model is None and model_config is None:
             model = typer.prompt(f"Model preset ({', '.join(preset_names())})", default="tiny-llama")
@@ -137,6 +142,8 @@ def init(
         devices_per_node=devices_per_node, dataset=dataset, name=name, launcher=launcher,
         mindformers_home=mindformers_home, dp=dp, mp=mp, pp=pp, micro_batch_num=micro_batch_num,
         master_port=master_port, master_addr=master_addr, python=python, workdir=workdir, force=force,
+        train={k: v for k, v in (("batch_size", batch_size), ("gradient_accumulation_steps", grad_accum))
+               if v is not None} or None,
     )
     if job.layout_note:
         out.print(f"[yellow]note:[/] {job.layout_note}")
@@ -193,6 +200,10 @@ def plan(
               f"master {launch_plan.master_addr}:{launch_plan.master_port}, launcher {launch_plan.launcher}, "
               f"dp {lay.data_parallel} mp {lay.model_parallel} pp {lay.pipeline_stage} "
               f"micro_batch_num {lay.micro_batch_num}")
+    if launch_plan.batch is not None:
+        b = launch_plan.batch
+        out.print(f"global batch: {b.sequences:,} sequences x {b.seq_length:,} tokens = {b.tokens:,} "
+                  f"tokens per step ({b.formula()})")
     rows = []
     for node in launch_plan.nodes:
         ranks = f"{node.ranks[0]}-{node.ranks[-1]}" if len(node.ranks) > 1 else str(node.ranks[0])

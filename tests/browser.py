@@ -8,6 +8,7 @@ JavaScript error shows as ``Uncaught``.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -90,3 +91,29 @@ def outside_references(html: str) -> list[str]:
             if not (target.startswith("#") or target.startswith("data:")):
                 found.append(f"url({part[:60]}")
     return found
+
+
+def check_rendered_report(page: Path, workdir: Path, ranks: tuple[int, ...]) -> None:
+    """What a user sees in a browser without network: no script error, the three curve charts
+    drawn with a legend entry per rank, and a screenshot showing each rank's curve colour."""
+    from PIL import Image
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    shown = render(page, workdir)
+    assert "Uncaught" not in shown.console, [l for l in shown.console.splitlines() if "Uncaught" in l]
+    assert outside_references(shown.dom) == []
+    legend = re.findall(r'class="legendtext"[^>]*>([^<]*)<', shown.dom)
+    for rank in ranks:
+        assert legend.count(f"rank {rank}") == 3, legend  # loss, throughput, step time
+    drawn = re.findall(r'class="trace scatter', shown.dom)
+    assert len(drawn) >= 3 * len(ranks)
+    image = Image.open(shown.screenshot).convert("RGB")
+    pixels = image.get_flattened_data() if hasattr(image, "get_flattened_data") else image.getdata()
+    counts: dict[tuple[int, int, int], int] = {}
+    for p in pixels:
+        counts[p] = counts.get(p, 0) + 1
+    assert len(counts) > 200, "the screenshot is (nearly) blank"
+    # Plotly's first two trace colours: rank 0 and rank 1.
+    for colour in [(0x63, 0x6E, 0xFA), (0xEF, 0x55, 0x3B)][:len(ranks)]:
+        near = sum(n for c, n in counts.items() if sum(abs(a - b) for a, b in zip(c, colour)) < 60)
+        assert near > 500, f"no curve in {colour} on the screenshot ({near} pixels)"

@@ -34,13 +34,15 @@ class MetricsCollector:
         self._on_alerts = on_alerts
         self._last_step: dict[int, int] = {}
         self._saved_alerts: set[tuple] = set()
-        self.series = SeriesStore(reports_loss=self._reports_loss)
+        self.series = SeriesStore()
 
-    def _reports_loss(self, rank: int) -> bool:
+    def _loss_from_rank(self) -> int:
         # With pipeline stages only the last stage's ranks print the model's loss.
         pp = self.state.pipeline_stage
+        if pp <= 1:
+            return 0
         world = self.state.world_size or max(self.state.ranks, default=-1) + 1
-        return pp <= 1 or rank >= world - world // pp
+        return world - world // pp
 
     def feed(self, batch: list[LogLine]) -> None:
         rows: list[tuple] = []
@@ -53,6 +55,7 @@ class MetricsCollector:
                     self.state.feed_many(first.rank, [line.text for line in batch[start:i]], first.node)
                     start = i
             now = self.clock()
+            self.series.loss_from_rank = self._loss_from_rank()
             for rank in {line.rank for line in batch if line.rank is not None}:
                 r = self.state.ranks.get(rank)
                 if r is None:

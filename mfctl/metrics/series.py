@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Iterable, Sequence
 
 # The plotted metrics, in the order of every values tuple below.
 METRICS = ("loss", "tokens_per_s", "step_time_ms")
@@ -99,15 +99,16 @@ def _summary(values: list[float]) -> tuple[float, float, float]:
 class SeriesStore:
     """Per-rank series and the cluster's band for ``METRICS``; feed it every new (rank, step) point.
 
-    ``reports_loss(rank)``: whether the rank's loss belongs in the band (with pipeline parallelism
-    only the last stage reports the model's loss; the others print a partial one).
+    ``loss_from_rank``: the first rank whose loss belongs in the band (with pipeline parallelism
+    only the last stage's ranks report the model's loss; the others print a partial one). The
+    owner updates it when the world size becomes known.
     """
 
     def __init__(self, rank_points: int = 256, band_points: int = 512, open_steps: int = 32,
-                 reports_loss: Optional[Callable[[int], bool]] = None) -> None:
+                 loss_from_rank: int = 0) -> None:
         self.rank_points = rank_points
         self.open_steps = open_steps
-        self.reports_loss = reports_loss or (lambda rank: True)
+        self.loss_from_rank = loss_from_rank
         self.ranks: dict[int, Thinned] = {}
         self._band = Thinned(3 * len(METRICS), band_points)
         self._open: dict[int, list[list[float]]] = {}  # step -> values per metric, of every rank
@@ -126,10 +127,13 @@ class SeriesStore:
         bucket = self._open.get(step)
         if bucket is None:
             bucket = self._open[step] = [[] for _ in METRICS]
-        counted = self.reports_loss(rank)
-        for i, v in enumerate(values):
-            if v == v and (i != 0 or counted):
-                bucket[i].append(v)
+        loss, tps, ms = values
+        if loss == loss and rank >= self.loss_from_rank:  # x == x: not NaN
+            bucket[0].append(loss)
+        if tps == tps:
+            bucket[1].append(tps)
+        if ms == ms:
+            bucket[2].append(ms)
         self._open_summary.pop(step, None)
         if step > self._newest:
             self._newest = step

@@ -24,7 +24,7 @@ def test_band_is_min_median_max_over_the_ranks_per_step() -> None:
 
 
 def test_loss_band_counts_only_the_ranks_that_report_the_loss() -> None:
-    store = SeriesStore(reports_loss=lambda rank: rank >= 2)  # pipeline: the last stage's ranks
+    store = SeriesStore(loss_from_rank=2)  # pipeline: the last stage's ranks
     for rank, loss in enumerate([100.0, 100.0, 2.0, 4.0]):
         store.add(rank, 1, loss, 1.0, 1.0)
     assert store.bands()["loss"] == [(1, 2.0, 3.0, 4.0)]
