@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import check_rendered_report, chromium, outside_references
 from tests.conftest import run_mfctl_process
 from tests.helpers_train import mindspore_missing
 
@@ -58,6 +59,16 @@ def test_demo_headless_trains_for_real(tmp_path: Path) -> None:
     jobs = json.loads(run_mfctl_process("jobs", "--json").stdout)
     assert jobs[0]["id"] == job_id and jobs[0]["state"] == "finished"
     print(f"demo wall time {wall:.0f} s")
+    # What the user shares afterwards: one self-contained page with both ranks' curves.
+    rep = run_mfctl_process("report", job_id, "--json")
+    assert rep.exit_code == 0, rep.stderr
+    result = json.loads(rep.stdout)
+    page = Path(result["path"])
+    assert page.resolve() == (d / "report.html").resolve()
+    assert result["ranks"] == [0, 1] and result["points"] >= 60 and result["notes"] == []
+    assert outside_references(page.read_text()) == []
+    if chromium():
+        check_rendered_report(page, tmp_path / "browser", ranks=(0, 1))
 
 
 def test_local_launch_status_logs_stop_leaves_nothing(tmp_path: Path) -> None:
