@@ -11,13 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from mfctl.cluster.batch import GlobalBatch, plan_batch
 from mfctl.cluster.hostfile import HostEntry, localhost_entries, parse_hostfile
 from mfctl.cluster.layout import Layout, LayoutError, choose_layout
 from mfctl.cluster.plan import LaunchPlan, build_plan
 from mfctl.errors import BadInput
 from mfctl.render import check_own_config, render_launch_script, render_model_config
 from mfctl.spec.model import SPEC_FILE, JobSpec, parse_spec
-from mfctl.spec.presets import PRESETS, Preset, preset_names
+from mfctl.presets import PRESETS, preset_names
+from mfctl.spec.presets import Preset
 
 RENDERED_DIR = "rendered"
 
@@ -62,6 +64,8 @@ class Job:
     hosts_source: str
     layout: Layout
     layout_note: str | None
+    #: Sequences per optimizer step, and how they come about (shown by ``mfctl plan``).
+    batch: GlobalBatch
     #: The local dataset that ``launch --sync-dataset`` copies to every node, if any.
     synced_dataset: Path | None = None
 
@@ -89,7 +93,10 @@ def _spec_line(spec_text: str, key: str) -> int:
     return 1
 
 
-def resolve_layout(spec: JobSpec, preset: Preset, world: int, where: str) -> tuple[Layout, str | None]:
+def resolve_layout(spec: JobSpec, preset: Preset, world: int,
+                   where: str) -> tuple[Layout, str | None, GlobalBatch]:
+    """The layout for ``world`` devices, a note when it or the batch differs from the recipe's, and
+    the global batch (kept at the recipe's where the layout allows)."""
     reference = Layout(preset.data_parallel, preset.model_parallel, preset.pipeline_stage,
                        preset.micro_batch_num)
     p = spec.parallel
@@ -103,7 +110,25 @@ def resolve_layout(spec: JobSpec, preset: Preset, world: int, where: str) -> tup
         raise BadInput(f"{where}: {preset.name} trains on CPU, where MindSpore runs data parallelism "
                        f"only (mp {layout.model_parallel}, pp {layout.pipeline_stage} asked); use "
                        f"--dp {world} --mp 1 --pp 1")
-    return layout, note
+    t = spec.train
+    layout, batch, batch_note = plan_batch(
+        layout, reference,
+        batch_size=t.batch_size or preset.train.batch_size,
+        grad_accum=t.gradient_accumulation_steps or preset.train.gradient_accumulation_steps,
+        interleave=preset.micro_batch_interleave_num, semi_auto=preset.semi_auto_parallel,
+        seq_length=t.seq_length or preset.model.seq_length,
+        grad_accum_fixed=t.gradient_accumulation_steps is not None,
+        micro_batch_num_fixed=p.micro_batch_num is not None)
+    cut = [key for key, value in preset.recompute_config.items()
+           if isinstance(value, list) and len(value) > layout.pipeline_stage]
+    if cut:
+        # MindFormers refuses a per-stage list longer than pipeline_stage; the renderer cuts it.
+        batch_note = "; ".join(filter(None, [batch_note, (
+            f"{' and '.join(cut)} keep the first {layout.pipeline_stage} of the recipe's per-stage "
+            f"entries")]))
+    if batch_note:
+        note = f"{note}; {batch_note}" if note else batch_note
+    return layout, note, batch
 
 
 def load_job(directory: Path, nodes: str | None = None) -> Job:
@@ -134,14 +159,14 @@ def load_job(directory: Path, nodes: str | None = None) -> Job:
             f"{_spec_line(text, 'devices_per_node')} says devices_per_node {spec.devices_per_node}; "
             "make them agree")
     world = (slots or spec.devices_per_node) * len(entries)
-    layout, note = resolve_layout(spec, preset, world, f"{spec_path}:{_spec_line(text, 'parallel')}")
-    return Job(directory.resolve(), spec, preset, entries, source, layout, note)
+    layout, note, batch = resolve_layout(spec, preset, world, f"{spec_path}:{_spec_line(text, 'parallel')}")
+    return Job(directory.resolve(), spec, preset, entries, source, layout, note, batch)
 
 
 def make_plan(job: Job, master_addr: str | None = None,
               resolve: Callable[[HostEntry], str] = lambda e: e.host, resume: str | None = None) -> LaunchPlan:
     return build_plan(job.spec, job.entries, job.layout, str(job.dir), master_addr=master_addr,
-                      resolve=resolve, resume=resume, layout_note=job.layout_note)
+                      resolve=resolve, resume=resume, layout_note=job.layout_note, batch=job.batch)
 
 
 def render_job(job: Job, plan: LaunchPlan, job_id: str, out_dir: Path | None = None,
@@ -150,7 +175,8 @@ def render_job(job: Job, plan: LaunchPlan, job_id: str, out_dir: Path | None = N
     own = None
     if job.spec.model_config_file:
         own = read_text(job.dir / job.spec.model_config_file, "model_config")
-    config = render_model_config(job.spec, job.preset, job.layout, plan.world_size, own, resume=resume)
+    config = render_model_config(job.spec, job.preset, job.layout, plan.world_size, own, resume=resume,
+                                 batch=job.batch)
     scripts = [render_launch_script(job.spec, plan, node, job_id) for node in plan.nodes]
     out = out_dir or job.dir / RENDERED_DIR
     out.mkdir(parents=True, exist_ok=True)

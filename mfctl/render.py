@@ -14,6 +14,7 @@ from typing import Any
 import jinja2
 import yaml
 
+from mfctl.cluster.batch import GlobalBatch
 from mfctl.cluster.layout import Layout
 from mfctl.cluster.plan import CONFIG_FILE, LaunchPlan, NodePlan, RUN_DIR
 from mfctl.errors import BadInput
@@ -44,7 +45,15 @@ def _env() -> jinja2.Environment:
     # A value shown in a shell comment must stay on the comment's line: a newline in it (a
     # workdir, say) would turn the rest of the value into a command.
     env.filters["comment"] = lambda v: " ".join(str(v).splitlines())
+    env.filters["yaml"] = yaml_value
     return env
+
+
+def yaml_value(value: Any) -> str:
+    """One value as inline YAML that reads back the same: a float like 1e-08 must be written
+    1.0e-08 (YAML 1.1 reads '1e-08' as a string), a string that looks like a number stays quoted."""
+    text = yaml.safe_dump([value], default_flow_style=True, width=10**6).strip()
+    return text[1:-1]
 
 
 def model_shape(spec: JobSpec, preset: Preset) -> ModelShape:
@@ -60,7 +69,12 @@ def model_shape(spec: JobSpec, preset: Preset) -> ModelShape:
 
 
 def model_context(spec: JobSpec, preset: Preset, layout: Layout, world_size: int,
-                  resume: bool = False) -> dict[str, Any]:
+                  resume: bool = False, batch: GlobalBatch | None = None) -> dict[str, Any]:
+    """What a model template reads: the job's values over the preset's recipe.
+
+    ``batch`` is the job's planned global batch (its accumulation may have been scaled to keep the
+    recipe's global batch on this layout); without it the spec's or preset's value is used.
+    """
     train = spec.train
     load_checkpoint = train.load_checkpoint
     resume_training = train.resume_training
@@ -84,7 +98,26 @@ def model_context(spec: JobSpec, preset: Preset, layout: Layout, world_size: int
         "seed": train.seed,
         "save_checkpoint_steps": train.save_checkpoint_steps or preset.save_checkpoint_steps,
         "model": model_shape(spec, preset).as_dict(),
+        "gradient_accumulation_steps": (
+            batch.gradient_accumulation_steps if batch is not None
+            else train.gradient_accumulation_steps or preset.train.gradient_accumulation_steps),
+        # The published train_dataset.batch_size (which MindFormers overwrites) unless the job
+        # chose its own batch size: then both say the same.
+        "dataset_batch_size": (train.batch_size or preset.train.dataset_batch_size
+                               or preset.train.batch_size),
+        "recompute_config": _recompute_for_stages(preset.recompute_config, layout.pipeline_stage),
+        "preset": preset,
     }
+
+
+def _recompute_for_stages(config: dict[str, Any], stages: int) -> dict[str, Any]:
+    """Per-stage recompute lists cut to the job's stage count: MindFormers refuses a list longer
+    than pipeline_stage (check_rules._rule_recompute)."""
+    out = dict(config)
+    for key, value in config.items():
+        if isinstance(value, list) and len(value) > stages and all(isinstance(v, int) for v in value):
+            out[key] = value[:stages]
+    return out
 
 
 def render_template(name: str, context: dict[str, Any]) -> str:
@@ -99,9 +132,10 @@ def render_template(name: str, context: dict[str, Any]) -> str:
 
 
 def render_model_config(spec: JobSpec, preset: Preset, layout: Layout, world_size: int,
-                        own_config: str | None = None, resume: bool = False) -> str:
+                        own_config: str | None = None, resume: bool = False,
+                        batch: GlobalBatch | None = None) -> str:
     """The MindFormers YAML for the job: the preset's template, or the user's YAML with mfctl's keys set."""
-    context = model_context(spec, preset, layout, world_size, resume)
+    context = model_context(spec, preset, layout, world_size, resume, batch)
     if own_config is None:
         return render_template(preset.template, context)
     return _apply_to_own_config(own_config, context, spec.model_config_file or "model_config")

@@ -13,6 +13,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from mfctl.cluster.batch import GlobalBatch
 from mfctl.cluster.hostfile import HostEntry
 from mfctl.cluster.layout import Layout
 from mfctl.errors import BadInput
@@ -68,9 +69,10 @@ class LaunchPlan:
     local: bool
     nodes: tuple[NodePlan, ...]
     layout_note: str | None = None
+    batch: GlobalBatch | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "job_name": self.job_name,
             "world_size": self.world_size,
             "master_addr": self.master_addr,
@@ -79,6 +81,11 @@ class LaunchPlan:
             "parallel": self.layout.as_dict(),
             "nodes": [n.to_json() for n in self.nodes],
         }
+        if self.batch is not None:
+            out["global_batch"] = self.batch.to_json()
+        if self.layout_note:
+            out["note"] = self.layout_note
+        return out
 
     def node_of_rank(self, rank: int) -> NodePlan:
         for node in self.nodes:
@@ -112,6 +119,7 @@ def build_plan(
     resolve: Callable[[HostEntry], str] = lambda e: e.host,
     resume: str | None = None,
     layout_note: str | None = None,
+    batch: GlobalBatch | None = None,
 ) -> LaunchPlan:
     """The plan for ``spec`` on ``entries``.
 
@@ -173,4 +181,5 @@ def build_plan(
     return LaunchPlan(
         job_name=spec.name, world_size=world, master_addr=master, master_port=spec.master_port,
         layout=layout, launcher=spec.launcher, local=local, nodes=tuple(nodes), layout_note=layout_note,
+        batch=batch,
     )

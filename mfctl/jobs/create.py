@@ -50,6 +50,10 @@ def create_job(
                         ("--devices-per-node", devices_per_node)):
         if value is not None and value < 1:
             raise BadInput(f"{flag} must be a positive integer, got {value}")
+    for key, flag in (("batch_size", "--batch-size"), ("gradient_accumulation_steps", "--grad-accum")):
+        value = (train or {}).get(key)
+        if value is not None and value < 1:
+            raise BadInput(f"{flag} must be a positive integer, got {value}")
     if launcher not in ("msrun", "mindformers"):
         raise BadInput(f"--launcher must be 'msrun' or 'mindformers', got {launcher!r}")
     if launcher == "mindformers" and not mindformers_home:

@@ -39,7 +39,7 @@ def new_state(record: JobRecord):
     plan = record.plan
     seq = (record.spec.get("train") or {}).get("seq_length")
     if seq is None:
-        from mfctl.spec.presets import PRESETS
+        from mfctl.presets import PRESETS
 
         preset = PRESETS.get(record.spec.get("model", ""))
         seq = preset.model.seq_length if preset else None

@@ -38,7 +38,11 @@ class TrainSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     epochs: int | None = Field(None, ge=1, description="runner_config.epochs.")
-    batch_size: int | None = Field(None, ge=1, description="Per-device batch size.")
+    batch_size: int | None = Field(None, ge=1,
+                                   description="Per-device batch size (runner_config.batch_size).")
+    gradient_accumulation_steps: int | None = Field(
+        None, ge=1, description="Gradient accumulation steps (without pipeline stages); unset: the "
+        "preset's, scaled to keep its global batch on another device count.")
     seq_length: int | None = Field(None, ge=8, description="Sequence length (must match the dataset).")
     vocab_size: int | None = Field(None, ge=2, description="Vocabulary size (>= the tokenizer's).")
     save_checkpoint_steps: int | None = Field(None, ge=1, description="Checkpoint every N steps.")

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from mfctl.cluster.layout import Layout, LayoutError, choose_layout, problems
-from mfctl.spec.presets import PRESETS
+from mfctl.presets import PRESETS
 
 L70 = PRESETS["llama3-70b"]
 L7 = PRESETS["llama2-7b"]
