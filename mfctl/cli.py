@@ -568,7 +568,8 @@ def watch(
 ) -> None:
     """Live per-rank loss and throughput: the Textual dashboard (or --once for scripts).
 
-    Keys: / filter, o sort, l the selected rank's log, s stop the job, ? help, q quit.
+    Keys: / filter, o sort, arrows select a rank (the plots follow it), y log loss axis, l the selected
+    rank's log, s stop the job, ? help, q quit.
 
     Example: mfctl watch   |   mfctl watch --once --json   |   mfctl watch --logs copied/ --once --json
     """
