@@ -125,7 +125,8 @@ def _figure(name: str, title: str, unit: str, series: dict[int, list[tuple[int, 
     fig.update_layout(
         title={"text": title + (f" ({unit})" if unit else "")}, height=380,
         margin={"l": 60, "r": 20, "t": 50, "b": 40}, hovermode="closest", template="plotly_white",
-        legend={"title": {"text": "click: show/hide · double-click: only this"}},
+        # "normal": a filled band would otherwise turn the legend upside down (rank 63 first).
+        legend={"title": {"text": "click: show/hide · double-click: only this"}, "traceorder": "normal"},
         xaxis={"title": {"text": "step"}}, yaxis={"type": "log" if log_y else "linear"})
     if not ranks:
         fig.add_annotation(text="no points recorded", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)

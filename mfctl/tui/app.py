@@ -33,13 +33,13 @@ from mfctl.tui.widgets import (
     FilterInput,
     HeaderBar,
     RankTable,
-    SeriesPlot,
     alerts_text,
     fmt_loss,
     fmt_ms,
     fmt_rate,
     header_text,
 )
+from mfctl.tui.plots import SeriesPlot
 
 LOG_LINES = 2000  # how much of a rank's log the log screen asks for
 ALERTS_SHOWN = 100  # the alerts panel keeps the newest this many

@@ -14,12 +14,12 @@ from typing import Any, Awaitable, Callable
 import pytest
 
 from mfctl.tui.app import ConfirmScreen, DashboardApp, DashboardSource, HelpScreen, LogScreen, make_app
+from mfctl.tui.plots import braille_plot
 from mfctl.tui.sources import FakeStopSource, StaticSource, synthetic_snapshot
 from mfctl.tui.widgets import (
     HeaderBar,
     RankFilter,
     RankTable,
-    braille_plot,
     fmt_duration,
     fmt_rate,
     row_cells,
