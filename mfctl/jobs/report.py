@@ -96,8 +96,7 @@ def summary_rows(data: ReportData) -> list[tuple[str, str]]:
     return rows
 
 
-def _figure(name: str, title: str, unit: str, series: dict[int, list[tuple[int, float]]],
-            world: int, log_y: bool):
+def _figure(name: str, title: str, unit: str, series: dict[int, list[tuple[int, float]]], log_y: bool):
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -198,7 +197,7 @@ def build_html(data: ReportData) -> str:
         # otherwise flatten every other step time, and a diverging loss every healthy one.
         values = [v for pts in series[name].values() for _, v in pts]
         log_y = name != "tokens_per_s" and bool(values) and min(values) > 0 and max(values) / min(values) > 20
-        figures.append((name, _figure(name, title, unit, series[name], world, log_y)))
+        figures.append((name, _figure(name, title, unit, series[name], log_y)))
     figures.append(("alerts", _alerts_figure(data.alerts, data.events)))
 
     # No logo link and no "edit in Chart Studio" button: the page links nowhere.

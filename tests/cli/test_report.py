@@ -92,3 +92,21 @@ def test_report_draws_both_ranks_in_a_headless_browser(mfctl, tmp_path: Path) ->
     make_sample_job(tmp_path / "job", JOB)
     assert mfctl("report", JOB).exit_code == 0
     check_rendered_report(tmp_path / "job" / "report.html", tmp_path / "browser", ranks=(0, 1))
+
+
+def test_a_large_job_draws_the_band_and_starts_with_few_ranks_shown(tmp_path: Path) -> None:
+    from mfctl.jobs.report import ReportData, build_html
+    from mfctl.jobs.store import JobRecord
+
+    nodes = [{"host": f"node-{i:02d}", "node_rank": i, "local_worker_num": 8, "ranks": list(range(8 * i, 8 * i + 8))}
+             for i in range(8)]
+    record = JobRecord(id="big-20261129-041500", name="big", job_dir=str(tmp_path), transport="ssh",
+                       spec={"model": "llama3-70b"}, plan={"world_size": 64, "nodes": nodes}, hosts=[],
+                       state="failed", exit_cause="rank 5: exit code 1", created_at=1.0)
+    rows = [(r, s, 100, 2.0 + 8.0 / s, 400.0 + (200.0 if r == 3 else 0.0), 8.0, 1.0)
+            for r in range(64) for s in range(1, 51)]
+    page = build_html(ReportData(record, rows, [], [], 4096))
+    assert page.count('"name":"min..max over ranks"') == 3 and page.count('"name":"median over ranks"') == 3
+    assert page.count('"visible":"legendonly"') == 3 * (64 - 8)  # one click away in each chart
+    assert page.count('"name":"rank 63"') == 3
+    assert "node-07 (NODE_RANK 7, ranks 56-63)" in page
