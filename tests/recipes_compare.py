@@ -41,8 +41,8 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 def training_keys(flat: dict[str, Any]) -> dict[str, Any]:
     def shaping(key: str) -> bool:
-        return not any(key == p or key.startswith((p + ".", p + "[")) or (p.endswith("]") and key.startswith(p))
-                       for p in NOT_TRAINING)
+        return not any(key == p or key.startswith((p + ".", p + "["))
+                       or (p.endswith("]") and key.startswith(p)) for p in NOT_TRAINING)
     return {k: v for k, v in flat.items() if shaping(k)}
 
 

@@ -105,6 +105,10 @@ def plan_batch(layout: Layout, reference: Layout, *, batch_size: int, grad_accum
             note = (f"gradient_accumulation_steps {gas} (was {grad_accum}) for dp {layout.data_parallel}"
                     + (" without pipeline stages" if reference.pipeline_stage > 1 else ""))
     if semi_auto and layout.pipeline_stage > 1:
+        if grad_accum_fixed and grad_accum > 1:
+            note = "; ".join(filter(None, [note, (
+                f"gradient_accumulation_steps {grad_accum} does nothing with pipeline stages (MindFormers "
+                "resets it to 1): micro_batch_num is the accumulation there")]))
         gas = 1  # MindFormers resets it with pipeline stages
     new_layout = replace(layout, micro_batch_num=mbn)
     batch = GlobalBatch(batch_size, gas, mbn, layout.data_parallel, layout.pipeline_stage, interleave,

@@ -80,7 +80,8 @@ class PresetTrain(_Strict):
     sink_mode: bool = True
     sink_size: int = Field(1, ge=1)
     save_checkpoint_steps: int = Field(ge=1)
-    checkpoint_prefix: str | None = Field(None, description="CheckpointMonitor prefix; default: the job name.")
+    checkpoint_prefix: str | None = Field(None,
+                                          description="CheckpointMonitor prefix; default: the job name.")
 
 
 class PresetModel(_Strict):

@@ -104,7 +104,8 @@ def test_preset_names_its_source(preset: str) -> None:
 
     source = PRESETS[preset].source
     assert source is not None
-    assert (source.tag, source.path) == (published(preset)["source"]["tag"], published(preset)["source"]["path"])
+    golden = published(preset)["source"]
+    assert (source.tag, source.path) == (golden["tag"], golden["path"])
 
 
 def test_a_changed_value_is_caught(mfctl, tmp_path: Path) -> None:
@@ -164,9 +165,10 @@ def test_plan_shows_global_batch(mfctl, tmp_path: Path, preset: str, nodes: int,
     else:
         assert note in plan["note"]
     r = mfctl("plan", cwd=tmp_path / "j")
-    assert f"global batch: {sequences:,} sequences x {seq_length:,} tokens = {sequences * seq_length:,}" in r.stdout
-    config = yaml.safe_load(mfctl("render", cwd=tmp_path / "j") and
-                            (tmp_path / "j" / "rendered" / "config.yaml").read_text())
+    tokens = sequences * seq_length
+    assert f"global batch: {sequences:,} sequences x {seq_length:,} tokens = {tokens:,}" in r.stdout
+    assert mfctl("render", cwd=tmp_path / "j").exit_code == 0
+    config = yaml.safe_load((tmp_path / "j" / "rendered" / "config.yaml").read_text())
     assert config["parallel_config"]["micro_batch_num"] == plan["global_batch"]["micro_batch_num"]
     if plan["parallel"]["pipeline_stage"] == 1:
         assert config["runner_config"]["gradient_accumulation_steps"] == \
@@ -187,6 +189,14 @@ def test_flags_override_the_preset(mfctl, tmp_path: Path) -> None:
     assert (config["parallel_config"]["data_parallel"], config["parallel_config"]["model_parallel"]) == (4, 2)
     plan = json.loads(mfctl("plan", "--json", cwd=tmp_path / "llama2-7b").stdout)
     assert plan["global_batch"]["sequences"] == 2 * 4 * 2
+
+
+def test_accumulation_with_pipeline_stages_is_called_out(mfctl, tmp_path: Path) -> None:
+    config = render_preset(mfctl, tmp_path, "llama3-70b", 8, 8, "--grad-accum", "4")
+    assert config["runner_config"]["gradient_accumulation_steps"] == 1
+    plan = json.loads(mfctl("plan", "--json", cwd=tmp_path / "llama3-70b").stdout)
+    assert plan["global_batch"]["sequences"] == 256
+    assert "gradient_accumulation_steps 4 does nothing with pipeline stages" in plan["note"]
 
 
 def test_bad_batch_flag(mfctl, tmp_path: Path) -> None:
