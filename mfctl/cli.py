@@ -225,7 +225,8 @@ AcceptNewOpt = typer.Option(False, "--accept-new-hosts",
                             help="Record the host key of nodes never seen before (like OpenSSH's "
                             "accept-new). A changed key is always refused.")
 FanoutOpt = typer.Option(64, "--fanout", min=1, help="At most this many nodes are contacted at once.")
-TimeoutOpt = typer.Option(10.0, "--connect-timeout", min=0.5, help="SSH connect timeout, seconds.")
+TimeoutOpt = typer.Option(None, "--connect-timeout", min=0.5, help="SSH connect timeout, seconds "
+                          "(default: the ssh_config's ConnectTimeout, else 10).")
 JobArg = typer.Argument(None, help="Job id or name (default: the newest job launched from --dir).")
 
 
@@ -265,7 +266,7 @@ def check(
     ssh_config: Optional[Path] = SshConfigOpt,
     accept_new_hosts: bool = AcceptNewOpt,
     fanout: int = FanoutOpt,
-    connect_timeout: float = TimeoutOpt,
+    connect_timeout: Optional[float] = TimeoutOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """Preflight every node in parallel: reachable, Python and framework versions (equal on every
@@ -329,7 +330,7 @@ def launch(
     ssh_config: Optional[Path] = SshConfigOpt,
     accept_new_hosts: bool = AcceptNewOpt,
     fanout: int = FanoutOpt,
-    connect_timeout: float = TimeoutOpt,
+    connect_timeout: Optional[float] = TimeoutOpt,
     master_addr: Optional[str] = typer.Option(None, "--master-addr", help="Override MASTER_ADDR."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run where; touch nothing."),
     sync_dataset: bool = typer.Option(

@@ -13,7 +13,8 @@ from mfctl.remote.base import Transport
 class SshOptions:
     ssh_config: str | None = None
     accept_new_hosts: bool = False
-    connect_timeout: float = 10.0
+    #: None: the ssh_config's ConnectTimeout, else 10 s (an explicit value wins, like ``ssh -o``).
+    connect_timeout: float | None = None
     fanout: int = 64
 
     def to_json(self) -> dict[str, Any]:
@@ -23,7 +24,11 @@ class SshOptions:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "SshOptions":
         return cls(data.get("ssh_config"), bool(data.get("accept_new_hosts", False)),
-                   float(data.get("connect_timeout", 10.0)), int(data.get("fanout", 64)))
+                   _seconds(data.get("connect_timeout")), int(data.get("fanout", 64)))
+
+
+def _seconds(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def open_transport(entry: HostEntry, local_dir: str, opts: SshOptions) -> Transport:

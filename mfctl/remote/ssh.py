@@ -2,15 +2,13 @@
 
 Decisions that live here:
 
-* OpenSSH semantics where users expect them: the ssh_config (``~/.ssh/config`` and
-  ``/etc/ssh/ssh_config``, or one explicit file like ``ssh -F``) supplies Host aliases, User, Port,
-  IdentityFile, ConnectTimeout, ProxyJump/ProxyCommand and UserKnownHostsFile. Key or agent auth.
-* Host keys are always checked. Fabric's default is paramiko's ``AutoAddPolicy`` (trust any key,
-  silently); we replace the client of every connection, ProxyJump hops included, with one that
-  loads the known_hosts files and rejects unknown hosts with a message that says how to add them.
-  ``accept_new_hosts`` (or ``StrictHostKeyChecking accept-new|no`` in the ssh_config) records a
-  new host's key in the known_hosts file like OpenSSH's ``accept-new``; a changed key is refused
-  whatever the setting.
+* OpenSSH parity: where and how to connect comes from OpenSSH itself (``ssh -G``, see
+  ``sshconfig``), the host-key verdict and the keys offered follow ``ssh -o BatchMode=yes``
+  (``knownhosts``, ``sshauth``), for the node and every ProxyJump hop. Fabric's default host-key
+  policy (paramiko's ``AutoAddPolicy``: trust any key, silently) is replaced on every connection.
+  ``accept_new_hosts`` turns StrictHostKeyChecking yes into accept-new; a changed or revoked key
+  is refused unless the ssh_config says StrictHostKeyChecking no (then, like ssh, mfctl connects
+  and warns on stderr).
 * Every wait is bounded: the connect timeout (default 10 s) covers TCP connect, banner, auth and
   opening a channel; after connecting, SSH keepalives plus ``TCP_USER_TIMEOUT`` make a partition
   kill the connection after ``dead_peer_timeout`` instead of hanging a command or a stream forever.
@@ -31,38 +29,26 @@ Decisions that live here:
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import shlex
 import socket
-import threading
 import time
-from functools import lru_cache
 from typing import Iterator
 
 import paramiko
 from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut, ThreadException
-from paramiko.client import MissingHostKeyPolicy, SSHClient
-from paramiko.ssh_exception import (
-    AuthenticationException,
-    BadHostKeyException,
-    NoValidConnectionsError,
-    SSHException,
-)
+from paramiko.client import SSHClient
+from paramiko.ssh_exception import AuthenticationException, NoValidConnectionsError, SSHException
 
 from mfctl.errors import BadInput
+from mfctl.remote import sshauth, sshconfig
 from mfctl.remote.base import NodeUnreachable, RunResult
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_KEEPALIVE = 5.0
 DEFAULT_DEAD_PEER_TIMEOUT = 20.0
-_USER_SSH_CONFIG = "~/.ssh/config"
-_SYSTEM_SSH_CONFIG = "/etc/ssh/ssh_config"
-_USER_KNOWN_HOSTS = "~/.ssh/known_hosts"
-_GLOBAL_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 _MAX_LINE = 1 << 20  # a stream yields an over-long "line" in pieces rather than growing without bound
-_known_hosts_lock = threading.Lock()
 
 # The stdin watchdog (see the module docstring). fd 3 keeps the channel's stdin for the watchdog
 # (sh gives background jobs /dev/null as stdin unless told otherwise); the command itself gets
@@ -82,110 +68,42 @@ def wrap_command(command: str) -> str:
 
 
 # ----- ssh_config ------------------------------------------------------------------------------
-@lru_cache(maxsize=16)
-def _parse_ssh_config(paths: tuple[str, ...], stamps: tuple[float, ...]) -> paramiko.SSHConfig:
-    config = paramiko.SSHConfig()
-    for path in paths:
-        if os.path.isfile(path):
-            try:
-                with open(path) as f:
-                    config.parse(f)
-            except (paramiko.ssh_exception.ConfigParseError, ValueError) as e:
-                raise BadInput(f"{path}: cannot parse ssh config: {e}") from e
-    return config
-
-
-def load_ssh_config(ssh_config_path: str | os.PathLike[str] | None = None) -> paramiko.SSHConfig:
-    """The parsed ssh_config: the given file only (like ``ssh -F``), else the user's and the system's.
-
-    Cached per file set and modification time, so many transports share one parse.
-    """
-    if ssh_config_path is not None:
-        path = os.path.expanduser(os.fspath(ssh_config_path))
-        if not os.path.isfile(path):
-            raise BadInput(f"{path}: ssh config file not found; check the --ssh-config path")
-        paths: tuple[str, ...] = (path,)
-    else:
-        paths = (os.path.expanduser(_USER_SSH_CONFIG), _SYSTEM_SSH_CONFIG)
-    stamps = tuple(os.stat(p).st_mtime if os.path.isfile(p) else -1.0 for p in paths)
-    return _parse_ssh_config(paths, stamps)
+def _split_host(alias: str) -> tuple[str | None, str, int | None]:
+    """``user@host:port`` / ``[v6]:port`` as a hosts file may write it -> (user, host, port)."""
+    user, _, host = alias.rpartition("@")
+    port: int | None = None
+    if host.startswith("[") and "]" in host:
+        host, _, rest = host[1:].partition("]")
+        if rest.startswith(":") and rest[1:].isdigit():
+            port = int(rest[1:])
+    elif host.count(":") == 1 and host.split(":")[1].isdigit():
+        host, p = host.split(":")
+        port = int(p)
+    return user or None, host, port
 
 
 def resolve_address(alias: str, ssh_config_path: str | os.PathLike[str] | None = None) -> str:
-    """The address ``alias`` connects to: its ssh_config HostName, else the alias itself.
+    """The address ``alias`` connects to: its HostName as ``ssh -G`` resolves it.
 
     This is what other nodes should use to reach it (e.g. msrun's MASTER_ADDR), as long as the
     nodes see the same addresses as the controller (no ProxyJump-only names).
     """
-    host = alias.rsplit("@", 1)[-1]
-    if host.startswith("[") and "]" in host:
-        host = host[1 : host.index("]")]
-    elif host.count(":") == 1:
-        host = host.split(":", 1)[0]
-    return str(load_ssh_config(ssh_config_path).lookup(host).get("hostname", host))
+    user, host, port = _split_host(alias)
+    return sshconfig.resolve(host, ssh_config_path, user=user, port=port).hostname
 
 
-def _expand_path(value: str, user: str) -> str:
-    home = os.path.expanduser("~")
-    return os.path.expanduser(value.replace("%d", home).replace("%u", user))
+class _Connection(Connection):
+    """Fabric's Connection, with a ProxyCommand whose tokens ``ssh -G`` resolution expanded.
 
+    Fabric would re-parse a string gateway through paramiko's own ssh_config (other token rules).
+    """
 
-# ----- host keys -------------------------------------------------------------------------------
-def _fingerprint(key: paramiko.PKey) -> str:
-    return key.fingerprint  # "SHA256:..." like OpenSSH
+    proxy_command: str | None = None
 
-
-def _scan_hint(hostname_key: str) -> str:
-    """``ssh-keyscan`` arguments for a paramiko known_hosts name (``host`` or ``[host]:port``)."""
-    if hostname_key.startswith("["):
-        host, port = hostname_key[1:].split("]:", 1)
-        return f"-p {port} -H {host}"
-    return f"-H {hostname_key}"
-
-
-class _UnknownHostKey(SSHException):
-    def __init__(self, hostname: str, key: paramiko.PKey, path: str) -> None:
-        super().__init__(f"unknown host key for {hostname}")
-        self.hostname = hostname
-        self.key = key
-        self.path = path
-
-
-class _RejectUnknown(MissingHostKeyPolicy):
-    """paramiko's RejectPolicy, raising an exception that carries what the message needs."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def missing_host_key(self, client: SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        raise _UnknownHostKey(hostname, key, self.path)
-
-
-class _AcceptNew(MissingHostKeyPolicy):
-    """OpenSSH's ``accept-new``: record an unknown host's key; paramiko itself refuses changed keys."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def missing_host_key(self, client: SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        _record_host_key(self.path, hostname, key)
-        client.get_host_keys().add(hostname, key.get_name(), key)
-
-
-def _record_host_key(path: str, hostname: str, key: paramiko.PKey) -> None:
-    """Append ``hostname key`` to the known_hosts file, once, safely against parallel writers."""
-    os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-    with _known_hosts_lock:  # threads of this process; flock below covers other processes
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "r+") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            known = paramiko.HostKeys(path)  # re-read under the lock: others may have added it
-            existing = known.lookup(hostname)
-            if existing is not None and key.get_name() in existing:
-                if existing[key.get_name()] != key:
-                    raise BadHostKeyException(hostname, key, existing[key.get_name()])
-                return  # another connection recorded it meanwhile
-            f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+    def open_gateway(self):  # type: ignore[override]
+        if self.proxy_command is not None:
+            return paramiko.ProxyCommand(self.proxy_command)
+        return super().open_gateway()
 
 
 # ----- the transport ---------------------------------------------------------------------------
@@ -218,10 +136,9 @@ class _Transport(paramiko.Transport):
 class SshTransport:
     """One node over SSH. Connects lazily on first use and reconnects after a dropped connection.
 
-    ``host`` is an ssh_config alias or a name/address (``user@host:port`` also works); explicit
-    ``user``/``port``/``key_filename``/``connect_timeout`` override the ssh_config.
-    ``known_hosts_path`` overrides the ssh_config's UserKnownHostsFile (default
-    ``~/.ssh/known_hosts``).
+    ``host`` is an ssh_config alias or a name/address (``user@host:port`` also works); it is
+    resolved by ``ssh -G`` with ``user``/``port`` given like ``ssh -l user -p port`` would.
+    An explicit ``connect_timeout`` overrides the ssh_config's ConnectTimeout (default 10 s).
     """
 
     def __init__(
@@ -231,35 +148,22 @@ class SshTransport:
         ssh_config_path: str | os.PathLike[str] | None = None,
         user: str | None = None,
         port: int | None = None,
-        key_filename: str | os.PathLike[str] | None = None,
         connect_timeout: float | None = None,
         accept_new_hosts: bool = False,
-        known_hosts_path: str | os.PathLike[str] | None = None,
         keepalive: float = DEFAULT_KEEPALIVE,
         dead_peer_timeout: float = DEFAULT_DEAD_PEER_TIMEOUT,
     ) -> None:
         self.host = host
         self._accept_new = accept_new_hosts
-        self._known_hosts_override = os.fspath(known_hosts_path) if known_hosts_path else None
         self._keepalive = keepalive
         self._dead_peer_timeout = dead_peer_timeout
-        config = Config(
-            ssh_config=load_ssh_config(ssh_config_path),
-            overrides={"run": {"in_stream": False, "hide": True, "warn": True}},
-        )
-        connect_kwargs: dict[str, object] = {}
-        if key_filename is not None:
-            connect_kwargs["key_filename"] = [os.fspath(key_filename)]
-        try:
-            self._conn = Connection(host, user=user, port=port, config=config, connect_kwargs=connect_kwargs)
-        except ValueError as e:  # fabric's int() of a non-numeric ssh_config Port or ConnectTimeout
-            where = os.fspath(ssh_config_path) if ssh_config_path else _USER_SSH_CONFIG
-            raise BadInput(f"{where}: Host {host}: a number is expected ({e}); fix Port or "
-                           "ConnectTimeout there") from None
-        # Fabric truncates the timeout to int (0.5 s would become "none"); set it ourselves.
-        if connect_timeout is not None:
-            self._conn.connect_timeout = float(connect_timeout)
-        self._harden(self._conn)
+        self._timeout = float(connect_timeout) if connect_timeout is not None else None
+        # An explicit empty SSHConfig: Fabric must not resolve anything itself (ssh -G did).
+        self._config = Config(ssh_config=paramiko.SSHConfig(),
+                              overrides={"run": {"in_stream": False, "hide": True, "warn": True}})
+        a_user, a_host, a_port = _split_host(host)
+        self.resolved = sshconfig.resolve(a_host, ssh_config_path, user=user or a_user, port=port or a_port)
+        self._conn = self._connection(self.resolved, depth=0)
         # Fabric's Remote runner opens its channel through Connection.create_session: route it
         # through ours to learn whether a failed run got as far as opening its channel.
         self._conn.create_session = self._open_session
@@ -270,42 +174,44 @@ class SshTransport:
         self._cancelled: set[paramiko.Channel] = set()
 
     # ----- setup -------------------------------------------------------------------------------
-    def _known_hosts_files(self, conn: Connection) -> tuple[str, list[str]]:
-        """(file new keys go to, files to read) for one hop, as OpenSSH chooses them."""
-        if self._known_hosts_override:
-            user_files = [self._known_hosts_override]
-        else:
-            raw = conn.ssh_config.get("userknownhostsfile", _USER_KNOWN_HOSTS)
-            user_files = [_expand_path(p, conn.user) for p in shlex.split(raw)] or [_USER_KNOWN_HOSTS]
-        global_raw = conn.ssh_config.get("globalknownhostsfile", _GLOBAL_KNOWN_HOSTS)
-        global_files = [_expand_path(p, conn.user) for p in shlex.split(global_raw)]
-        user_files = [os.path.expanduser(p) for p in user_files]
-        return user_files[0], user_files + global_files
+    def _connection(self, r: sshconfig.ResolvedHost, depth: int, *, own_proxy: bool = True) -> Connection:
+        """A Connection to ``r`` with its host-key check, keys and proxies, as ssh would make it.
 
-    def _harden(self, conn: Connection) -> None:
-        """Bounded timeouts and strict host-key checking on ``conn`` and every ProxyJump hop."""
-        if conn.connect_timeout is None:
-            conn.connect_timeout = DEFAULT_CONNECT_TIMEOUT
-        conn.connect_timeout = float(conn.connect_timeout)
-        t = conn.connect_timeout
+        ProxyJump ``a,b`` is ssh's ``-J``: ``b`` is reached through ``a``; ``a`` keeps its own
+        proxy settings, ``b``'s are overridden (``own_proxy``). Every hop is resolved by ``ssh -G``
+        with the same config file and has its own host key checked.
+        """
+        if depth > 8:
+            raise BadInput(f"{self.host}: ProxyJump/ProxyCommand chain deeper than 8 hops (a loop?); "
+                           "fix ProxyJump in the ssh config")
+        conn = _Connection(r.hostname, user=r.user, port=r.port, config=self._config)
+        # An explicit timeout wins (like `ssh -o ConnectTimeout=`), then the config's, then 10 s.
+        t = self._timeout or r.connect_timeout or DEFAULT_CONNECT_TIMEOUT
+        conn.connect_timeout = t
         conn.connect_kwargs = dict(
-            conn.connect_kwargs, banner_timeout=t, auth_timeout=t, channel_timeout=t,
-            transport_factory=self._make_transport,
+            banner_timeout=t, auth_timeout=t, channel_timeout=t, allow_agent=False,
+            look_for_keys=False, auth_strategy=sshauth.KeyAuth(r),
+            transport_factory=lambda sock, **kw: self._make_transport(sock, r, **kw),
         )
-        write_to, read_from = self._known_hosts_files(conn)
-        client = SSHClient()
-        for path in read_from:
-            if os.path.isfile(path):
-                try:
-                    client.load_system_host_keys(path)
-                except (OSError, SSHException) as e:
-                    raise BadInput(f"{path}: cannot read known_hosts: {e}") from e
-        strict = str(conn.ssh_config.get("stricthostkeychecking", "ask")).lower()
-        accept = self._accept_new or strict in ("accept-new", "no", "off")
-        client.set_missing_host_key_policy(_AcceptNew(write_to) if accept else _RejectUnknown(write_to))
+        client = SSHClient()  # its host-key tables stay empty: every key goes to HostKeyCheck
+        client.set_missing_host_key_policy(sshauth.HostKeyCheck(r, self._accept_new, hop=depth > 0))
         conn.client = client
-        if isinstance(conn.gateway, Connection):
-            self._harden(conn.gateway)
+        if own_proxy and r.proxy_jump:
+            hops = [sshconfig.parse_jump(spec) for spec in r.proxy_jump]
+            gateway: Connection | None = None
+            for i, (h_user, h_host, h_port) in enumerate(hops):
+                hop = sshconfig.resolve(h_host, r.config_path, user=h_user, port=h_port)
+                gateway_next = self._connection(hop, depth + 1, own_proxy=(i == 0))
+                if gateway is not None:
+                    gateway_next.gateway = gateway
+                gateway = gateway_next
+            conn.gateway = gateway
+        elif own_proxy and r.proxy_command:
+            conn.proxy_command = r.proxy_command
+            conn.gateway = r.proxy_command  # truthy: Fabric then asks open_gateway for the socket
+        else:
+            conn.gateway = None
+        return conn
 
     @property
     def address(self) -> str:
@@ -335,11 +241,13 @@ class SshTransport:
             raise NodeUnreachable(self.host, reason) from e
         return False
 
-    def _make_transport(self, sock: object, **kwargs: object) -> paramiko.Transport:
+    def _make_transport(self, sock: object, r: sshconfig.ResolvedHost, **kwargs: object) -> paramiko.Transport:
         """paramiko's ``transport_factory`` hook: tune the connected socket before the handshake."""
         if isinstance(sock, socket.socket):
             self._tune_socket(sock)
         transport = _Transport(sock, **kwargs)  # type: ignore[arg-type]
+        opts = transport.get_security_options()
+        opts.key_types = sshauth.preferred_host_key_types(r, list(opts.key_types))
         # SSH-level keepalives put data on the wire; TCP_USER_TIMEOUT then aborts the connection
         # when that data stays unacknowledged (a partition) instead of retransmitting for ~15 min.
         transport.set_keepalive(max(1, int(self._keepalive)))
@@ -363,21 +271,8 @@ class SshTransport:
     def _connect_reason(self, e: BaseException) -> str | None:
         where = self._where()
         t = self.connect_timeout
-        if isinstance(e, _UnknownHostKey):
-            return (
-                f"host key of {e.hostname} is not known ({e.key.get_name()} {_fingerprint(e.key)}, "
-                f"not in {e.path}); check it and add it with `ssh-keyscan {_scan_hint(e.hostname)} >> "
-                f"{shlex.quote(e.path)}`, or re-run with --accept-new-hosts"
-            )
-        if isinstance(e, BadHostKeyException):
-            name = e.hostname
-            path = self._known_hosts_files(self._conn)[0]
-            return (
-                f"host key of {name} has CHANGED (now {e.key.get_name()} {_fingerprint(e.key)}, "
-                f"known_hosts has {_fingerprint(e.expected_key)}); refusing to connect: this may be an "
-                f"attack. If the host was reinstalled, remove the old key with "
-                f"`ssh-keygen -R {name} -f {shlex.quote(path)}`"
-            )
+        if isinstance(e, sshauth.HostKeyRefused):
+            return str(e)
         if isinstance(e, NoValidConnectionsError):
             codes = {err.errno for err in e.errors.values()}
             if codes == {errno.ECONNREFUSED}:
@@ -389,8 +284,8 @@ class SshTransport:
             return f"cannot resolve {self._conn.host}: {e.strerror}"
         if isinstance(e, AuthenticationException):
             return (
-                f"authentication failed for user {self._conn.user} at {where} "
-                f"(check IdentityFile, ssh-agent and the node's authorized_keys): {e}"
+                f"authentication failed for user {self._conn.user} at {where}: {e}; check User, "
+                "IdentityFile, IdentitiesOnly, CertificateFile, ssh-agent and the node's authorized_keys"
             )
         if isinstance(e, SSHException):
             return f"SSH handshake with {where} failed: {e}"

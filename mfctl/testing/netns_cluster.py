@@ -467,11 +467,14 @@ PrintMotd no
 X11Forwarding no
 AllowTcpForwarding yes
 Subsystem sftp internal-sftp
+# Empty until trust_user_ca(): no CA is trusted unless a test asks for one (read at each login).
+TrustedUserCAKeys {d / 'trusted_user_ca_keys'}
 MaxStartups 256
 MaxSessions 256
 LogLevel VERBOSE
 """
         (d / "sshd_config").write_text(config)
+        (d / "trusted_user_ca_keys").write_text("")
 
     def _start_sshd(self, node: Node, sshd: str) -> None:
         d = self.node_dir(node)
@@ -614,6 +617,10 @@ LogLevel VERBOSE
             prefix += ["runuser", "-u", node.user, "--"]
         return _run(prefix + list(argv), check=check, timeout=timeout, input=input,
                     cwd=node.home if as_user else None)
+
+    def trust_user_ca(self, node: Node, public_keys: str) -> None:
+        """Make the node's sshd accept user certificates signed by these CA keys ("" trusts none)."""
+        (self.node_dir(node) / "trusted_user_ca_keys").write_text(public_keys)
 
     def sshd_pid(self, node: Node) -> int | None:
         """The listening sshd's pid, or None when it is not running."""

@@ -1,0 +1,257 @@
+"""Host-key verification and public-key authentication as ``ssh -o BatchMode=yes`` does them.
+
+Both take a ``ResolvedHost`` (the options ``ssh -G`` printed), so the key files, the agent, the
+known_hosts files and StrictHostKeyChecking are exactly the ones ssh would use. mfctl never asks
+a question: ``ask`` behaves as ``yes`` (like BatchMode), passwords and passphrases are never
+prompted for (an encrypted key is usable only through the agent).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shlex
+import socket
+import sys
+import threading
+from typing import Iterator
+
+import paramiko
+from paramiko.agent import AgentSSH
+from paramiko.client import MissingHostKeyPolicy, SSHClient
+from paramiko.ssh_exception import AuthenticationException, SSHException
+
+from mfctl.remote import knownhosts
+from mfctl.remote.sshconfig import ResolvedHost
+
+_warned: set[str] = set()
+_warn_lock = threading.Lock()
+
+
+def warn(message: str) -> None:
+    """A security warning on stderr, once per message: never silent, never repeated per node op."""
+    with _warn_lock:
+        if message in _warned:
+            return
+        _warned.add(message)
+    print(f"mfctl: WARNING: {message}", file=sys.stderr, flush=True)
+
+
+def fingerprint(blob: bytes) -> str:
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+class HostKeyRefused(SSHException):
+    """The host key check failed; the message is the one line the user sees."""
+
+
+def _scan_hint(r: ResolvedHost, path: str) -> str:
+    port = f"-p {r.port} " if r.port != 22 else ""
+    if r.host_key_alias:  # ssh-keyscan writes the host name; the line must carry the alias
+        sub = shlex.quote("s/^[^ ]*/" + r.host_key_alias + "/")
+        return f"`ssh-keyscan {port}{shlex.quote(r.hostname)} | sed {sub} >> {shlex.quote(path)}`"
+    return f"`ssh-keyscan {port}-H {shlex.quote(r.hostname)} >> {shlex.quote(path)}`"
+
+
+class HostKeyCheck(MissingHostKeyPolicy):
+    """Every host key goes through here (the client's own host-key tables stay empty)."""
+
+    def __init__(self, r: ResolvedHost, accept_new: bool = False, *, hop: bool = False) -> None:
+        self.r = r
+        self.hop = hop
+        strict = r.strict_host_key_checking
+        # --accept-new-hosts relaxes "yes" to OpenSSH's accept-new; it never tightens "no".
+        self.strict = "accept-new" if accept_new and strict == "yes" else strict
+
+    @property
+    def files(self) -> list[str]:
+        return list(self.r.user_known_hosts) + list(self.r.global_known_hosts)
+
+    def missing_host_key(self, client: SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        r, name = self.r, self.r.known_hosts_name
+        keytype, blob = key.get_name(), key.asbytes()
+        v = knownhosts.verdict(self.files, name, keytype, blob)
+        now = f"{keytype} {fingerprint(blob)}"
+        if v.status == "ok":
+            return
+        try:
+            self._refuse_or_accept(v, name, keytype, key, now)
+        except HostKeyRefused as e:
+            if self.hop:  # name the hop: the node itself was never reached
+                raise HostKeyRefused(f"ProxyJump hop {r.alias}: {e}") from None
+            raise
+
+    def _refuse_or_accept(self, v: knownhosts.Verdict, name: str, keytype: str, key: paramiko.PKey,
+                          now: str) -> None:
+        r = self.r
+        if v.status == "revoked":
+            assert v.entry is not None
+            msg = (f"host key of {name} ({now}) is marked @revoked in {v.entry.path}:{v.entry.line}")
+            if self.strict != "no":
+                raise HostKeyRefused(f"{msg}; refusing to connect: get the host's new key from its "
+                                     "administrator and replace the revoked one")
+            warn(f"{r.alias}: {msg}; connecting anyway because StrictHostKeyChecking is no")
+            return
+        if v.status == "changed":
+            e = v.entry
+            assert e is not None
+            msg = (f"host key of {name} has CHANGED (now {now}, {e.path}:{e.line} has "
+                   f"{fingerprint(e.key)})")
+            if self.strict != "no":
+                raise HostKeyRefused(
+                    f"{msg}; refusing to connect: this may be an attack. If the host was reinstalled, "
+                    f"remove the old key with `ssh-keygen -R {shlex.quote(name)} -f {shlex.quote(e.path)}`")
+            warn(f"{r.alias}: {msg}; connecting anyway because StrictHostKeyChecking is no")
+            return
+        # A new host.
+        write_to = r.user_known_hosts[0] if r.user_known_hosts else os.path.expanduser("~/.ssh/known_hosts")
+        if self.strict == "yes":
+            ca = ""
+            if v.ca_lines:
+                where = ", ".join(f"{e.path}:{e.line}" for e in v.ca_lines)
+                ca = (f"; only @cert-authority line(s) match ({where}) and the host presented a plain "
+                      "key, not a certificate (mfctl cannot verify host certificates either)")
+            searched = ", ".join(self.files) or "no known_hosts file"
+            raise HostKeyRefused(
+                f"host key of {name} is not known ({now}; searched {searched}){ca}; check it and add "
+                f"it with {_scan_hint(r, write_to)}, or set StrictHostKeyChecking accept-new, or "
+                "re-run with --accept-new-hosts")
+        try:
+            knownhosts.record(write_to, name, keytype, key.get_base64(), hashed=r.hash_known_hosts)
+        except OSError as e:
+            warn(f"{r.alias}: could not record the host key of {name} in {write_to}: {e.strerror or e}")
+        if self.strict == "no":
+            warn(f"{r.alias}: StrictHostKeyChecking no: accepted the unverified host key of {name} "
+                 f"({now}) and added it to {write_to}")
+
+
+def preferred_host_key_types(r: ResolvedHost, offered: list[str]) -> list[str]:
+    """ssh prefers host key algorithms it already knows for the host; so do we."""
+    known: list[str] = []
+    for t in knownhosts.known_types(list(r.user_known_hosts) + list(r.global_known_hosts),
+                                    r.known_hosts_name):
+        for alg in (["rsa-sha2-512", "rsa-sha2-256"] if t == "ssh-rsa" else [t]):
+            if alg in offered and alg not in known:
+                known.append(alg)
+    return known + [t for t in offered if t not in known]
+
+
+# ----- authentication ---------------------------------------------------------------------------
+def _agent(path: str | None) -> AgentSSH | None:
+    if not path:
+        return None
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(10)
+        sock.connect(path)
+        agent = AgentSSH()
+        agent._connect(sock)  # paramiko's Agent() only reads SSH_AUTH_SOCK; IdentityAgent may differ
+        return agent
+    except (OSError, SSHException):
+        return None  # ssh carries on without an unreachable agent too
+
+
+def _public_blob(path: str) -> bytes | None:
+    try:
+        with open(path) as f:
+            return base64.b64decode(f.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _load(path: str) -> paramiko.PKey | None:
+    try:
+        return paramiko.PKey.from_path(path)
+    except (paramiko.PasswordRequiredException, paramiko.ssh_exception.SSHException, OSError,
+            ValueError, TypeError):
+        return None  # encrypted (never prompted for), unsupported (sk) or unreadable: ssh skips too
+
+
+class KeyAuth:
+    """paramiko ``auth_strategy``: the keys OpenSSH would offer, in its order, until one works.
+
+    Agent keys first (with IdentitiesOnly only those matching an IdentityFile), then the
+    IdentityFile keys not in the agent. A key with a certificate (CertificateFile, or
+    ``<IdentityFile>-cert.pub``) is offered with the certificate first, then plain.
+    """
+
+    def __init__(self, r: ResolvedHost) -> None:
+        self.r = r
+
+    def _certs(self, key: paramiko.PKey, idfile: str | None) -> Iterator[paramiko.PKey]:
+        paths = list(self.r.certificate_files)
+        if idfile:
+            paths.append(idfile + "-cert.pub")
+        for path in paths:
+            if not os.path.isfile(path):
+                continue
+            copy = _load(idfile) if idfile else None
+            if copy is None:
+                continue
+            try:
+                copy.load_certificate(path)
+            except (ValueError, SSHException, OSError):
+                continue
+            yield copy
+
+    def candidates(self, agent: AgentSSH | None) -> Iterator[tuple[str, paramiko.PKey]]:
+        r = self.r
+        files = [p for p in r.identity_files if os.path.exists(p) or os.path.exists(p + ".pub")]
+        file_blobs: dict[bytes, str] = {}
+        loaded: dict[str, paramiko.PKey] = {}
+        for path in files:
+            key = _load(path) if os.path.isfile(path) else None
+            if key is not None:
+                loaded[path] = key
+                file_blobs[key.asbytes()] = path
+            else:
+                blob = _public_blob(path + ".pub") or _public_blob(path)
+                if blob:
+                    file_blobs[blob] = path
+        agent_blobs: set[bytes] = set()
+        if agent is not None:
+            agent_keys = list(agent.get_keys())
+            # Configured identities held by the agent first, in config order, then the others.
+            agent_keys.sort(key=lambda k: files.index(file_blobs[k.asbytes()])
+                            if k.asbytes() in file_blobs else len(files))
+            for k in agent_keys:
+                if r.identities_only and k.asbytes() not in file_blobs:
+                    continue
+                agent_blobs.add(k.asbytes())
+                yield f"agent key {k.comment or k.get_name()}", k
+        for path in files:
+            key = loaded.get(path)
+            if key is None:
+                continue
+            for cert in self._certs(key, path):
+                yield f"{path} with its certificate", cert
+            if key.asbytes() not in agent_blobs:
+                yield path, key
+
+    def authenticate(self, transport: paramiko.Transport) -> list[str]:
+        r = self.r
+        if not r.pubkey_auth:
+            raise AuthenticationException("PubkeyAuthentication is no and mfctl never asks for a "
+                                          "password; enable PubkeyAuthentication for this host")
+        agent = _agent(r.identity_agent)
+        tried: list[str] = []
+        try:
+            for desc, key in self.candidates(agent):
+                try:
+                    transport.auth_publickey(r.user, key)
+                except AuthenticationException:
+                    tried.append(desc)
+                    continue
+                if transport.is_authenticated():
+                    return []
+                tried.append(desc)
+        finally:
+            if agent is not None:
+                agent._close()
+        if not tried:
+            raise AuthenticationException(
+                "no usable key: no IdentityFile exists or loads without a passphrase"
+                + (" and IdentitiesOnly excludes the agent's keys" if r.identities_only and agent else "")
+                + ("" if agent or r.identities_only else " and no ssh-agent is reachable"))
+        raise AuthenticationException(f"the node accepted none of: {', '.join(tried)}")
