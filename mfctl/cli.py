@@ -556,8 +556,10 @@ def watch(
     once: bool = typer.Option(False, "--once", help="Print the current state once and exit (no dashboard)."),
     as_json: bool = typer.Option(False, "--json", help="With --once: print the state as JSON."),
     logs: Optional[Path] = typer.Option(None, "--logs",
-                                        help="A directory of logs copied off a cluster (any depth; "
-                                        "worker_N.log gives the rank) instead of a job."),
+                                        help="A directory of logs instead of a job (any depth; "
+                                        "worker_N.log gives the rank): followed as the files grow "
+                                        "(a live job's log dir on a shared filesystem), or read once "
+                                        "with --once."),
     seq_length: Optional[int] = typer.Option(None, "--seq-length", min=1,
                                              help="With --logs: sequence length, for tokens/s."),
     pipeline_stage: int = typer.Option(1, "--pipeline-stage", min=1,
@@ -579,17 +581,23 @@ def watch(
 
         if not logs.is_dir():
             raise BadInput(f"{logs}: not a directory of logs; give the folder that holds worker_N.log files")
-        source = LogDirSource(logs, seq_length, pipeline_stage)
-        if not source.files:
+        source = LogDirSource(logs, seq_length, pipeline_stage, follow=not once)
+        if once and not source.files:
             raise BadInput(f"{logs}: no worker_N.log, scheduler.log or rank_N/info.log found under it")
         if once:
             _print_state(source.snapshot(), as_json)
             return
         from mfctl.tui.app import make_app
 
-        make_app(source, job={"id": str(logs), "name": logs.name, "model": "logs", "nodes": 1,
-                              "devices_per_node": len(source.files), "world_size": None,
-                              "started_at": None}).run()
+        # Followed: the files appear and grow while the dashboard is open (an empty dir is a job
+        # whose workers have not written yet).
+        source.start()
+        try:
+            make_app(source, job={"id": str(logs), "name": logs.name, "model": "logs", "nodes": 1,
+                                  "devices_per_node": len(source.files), "world_size": None,
+                                  "started_at": None}).run()
+        finally:
+            source.close()
         return
     from mfctl.jobs.store import JobStore
     from mfctl.jobs.watch import collect_once, run_dashboard

@@ -9,7 +9,6 @@ never one by one, so a busy cluster cannot flood the consumer.
 from __future__ import annotations
 
 import posixpath
-import re
 import shlex
 import threading
 import time
@@ -18,15 +17,14 @@ from importlib import resources
 from typing import Callable
 
 from mfctl.cluster.hostfile import HostEntry
+from mfctl.metrics.logdir import rank_of_path
 from mfctl.remote.base import Transport
-
-_RANK = re.compile(r"^worker_(\d+)\.log$")
 
 
 @dataclass(frozen=True, slots=True)
 class LogLine:
-    node: str
-    rank: int | None  # None: scheduler.log
+    node: str | None  # None: a local log directory that is not one node's
+    rank: int | None  # None: scheduler.log, msrun's own output
     text: str
 
 
@@ -116,6 +114,7 @@ class NodeFollower(threading.Thread):
     def _stream(self, transport: Transport) -> None:
         cmd = logtail_command(self._python, self._setup, self._log_dir, self.offsets, job_dir=self._job_dir)
         batch: list[LogLine] = []
+        ranks: dict[str, int | None] = {}  # file name -> rank, worked out once per file
         last_flush = time.monotonic()
         try:
             for raw in transport.stream(cmd):
@@ -132,8 +131,10 @@ class NodeFollower(threading.Thread):
                     if offset <= self.offsets.get(name, 0):
                         continue  # already seen before a reconnect
                     self.offsets[name] = offset
-                    m = _RANK.match(name)
-                    batch.append(LogLine(self.host, int(m.group(1)) if m else None, text))
+                    rank = ranks.get(name, -1)
+                    if rank == -1:
+                        rank = ranks[name] = rank_of_path(name)
+                    batch.append(LogLine(self.host, rank, text))
                 now = time.monotonic()
                 if batch and (now - last_flush >= 0.1 or len(batch) >= 5000):
                     self._sink(batch)

@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from mfctl.jobs.follow import JobFollower, LogLine, logtail_command, resolve_log_dir
+from mfctl.jobs.follow import MSRUN_OUT, JobFollower, LogLine, logtail_command, resolve_log_dir
 from mfctl.jobs.ops import close_all, log_path, on_all, tail_command
 from mfctl.jobs.status import entries_of, new_state, stop_job, transports_of
 from mfctl.jobs.store import JobRecord, JobStore
+from mfctl.metrics.logdir import rank_of_path
 from mfctl.metrics.series import SeriesStore
 from mfctl.remote.connect import SshOptions, open_transport
 
@@ -62,13 +63,20 @@ class MetricsCollector:
                     continue
                 last = self._last_step.get(rank, -1)
                 seq = self.state.seq_length
-                for step, loss, sps in r.history:
-                    if step > last:
-                        ms = r.step_time_ms if step == r.step else None
-                        rows.append((rank, step, r.total_steps, loss, ms, sps, now))
-                        self.series.add(rank, step, loss, sps * seq if sps is not None and seq else None, ms)
-                if r.history:
-                    self._last_step[rank] = max(last, r.history[-1][0])
+                # Only the points after the last one seen: walk the history back from its newest
+                # end (it holds up to 2048 points per rank; reading all of them every batch was
+                # 2M points a second at 1024 ranks).
+                history = r.history
+                new = 0
+                while new < len(history) and history[-1 - new][0] > last:
+                    new += 1
+                for i in range(len(history) - new, len(history)):
+                    step, loss, sps = history[i]
+                    ms = r.step_time_ms if step == r.step else None
+                    rows.append((rank, step, r.total_steps, loss, ms, sps, now))
+                    self.series.add(rank, step, loss, sps * seq if sps is not None and seq else None, ms)
+                if history:
+                    self._last_step[rank] = max(last, history[-1][0])
         if rows and self._on_steps is not None:
             self._on_steps(rows)
 
@@ -180,10 +188,9 @@ def collect_once(record: JobRecord, store: JobStore | None = None) -> dict[str, 
         for raw in res.stdout.splitlines():
             name, _, rest = raw.partition("\t")
             _, _, text = rest.partition("\t")
-            if name.startswith("worker_"):
-                out.append(LogLine(t.host, int(name[7:].split(".")[0]), text))
-            elif name in ("scheduler.log", "launch.out"):
-                out.append(LogLine(t.host, None, text))
+            rank = rank_of_path(name)
+            if rank is not None or name in ("scheduler.log", MSRUN_OUT):
+                out.append(LogLine(t.host, rank, text))
         return out
 
     transports = transports_of(record)
@@ -255,16 +262,42 @@ def run_dashboard(record: JobRecord, exit_when_done: bool = False, store: JobSto
 
 
 class LogDirSource:
-    """A directory of logs copied off a cluster, through the same pipeline, as a dashboard source."""
+    """A directory of logs through the same pipeline, as a dashboard source.
 
-    def __init__(self, directory: Path, seq_length: int | None, pipeline_stage: int) -> None:
+    ``follow=False``: read once (logs copied off a cluster, ``--once``). ``follow=True``: a
+    ``LogDirFollower`` keeps reading the files as they grow, new files too (a live job's log dir
+    on a shared filesystem); ``start()`` begins following, ``close()`` ends it."""
+
+    def __init__(self, directory: Path, seq_length: int | None, pipeline_stage: int,
+                 follow: bool = False, interval_s: float = 0.2) -> None:
         from mfctl.metrics.logdir import load_log_dir
         from mfctl.metrics.state import MetricsState
 
         self.directory = directory
         state = MetricsState(world_size=None, pipeline_stage=pipeline_stage, seq_length=seq_length)
-        self.files = load_log_dir(directory, state)
         self.collector = MetricsCollector(state)
+        self.follower = None
+        if follow:
+            from mfctl.jobs.logdir_follow import LogDirFollower
+
+            self.follower = LogDirFollower(directory, self.collector.feed, interval_s=interval_s)
+            self.follower.scan()  # which files there are now; reading them is the thread's
+        else:
+            self._files = load_log_dir(directory, state)
+
+    @property
+    def files(self) -> dict[str, int | None]:
+        """{path: rank} of the logs read (or followed so far)."""
+        return self.follower.files if self.follower is not None else self._files
+
+    def start(self) -> "LogDirSource":
+        if self.follower is not None:
+            self.follower.start()
+        return self
+
+    def close(self) -> None:
+        if self.follower is not None:
+            self.follower.stop()
 
     def snapshot(self) -> dict:
         return self.collector.snapshot()
@@ -280,4 +313,5 @@ class LogDirSource:
         return [f"(no log for rank {rank} in {self.directory})"]
 
     def stop_job(self) -> str:
-        return "these are copied logs: there is no job to stop"
+        return ("mfctl only reads these logs: stop the job where it was started (scancel, kill)"
+                if self.follower is not None else "these are copied logs: there is no job to stop")

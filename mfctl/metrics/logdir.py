@@ -20,7 +20,7 @@ from typing import Optional, Union
 
 from mfctl.metrics.state import ClusterState
 
-__all__ = ["rank_of_path", "load_log_dir", "feed_file"]
+__all__ = ["rank_of_path", "find_logs", "load_log_dir", "feed_file"]
 
 _WORKER_RE = re.compile(r"worker_(\d{1,9})\.log")
 _RANK_DIR_RE = re.compile(r"rank_(\d{1,9})")
@@ -63,13 +63,14 @@ def feed_file(path: PathLike, state: ClusterState, rank: Optional[int], node: Op
     return count
 
 
-def load_log_dir(directory: PathLike, state: ClusterState, node: Optional[str] = None) -> dict[str, Optional[int]]:
-    """Feed every log under ``directory`` into ``state``; returns {path: rank} of the files read."""
-    root = Path(directory)
+def find_logs(directory: PathLike) -> list[tuple[Path, Optional[int]]]:
+    """The logs under ``directory`` in reading order, as (path, rank): worker logs by rank, then
+    each ``rank_N/info.log`` whose rank has no worker log, then the scheduler logs (rank None).
+    The one rule of which file is which rank, for reading a directory once and for following it."""
     workers: list[tuple[int, Path]] = []
     schedulers: list[Path] = []
     infos: list[tuple[int, Path]] = []
-    for dirpath, _dirnames, filenames in os.walk(root):
+    for dirpath, _dirnames, filenames in os.walk(directory):
         for name in filenames:
             path = Path(dirpath) / name
             if name == "scheduler.log":
@@ -80,11 +81,16 @@ def load_log_dir(directory: PathLike, state: ClusterState, node: Optional[str] =
                 continue
             (infos if name == "info.log" else workers).append((rank, path))
     have = {rank for rank, _ in workers}
+    ordered: list[tuple[Path, Optional[int]]] = [
+        (path, rank) for rank, path in sorted(workers) + sorted(i for i in infos if i[0] not in have)]
+    ordered.extend((path, None) for path in sorted(schedulers))
+    return ordered
+
+
+def load_log_dir(directory: PathLike, state: ClusterState, node: Optional[str] = None) -> dict[str, Optional[int]]:
+    """Feed every log under ``directory`` into ``state``; returns {path: rank} of the files read."""
     read: dict[str, Optional[int]] = {}
-    for rank, path in sorted(workers) + sorted(i for i in infos if i[0] not in have):
+    for path, rank in find_logs(directory):
         feed_file(path, state, rank, node)
         read[str(path)] = rank
-    for path in sorted(schedulers):
-        feed_file(path, state, None, node)
-        read[str(path)] = None
     return read
