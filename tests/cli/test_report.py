@@ -33,6 +33,8 @@ def test_report_of_a_watched_job_is_one_self_contained_page(mfctl, tmp_path: Pat
     text = page.read_text()
     assert outside_references(text) == []
     assert not re.search(r"<script[^>]*\bsrc=", text) and "<link" not in text
+    for pattern in ('src="http', "src='http", 'href="http', "href='http", "@import", "url(http"):
+        assert pattern not in text, pattern  # not even as text inside the inlined plotly.js
     assert "Plotly.newPlot" in text and len(text) > 1_000_000  # plotly.js itself is inline
     # The plan and config summary, and the exit cause, as the record has them.
     for expected in (JOB, "data_parallel 2", "localhost (NODE_RANK 0, ranks 0-1)", "all ranks finished (32 steps)",
