@@ -132,6 +132,14 @@ def _figure(name: str, title: str, unit: str, series: dict[int, list[tuple[int, 
     return fig
 
 
+def _who(alert: dict[str, Any]) -> str:
+    """The rank of an alert, or the ranks of one that stands for several."""
+    ranks = alert.get("ranks")
+    if isinstance(ranks, (list, tuple)) and ranks:
+        return ", ".join(str(r) for r in ranks)
+    return "-" if alert.get("rank") is None else str(alert["rank"])
+
+
 def _alerts_figure(alerts: Sequence[dict[str, Any]], events: Sequence[tuple[float, str, str]]):
     import plotly.graph_objects as go
 
@@ -143,7 +151,7 @@ def _alerts_figure(alerts: Sequence[dict[str, Any]], events: Sequence[tuple[floa
         fig.add_trace(go.Scatter(
             x=[dt.datetime.fromtimestamp(a["time"]) for a in items], y=[kind] * len(items), mode="markers",
             name=kind, marker={"size": 10},
-            text=[html.escape(f"rank {a.get('rank')}, step {a.get('step')}: {a.get('message')}") for a in items],
+            text=[html.escape(f"rank {_who(a)}, step {a.get('step')}: {a.get('message')}") for a in items],
             hovertemplate="%{x}<br>%{text}<extra>" + html.escape(kind) + "</extra>"))
     states = [e for e in events if e[1] == "state"]
     if states:
@@ -213,8 +221,7 @@ def build_html(data: ReportData) -> str:
     divs[0] = divs[0].replace('href="http', 'href="\\x68ttp').replace("href='http", "href='\\x68ttp")
 
     state_class = f"state-{rec.state}" if rec.state in ("finished", "failed") else ""
-    alert_rows = [(_when(a.get("time")), str(a.get("kind") or ""),
-                   "-" if a.get("rank") is None else str(a["rank"]),
+    alert_rows = [(_when(a.get("time")), str(a.get("kind") or ""), _who(a),
                    "-" if a.get("step") is None else str(a["step"]), str(a.get("message") or ""))
                   for a in data.alerts]
     event_rows = [(_when(t), kind, message) for t, kind, message in data.events]

@@ -180,11 +180,12 @@ class JobStore:
             " WHERE job_id = ? ORDER BY time, rank", (job_id,))
 
     def add_alerts(self, job_id: str, alerts: list[dict[str, Any]]) -> None:
-        """The dashboard's alerts (kind, rank, step, message, time), kept for ``mfctl report``."""
+        """The dashboard's alerts (kind, rank, step, message, time and whatever else an alert
+        carries, such as the ranks of a grouped one), kept for ``mfctl report``."""
         if alerts:
             self._db.executemany("INSERT INTO events VALUES (?,?,?,?)", [
                 (job_id, float(a.get("time") or time.time()), "alert",
-                 json.dumps({k: a.get(k) for k in ("kind", "rank", "step", "message")}))
+                 json.dumps({k: v for k, v in a.items() if k != "time"}, default=str))
                 for a in alerts])
 
     def alerts(self, job_id: str) -> list[dict[str, Any]]:

@@ -78,13 +78,16 @@ def test_report_shows_saved_alerts_and_restarts(mfctl, tmp_path: Path) -> None:
     make_sample_job(tmp_path / "job", JOB)
     store = JobStore()
     store.add_alerts(JOB, [{"kind": "straggler", "rank": 1, "step": 12, "time": 1_795_000_000.0,
-                            "message": "step time 1.9x the median of the ranks"}])
+                            "message": "step time 1.9x the median of the ranks"},
+                           {"kind": "stalled", "rank": None, "ranks": [0, 1], "step": 20,
+                            "time": 1_795_000_100.0, "message": "2 ranks: no step line for 95 s"}])
     store.update(JOB, restarts=1, resumed_from="demo-tui-20261129-030000-ab11")
     store.close()
     r = mfctl("report", JOB, "--json")
-    assert json.loads(r.stdout)["alerts"] == 1
+    assert json.loads(r.stdout)["alerts"] == 2
     text = (tmp_path / "job" / "report.html").read_text()
-    assert "step time 1.9x the median of the ranks" in text and "Alerts (1)" in text
+    assert "step time 1.9x the median of the ranks" in text and "Alerts (2)" in text
+    assert "<td>0, 1</td><td>20</td><td>2 ranks: no step line for 95 s</td>" in text
     assert "resumed from <b>demo-tui-20261129-030000-ab11</b>" in text
 
 
