@@ -46,7 +46,6 @@ class MetricsCollector:
         return world - world // pp
 
     def feed(self, batch: list[LogLine]) -> None:
-        rows: list[tuple] = []
         with self.lock:
             # Consecutive lines of one rank go in together: the state's batch path is ~2x faster.
             start = 0
@@ -55,30 +54,44 @@ class MetricsCollector:
                     first = batch[start]
                     self.state.feed_many(first.rank, [line.text for line in batch[start:i]], first.node)
                     start = i
-            now = self.clock()
-            self.series.loss_from_rank = self._loss_from_rank()
-            for rank in {line.rank for line in batch if line.rank is not None}:
-                r = self.state.ranks.get(rank)
-                if r is None:
-                    continue
-                last = self._last_step.get(rank, -1)
-                seq = self.state.seq_length
-                # Only the points after the last one seen: walk the history back from its newest
-                # end (it holds up to 2048 points per rank; reading all of them every batch was
-                # 2M points a second at 1024 ranks).
-                history = r.history
-                new = 0
-                while new < len(history) and history[-1 - new][0] > last:
-                    new += 1
-                for i in range(len(history) - new, len(history)):
-                    step, loss, sps = history[i]
-                    ms = r.step_time_ms if step == r.step else None
-                    rows.append((rank, step, r.total_steps, loss, ms, sps, now))
-                    self.series.add(rank, step, loss, sps * seq if sps is not None and seq else None, ms)
-                if history:
-                    self._last_step[rank] = max(last, history[-1][0])
+            rows = self._note_steps({line.rank for line in batch if line.rank is not None}, self.clock())
         if rows and self._on_steps is not None:
             self._on_steps(rows)
+
+    def backfill(self) -> None:
+        """Take the steps of a state that was fed before this collector saw it (a log directory
+        read at once) into the plot series."""
+        with self.lock:
+            rows = self._note_steps(list(self.state.ranks), self.clock())
+        if rows and self._on_steps is not None:
+            self._on_steps(rows)
+
+    def _note_steps(self, ranks, now: float) -> list[tuple]:
+        """The steps of ``ranks`` not noted yet, as job-record rows; each also goes to the plot
+        series. Called with the lock held."""
+        rows: list[tuple] = []
+        self.series.loss_from_rank = self._loss_from_rank()
+        for rank in ranks:
+            r = self.state.ranks.get(rank)
+            if r is None:
+                continue
+            last = self._last_step.get(rank, -1)
+            seq = self.state.seq_length
+            # Only the points after the last one seen: walk the history back from its newest
+            # end (it holds up to 2048 points per rank; reading all of them every batch was
+            # 2M points a second at 1024 ranks).
+            history = r.history
+            new = 0
+            while new < len(history) and history[-1 - new][0] > last:
+                new += 1
+            for i in range(len(history) - new, len(history)):
+                step, loss, sps = history[i]
+                ms = r.step_time_ms if step == r.step else None
+                rows.append((rank, step, r.total_steps, loss, ms, sps, now))
+                self.series.add(rank, step, loss, sps * seq if sps is not None and seq else None, ms)
+            if history:
+                self._last_step[rank] = max(last, history[-1][0])
+        return rows
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
@@ -284,6 +297,7 @@ class LogDirSource:
             self.follower.scan()  # which files there are now; reading them is the thread's
         else:
             self._files = load_log_dir(directory, state)
+            self.collector.backfill()
 
     @property
     def files(self) -> dict[str, int | None]:

@@ -32,3 +32,15 @@ def test_collector_history_has_each_ranks_line_and_the_band_from_the_logs() -> N
     for (s, a, _), (_, b, _) in zip(logged[0], logged[1]):
         assert band[s] == (min(a, b), (a + b) / 2, max(a, b))
     assert collector.history()["rank"] is None
+
+
+def test_a_log_directory_read_at_once_fills_the_plots() -> None:
+    # mfctl watch --logs DIR: the files are read into the state before the dashboard asks.
+    from mfctl.jobs.watch import LogDirSource
+
+    source = LogDirSource(SAMPLES, SEQ_LENGTH, 1)
+    text = (SAMPLES / "worker_0.log").read_text()
+    losses = [float(x) for x in re.findall(r"loss:\[([\d.]+)/", text)]
+    history = source.history(0)
+    assert [v for _, v in history["rank"]["loss"]] == losses
+    assert len(history["bands"]["loss"]) == len(losses) == 32
