@@ -246,8 +246,7 @@ class SshTransport:
         if isinstance(sock, socket.socket):
             self._tune_socket(sock)
         transport = _Transport(sock, **kwargs)  # type: ignore[arg-type]
-        opts = transport.get_security_options()
-        opts.key_types = sshauth.preferred_host_key_types(r, list(opts.key_types))
+        sshauth.restrict_algorithms(r, transport)
         # SSH-level keepalives put data on the wire; TCP_USER_TIMEOUT then aborts the connection
         # when that data stays unacknowledged (a partition) instead of retransmitting for ~15 min.
         transport.set_keepalive(max(1, int(self._keepalive)))
@@ -288,6 +287,9 @@ class SshTransport:
                 "IdentityFile, IdentitiesOnly, CertificateFile, ssh-agent and the node's authorized_keys"
             )
         if isinstance(e, SSHException):
+            if "Incompatible ssh peer" in str(e):
+                return (f"SSH handshake with {where} failed: {e}; no algorithm in common: check "
+                        "HostKeyAlgorithms, KexAlgorithms, Ciphers and MACs for this host")
             return f"SSH handshake with {where} failed: {e}"
         if isinstance(e, EOFError):
             return f"{where} closed the connection during the SSH handshake"

@@ -137,6 +137,25 @@ def preferred_host_key_types(r: ResolvedHost, offered: list[str]) -> list[str]:
     return known + [t for t in offered if t not in known]
 
 
+_OPTION = {"hostkeyalgorithms": ("key_types", "HostKeyAlgorithms"), "kexalgorithms": ("kex", "KexAlgorithms"),
+           "ciphers": ("ciphers", "Ciphers"), "macs": ("digests", "MACs")}
+
+
+def restrict_algorithms(r: ResolvedHost, transport: paramiko.Transport) -> None:
+    """Offer only what ssh would offer (its order), of what paramiko implements."""
+    opts = transport.get_security_options()
+    for key, wanted in r.algorithms:
+        attr, option = _OPTION[key]
+        have = list(getattr(opts, attr))
+        common = [a for a in wanted if a in have]
+        if not common:
+            raise SSHException(
+                f"{option} allows only {','.join(wanted)}, none of which mfctl (paramiko) implements "
+                f"({','.join(have)}); add one of those to {option} for this host")
+        setattr(opts, attr, common)
+    opts.key_types = preferred_host_key_types(r, list(opts.key_types))
+
+
 # ----- authentication ---------------------------------------------------------------------------
 def _agent(path: str | None) -> AgentSSH | None:
     if not path:
@@ -157,6 +176,24 @@ def _public_blob(path: str) -> bytes | None:
         with open(path) as f:
             return base64.b64decode(f.read().split()[1])
     except (OSError, IndexError, ValueError):
+        return None
+
+
+def _private_file_public_blob(path: str) -> bytes | None:
+    """The public key stored unencrypted in an OpenSSH-format private key (ssh reads it there)."""
+    try:
+        with open(path) as f:
+            text = f.read()
+        body = text.split("-----BEGIN OPENSSH PRIVATE KEY-----")[1].split("-----END")[0]
+        data = base64.b64decode("".join(body.split()))
+        if not data.startswith(b"openssh-key-v1\0"):
+            return None
+        m = paramiko.Message(data[len(b"openssh-key-v1\0"):])
+        m.get_string(), m.get_string(), m.get_string()  # cipher, kdf, kdf options
+        if m.get_int() < 1:
+            return None
+        return m.get_binary()
+    except (OSError, IndexError, ValueError, TypeError, UnicodeDecodeError):
         return None
 
 
@@ -206,7 +243,8 @@ class KeyAuth:
                 loaded[path] = key
                 file_blobs[key.asbytes()] = path
             else:
-                blob = _public_blob(path + ".pub") or _public_blob(path)
+                blob = (_public_blob(path + ".pub") or _public_blob(path)
+                        or _private_file_public_blob(path))
                 if blob:
                     file_blobs[blob] = path
         agent_blobs: set[bytes] = set()

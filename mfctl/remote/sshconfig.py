@@ -53,7 +53,9 @@ class ResolvedHost:
     proxy_jump: tuple[str, ...]  # hop specs "[user@]host[:port]", outermost first
     proxy_command: str | None  # tokens expanded
     pubkey_auth: bool
-    config_path: str | None  # the -F file, passed on to the ProxyJump hops like ssh does
+    config_path: str | None
+    #: HostKeyAlgorithms, KexAlgorithms, Ciphers, MACs as ssh would offer them, in its order.
+    algorithms: tuple[tuple[str, tuple[str, ...]], ...] = ()  # the -F file, passed on to the ProxyJump hops like ssh does
 
     @property
     def known_hosts_name(self) -> str:
@@ -107,6 +109,11 @@ def _run_ssh_g(argv: list[str], what: str) -> dict[str, list[str]]:
         key, _, value = line.partition(" ")
         opts.setdefault(key.lower(), []).append(value)
     return opts
+
+
+def _files(value: str) -> tuple[str, ...]:
+    # "none" (one word) means no file, as in ssh_config(5).
+    return tuple(os.path.expanduser(p) for p in value.split() if p.lower() != "none")
 
 
 def _one(opts: Mapping[str, list[str]], key: str, default: str = "") -> str:
@@ -168,8 +175,8 @@ def resolve(alias: str, config_path: str | os.PathLike[str] | None = None, *,
         identities_only=_one(opts, "identitiesonly", "no") in ("yes", "true"),
         identity_agent=agent,
         host_key_alias=_one(opts, "hostkeyalias") or None,
-        user_known_hosts=tuple(os.path.expanduser(p) for p in _one(opts, "userknownhostsfile").split()),
-        global_known_hosts=tuple(os.path.expanduser(p) for p in _one(opts, "globalknownhostsfile").split()),
+        user_known_hosts=_files(_one(opts, "userknownhostsfile")),
+        global_known_hosts=_files(_one(opts, "globalknownhostsfile")),
         strict_host_key_checking=strict,
         hash_known_hosts=_one(opts, "hashknownhosts", "no") in ("yes", "true"),
         connect_timeout=timeout_s,
@@ -177,6 +184,8 @@ def resolve(alias: str, config_path: str | os.PathLike[str] | None = None, *,
         proxy_command=_expand(command, tokens, tilde=False) if command.lower() != "none" else None,
         pubkey_auth=_one(opts, "pubkeyauthentication", "yes") in ("yes", "true", "unbound", "host-bound"),
         config_path=cfg,
+        algorithms=tuple((k, tuple(_one(opts, k).split(","))) for k in
+                         ("hostkeyalgorithms", "kexalgorithms", "ciphers", "macs") if _one(opts, k)),
     )
     with _cache_lock:
         _cache[key] = resolved

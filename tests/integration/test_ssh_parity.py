@@ -56,6 +56,7 @@ class Setup:
     known_hosts: str = "{a1} {hk1}\n"
     alias: str = "t"
     files: dict[str, str] = field(default_factory=dict)
+    user: str | None = None  # as a hosts file's user@alias gives it (ssh -l)
     agent_env: bool = False  # SSH_AUTH_SOCK points at the agent (which holds the authorized key)
     partition_node2: bool = False
 
@@ -152,6 +153,25 @@ SETUPS = [
     Setup("ConnectTimeout to a dropped port", False,
           "Host t\n" + N2 + "    IdentityFile {key}\n    ConnectTimeout 2\n", known_hosts="{a2} {hk2}\n",
           partition_node2=True),
+    Setup("@revoked key, StrictHostKeyChecking no", True,
+          "Host t\n" + N1 + "    IdentityFile {key}\n    StrictHostKeyChecking no\n",
+          known_hosts="{a1} {hk1}\n@revoked * {hk1}\n"),
+    Setup("UserKnownHostsFile none, key in the global file", True,
+          "Host t\n" + N1 + "    IdentityFile {key}\n    UserKnownHostsFile none\n",
+          known_hosts="", files={"global_known_hosts": "{a1} {hk1}\n"}),
+    Setup("HostKeyAlgorithms without the node's key type", False,
+          "Host t\n" + N1 + "    IdentityFile {key}\n    HostKeyAlgorithms ecdsa-sha2-nistp256\n"),
+    Setup("KexAlgorithms and Ciphers restricted", True,
+          "Host t\n" + N1 + "    IdentityFile {key}\n    KexAlgorithms curve25519-sha256@libssh.org\n"
+          "    Ciphers aes256-ctr\n"),
+    Setup("PubkeyAuthentication no", False, "Host t\n" + N1 + "    IdentityFile {key}\n    PubkeyAuthentication no\n"),
+    Setup("passphrase-protected key, no agent (batch mode cannot ask)", False,
+          "Host t\n" + N1 + "    IdentityFile {enc}\n"),
+    Setup("passphrase-protected key held by the agent, IdentitiesOnly, no .pub", True,
+          "Host t\n" + N1 + "    IdentityFile {enc}\n    IdentitiesOnly yes\n    IdentityAgent {agent}\n"),
+    Setup("user from the hosts file (user@alias), Match user", True,
+          "Host t\n    HostName {a1}\nMatch user {u1}\n    IdentityFile {key}\n", user="{u1}"),
+    Setup("wrong user from the hosts file", False, "Host t\n" + N1 + "    IdentityFile {key}\n", user="{u2}"),
     Setup("bad ssh_config line", False, "Host t\n" + N1 + "    IdentityFile {key}\n    NoSuchOption yes\n"),
 ]
 
@@ -168,6 +188,8 @@ def lab(netns_cluster, tmp_path_factory) -> Iterator[dict[str, str]]:
     keys = tmp_path_factory.mktemp("parity-keys")
     for name in ("other", "ca", "certkey", "certkey2", "badhost"):
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(keys / name))
+    shutil.copy(cluster.key_path, keys / "enc")  # the authorized key, with a passphrase, no .pub
+    sh("ssh-keygen", "-q", "-p", "-P", "", "-N", "not-asked-for", "-f", str(keys / "enc"))
     for name, principal in (("certkey", n1.user), ("certkey2", n1.user)):
         sh("ssh-keygen", "-q", "-s", str(keys / "ca"), "-I", name, "-n", f"{principal},{n2.user}",
            str(keys / f"{name}.pub"))
@@ -194,7 +216,7 @@ def lab(netns_cluster, tmp_path_factory) -> Iterator[dict[str, str]]:
             "key_pub": cluster.key_path.with_suffix(".pub").read_text(),
             "other": str(keys / "other"), "certkey": str(keys / "certkey"),
             "certkey2": str(keys / "certkey2"), "cert2": str(keys / "cert2.pub"),
-            "agent": str(agent_sock), "_node2": n2.name,
+            "agent": str(agent_sock), "_node2": n2.name, "enc": str(keys / "enc"),
         }
     finally:
         os.kill(agent_pid, signal.SIGTERM)
@@ -218,16 +240,18 @@ def materialize(setup: Setup, lab: dict[str, str], d: Path) -> Path:
     return cfg
 
 
-def ssh_verdict(setup: Setup, cfg: Path, env: dict[str, str]) -> tuple[bool, str]:
-    proc = subprocess.run(["ssh", "-F", str(cfg), "-o", "BatchMode=yes", setup.alias, "true"],
+def ssh_verdict(setup: Setup, cfg: Path, env: dict[str, str], lab: dict[str, str]) -> tuple[bool, str]:
+    user = ["-l", setup.user.format(**lab)] if setup.user else []
+    proc = subprocess.run(["ssh", "-F", str(cfg), "-o", "BatchMode=yes", *user, setup.alias, "true"],
                           capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL)
     return proc.returncode == 0, proc.stderr.strip()
 
 
-def mfctl_verdict(setup: Setup, cfg: Path, tmp: Path) -> tuple[bool, str]:
+def mfctl_verdict(setup: Setup, cfg: Path, tmp: Path, lab: dict[str, str]) -> tuple[bool, str]:
     """mfctl's connect path, as `mfctl check` takes it: open_transport, then a command."""
+    entry = HostEntry(setup.alias, user=setup.user.format(**lab) if setup.user else None)
     try:
-        transport = open_transport(HostEntry(setup.alias), str(tmp), SshOptions(ssh_config=str(cfg)))
+        transport = open_transport(entry, str(tmp), SshOptions(ssh_config=str(cfg)))
         try:
             result = transport.run("true", timeout=60)
         finally:
@@ -259,8 +283,8 @@ def test_same_verdict_as_openssh(setup: Setup, lab, netns_cluster, environment, 
     if setup.partition_node2:
         cluster.partition(node2)
     try:
-        ssh_ok, ssh_err = ssh_verdict(setup, materialize(setup, lab, tmp_path / "ssh"), env)
-        mf_ok, mf_msg = mfctl_verdict(setup, materialize(setup, lab, tmp_path / "mfctl"), tmp_path)
+        ssh_ok, ssh_err = ssh_verdict(setup, materialize(setup, lab, tmp_path / "ssh"), env, lab)
+        mf_ok, mf_msg = mfctl_verdict(setup, materialize(setup, lab, tmp_path / "mfctl"), tmp_path, lab)
     finally:
         if setup.partition_node2:
             cluster.heal(node2)
@@ -284,8 +308,8 @@ def test_accept_new_records_like_ssh(lab, environment, tmp_path: Path) -> None:
                       f"    StrictHostKeyChecking {strict}\n", known_hosts="")
         env = environment(setup)
         ssh_dir, mf_dir = tmp_path / strict / "ssh", tmp_path / strict / "mfctl"
-        assert ssh_verdict(setup, materialize(setup, lab, ssh_dir), env)[0]
-        assert mfctl_verdict(setup, materialize(setup, lab, mf_dir), tmp_path)[0]
+        assert ssh_verdict(setup, materialize(setup, lab, ssh_dir), env, lab)[0]
+        assert mfctl_verdict(setup, materialize(setup, lab, mf_dir), tmp_path, lab)[0]
         written = [(d / "known_hosts").read_text().split() for d in (ssh_dir, mf_dir)]
         assert written[0] == written[1] == [lab["a1"], *lab["hk1"].split()]
 
@@ -311,7 +335,7 @@ def test_mfctl_check_cli_verdicts(lab, environment, tmp_path: Path) -> None:
         setup = next(s for s in SETUPS if s.name == name)
         env = environment(setup)
         cfg = materialize(setup, lab, tmp_path / f"cli-{CLI_ROWS.index(name)}")
-        assert ssh_verdict(setup, cfg, env)[0] == setup.connects
+        assert ssh_verdict(setup, cfg, env, lab)[0] == setup.connects
         cfg = materialize(setup, lab, tmp_path / f"cli-mfctl-{CLI_ROWS.index(name)}")
         r = run_mfctl_process("check", "--json", "--ssh-config", cfg, "--nodes", tmp_path / "hosts.txt",
                               cwd=job, env=env)
