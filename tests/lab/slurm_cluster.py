@@ -19,20 +19,18 @@ left running by ``down`` (it holds no state of ours).
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
-from mfctl.testing import ClusterError, NetnsCluster, Node
+from mfctl.testing import ClusterError, NetnsCluster
 from mfctl.testing.netns_cluster import _kill_pids, _proc_alive
 
 _TOOLS = ("slurmctld", "slurmd", "sinfo", "sbatch", "squeue", "scontrol", "scancel", "srun", "munge", "unmunge")
@@ -78,7 +76,7 @@ def parse_scontrol_line(line: str) -> dict[str, str]:
     return out
 
 
-def _pids_where(pred) -> list[int]:  # type: ignore[no-untyped-def]
+def _pids_where(pred: Callable[[int], bool]) -> list[int]:
     pids = []
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
@@ -383,71 +381,3 @@ def ensure_munge(timeout: float = 10.0) -> None:
         time.sleep(0.1)
     raise ClusterError(f"munged did not start: {start.stderr.strip()[-500:]}")
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``testcluster slurm up [N] | down | status``: the Slurm mode of scripts/testcluster."""
-    import argparse
-
-    from mfctl.testing.netns_cluster import Node as NetnsNode
-
-    parser = argparse.ArgumentParser(prog="testcluster slurm",
-                                     description="A real Slurm cluster on the test cluster's network namespaces (root).")
-    parser.add_argument("action", choices=["up", "down", "status"])
-    parser.add_argument("n", nargs="?", type=int, default=2, help="number of Slurm nodes for `up` (default 2)")
-    parser.add_argument("--prefix", default="mft", help="the SSH test cluster's prefix (default mft)")
-    parser.add_argument("--subnet", default="10.77.0.0/24", help="its subnet (default 10.77.0.0/24)")
-    parser.add_argument("--dir", help="its state directory (default: <tmp>/mfctl-testcluster-<prefix>)")
-    args = parser.parse_args(argv)
-    netns = NetnsCluster(prefix=args.prefix, subnet=args.subnet, state_dir=args.dir)
-    lab = SlurmCluster(netns)
-    made_marker = lab.lab_dir / "nodes-made-by-slurm-up"
-    try:
-        state = netns.state_dir / "cluster.json"
-        live = set(netns._leftover_namespaces())
-        if state.exists():  # an SSH test cluster is up: Slurm goes on its nodes
-            netns.nodes = [NetnsNode(**n) for n in json.loads(state.read_text())["nodes"]]
-            netns.nodes = [n for n in netns.nodes if n.netns in live]
-        if args.action == "up":
-            reason = slurm_unavailable_reason() or netns.unavailable_reason()
-            if reason:
-                print(f"testcluster slurm: cannot run here: {reason}", file=sys.stderr)
-                return 1
-            made = len(netns.nodes) < args.n
-            if made:
-                netns.up(args.n)
-            lab.up(args.n)
-            if made:
-                made_marker.touch()
-            print(f"Slurm lab {lab.prefix!r}: {len(lab.nodes)} nodes idle in {lab.last_up_seconds:.2f} s "
-                  f"(controller {lab.controller_address}:{lab.ctld_port}, partition {lab.partition})")
-            for node in lab.nodes:
-                print(f"  {node.name:<8} NodeAddr {node.address:<15} netns {node.netns}")
-            print(f"  shared dir {lab.shared_dir} (mode 1777, seen by every node)")
-            print(f"export SLURM_CONF={lab.conf_path}")
-            print("try:  sinfo; srun -N 2 hostname -I")
-            print("stop: scripts/testcluster slurm down" + (f" --prefix {args.prefix}" if args.prefix != "mft" else ""))
-        elif args.action == "down":
-            made = made_marker.exists()
-            lab.down()
-            if made:
-                netns.down()
-            print(f"Slurm lab {lab.prefix!r}: down in {lab.last_down_seconds:.2f} s"
-                  + (" (and its SSH nodes)" if made else ""))
-        else:
-            if not (lab.lab_dir / "lab.json").exists():
-                print(f"no Slurm lab {lab.prefix!r} in {lab.lab_dir}")
-                return 1
-            lab.nodes = [SlurmNode(**n) for n in json.loads((lab.lab_dir / "lab.json").read_text())["nodes"]]
-            print(f"export SLURM_CONF={lab.conf_path}")
-            for name, st in lab.node_states().items():
-                print(f"  {name:<8} {st}")
-            for row in lab.squeue():
-                print(f"  job {row.job_id} {row.state} {row.reason} {row.nodes}")
-    except (ClusterError, ValueError) as e:
-        print(f"testcluster slurm: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
