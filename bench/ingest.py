@@ -11,9 +11,14 @@ as in the sample. The goal is >= 1M lines/s through parse + state on one core.
 Figures, each the best of ``--repeat`` runs, pinned to one CPU:
 
 - ``grep``: ``grep -c 'step:\\['`` over the same files (the baseline: reads and scans, nothing else);
-- ``parse+state``: ``ClusterState.feed_many`` over lines already in memory (batches of ``--batch``);
-- ``read+parse+state``: ``load_log_dir`` on the directory (file reading included, like grep);
+- ``parse+state (feed_chunk)``: ``ClusterState.feed_chunk`` over each file's bytes already in memory
+  (the chunk path: one pattern over the whole block);
+- ``read+parse+state``: ``load_log_dir`` on the directory (file reading included, like grep; it
+  feeds 4 MiB chunks through ``feed_chunk``);
+- ``parse+state (feed_many)``: the per-line reference path over lines in memory (``--batch``);
 - ``feed (per line)``: ``ClusterState.feed`` one line at a time, for comparison.
+
+The goal is counted on ``read+parse+state``, the figure that compares with grep.
 
     python bench/ingest.py [--lines 1000000] [--ranks 64] [--batch 4096] [--repeat 3]
 """
@@ -156,6 +161,14 @@ def main(argv: list[str] | None = None) -> int:
             # Not stdout=DEVNULL: GNU grep notices /dev/null and stops at the first match.
             subprocess.run([grep, "-c", r"step:\[", *files], check=True, stdout=subprocess.PIPE)
 
+        blobs = {rank: (tmp / f"worker_{rank}.log").read_bytes() for rank in logs}
+
+        def chunk_state() -> ClusterState:
+            state = ClusterState(world_size=args.ranks, seq_length=64)
+            for rank, blob in blobs.items():
+                state.feed_chunk(rank, blob)
+            return state
+
         def parse_state() -> ClusterState:
             state = ClusterState(world_size=args.ranks, seq_length=64)
             b = args.batch
@@ -176,21 +189,28 @@ def main(argv: list[str] | None = None) -> int:
                 for line in lines:
                     feed(rank, line)
 
-        # The figures are only worth printing if the state is right.
+        # The figures are only worth printing if the state is right, and the same on every path.
         check = parse_state()
         for rank, lines in logs.items():
             last = next(l for l in reversed(lines) if "step:[" in l)
             got = check.ranks[rank]
             assert f"step:[{got.step:5d}/{got.total_steps:5d}]" in last, (rank, got.step)
             assert got.state == "finished", (rank, got.state)
+        for other in (chunk_state(), read_parse_state()):
+            for rank in logs:
+                a, b = check.ranks[rank], other.ranks[rank]
+                assert (repr(a), list(a.history)) == (repr(b), list(b.history)) or \
+                    (repr(a).replace(f"last_update={a.last_update}", "")
+                     == repr(b).replace(f"last_update={b.last_update}", "")), rank
 
         print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
               f"({os.cpu_count()} CPUs; wall time suffers from other processes, CPU time much less)")
         rows = []
         if grep:
             rows.append(("grep -c 'step:\\['", best_of(args.repeat, run_grep)))
-        rows.append(("parse+state (feed_many)", best_of(args.repeat, parse_state)))
+        rows.append(("parse+state (feed_chunk)", best_of(args.repeat, chunk_state)))
         rows.append(("read+parse+state (load_log_dir)", best_of(args.repeat, read_parse_state)))
+        rows.append(("parse+state (feed_many)", best_of(args.repeat, parse_state)))
         rows.append(("feed (per line)", best_of(1, per_line)))
         print(f"{'':32s} {'wall s':>7s} {'lines/s (wall)':>15s} {'cpu s':>7s} {'lines/s (cpu)':>14s} "
               f"{'x grep (cpu)':>13s}")
@@ -199,10 +219,9 @@ def main(argv: list[str] | None = None) -> int:
             ratio = f"{cpu / base:12.1f}x" if base else "-"
             note = "  (too short to trust: use more --lines)" if min(wall, cpu) < 0.05 else ""
             print(f"{name:32s} {wall:7.3f} {n / wall:15,.0f} {cpu:7.3f} {n / cpu:14,.0f} {ratio:>13s}{note}")
-        wall, cpu = dict(rows)["parse+state (feed_many)"]
-        best = n / min(wall, cpu)
-        print(f"goal >= 1,000,000 lines/s through parse+state on one core: {n / wall:,.0f} lines/s wall, "
-              f"{n / cpu:,.0f} lines/s cpu ({'met' if best >= 1e6 else 'not met'})")
+        wall, cpu = dict(rows)["read+parse+state (load_log_dir)"]
+        print(f"goal >= 1,000,000 lines/s through read+parse+state on one core: {n / wall:,.0f} lines/s wall, "
+              f"{n / cpu:,.0f} lines/s cpu ({'met' if n / cpu >= 1e6 else 'not met'}, counted on cpu time)")
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         if args.keep:

@@ -25,8 +25,8 @@ __all__ = ["rank_of_path", "find_logs", "load_log_dir", "feed_file"]
 _WORKER_RE = re.compile(r"worker_(\d{1,9})\.log")
 _RANK_DIR_RE = re.compile(r"rank_(\d{1,9})")
 
-# Big reads, few calls: a chunk is split into lines and fed in one feed_many.
-CHUNK_CHARS = 1 << 22
+# Big reads, few calls: each chunk (up to its last newline) is fed in one feed_chunk.
+CHUNK_BYTES = 1 << 22
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -45,21 +45,38 @@ def rank_of_path(path: PathLike) -> Optional[int]:
 
 
 def feed_file(path: PathLike, state: ClusterState, rank: Optional[int], node: Optional[str] = None) -> int:
-    """Feed one log file as ``rank``; returns the number of lines read."""
+    """Feed one log file as ``rank``; returns the number of lines read.
+
+    Read as bytes and fed whole chunks at a time (``ClusterState.feed_chunk``): most of a log is
+    never decoded. Line ends are read as text mode reads them ("\r\n" and "\r" end a line too).
+    """
     count = 0
-    rest = ""
-    with open(path, encoding="utf-8", errors="replace") as handle:
+    rest = b""
+    with open(path, "rb") as handle:
         while True:
-            chunk = handle.read(CHUNK_CHARS)
+            chunk = handle.read(CHUNK_BYTES)
             if not chunk:
                 break
-            lines = (rest + chunk).split("\n") if rest else chunk.split("\n")
-            rest = lines.pop()
-            count += len(lines)
-            state.feed_many(rank, lines, node)
+            if rest:
+                chunk = rest + chunk
+            if b"\r" in chunk:
+                if chunk.endswith(b"\r"):  # may be the first half of "\r\n"
+                    rest, chunk = b"\r", chunk[:-1]
+                else:
+                    rest = b""
+                chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+                cut = chunk.rfind(b"\n") + 1
+                rest = chunk[cut:] + rest
+            else:
+                cut = chunk.rfind(b"\n") + 1
+                rest = chunk[cut:]
+            if cut:
+                count += chunk.count(b"\n", 0, cut)
+                state.feed_chunk(rank, chunk[:cut] if cut < len(chunk) else chunk, node)
     if rest:
-        state.feed_many(rank, [rest], node)
-        count += 1
+        rest = rest.replace(b"\r", b"\n")
+        state.feed_chunk(rank, rest, node)
+        count += rest.count(b"\n") + (not rest.endswith(b"\n"))
     return count
 
 

@@ -67,6 +67,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional
 
+from mfctl.metrics.chunk import feed_chunk as _feed_chunk
 from mfctl.metrics.parser import (
     PROGRESS_MARK, STEP_MARK, STEP_RE, CheckpointSavedEvent, ErrorLineEvent, Event,
     ExceptionEvent, GlobalBatchSizeEvent, KillAllWorkersEvent, ProgressEvent, SchedulerExitEvent,
@@ -280,6 +281,15 @@ class ClusterState:
     def feed_text(self, rank: Optional[int], text: str, node: Optional[str] = None) -> None:
         """Complete lines separated by newlines (a trailing partial line counts as a line)."""
         self.feed_many(rank, text.split("\n"), node)
+
+    def feed_chunk(self, rank: Optional[int], data: "str | bytes", node: Optional[str] = None) -> None:
+        """Complete lines as one block of text, ``bytes`` as read from a log file or ``str``: the
+        fastest path (``mfctl.metrics.chunk``), same resulting state as ``feed_text``."""
+        if rank is not None and isinstance(data, (bytes, str)):
+            _feed_chunk(self, rank, data, node)
+        else:
+            text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+            self.feed_many(rank, text.split("\n") if isinstance(text, str) else [text], node)
 
     def feed_many(self, rank: Optional[int], lines: Iterable[str], node: Optional[str] = None) -> None:
         """Many lines of one rank, in order: the fast path (same resulting state as ``feed``).

@@ -1,0 +1,236 @@
+"""The chunk path: a whole block of log text (``bytes`` or ``str``) into a ``ClusterState`` at once.
+
+Why it exists
+-------------
+Per-line work in CPython costs a method call or two per line whatever the line says, and three
+quarters of a training log are the two lines ``MFLossMonitor`` prints per step. Here one compiled
+pattern, run over the whole block by ``finditer``, takes a step line *and* the progress line
+after it in one match (fields and samples/s captured together), so an ordinary step costs one
+match and a few conversions, and the lines between steps (checkpoint notes, warnings, the config
+dump) cost nothing unless a prefilter (``_MARKS``: every substring an event of ``parse_line``
+needs) finds something in them. Working on ``bytes`` spares the UTF-8 decoding of the bar's
+block characters: only the few lines that go to the per-line parser are decoded.
+
+Exactness
+---------
+``ClusterState.feed_many`` (the per-line path over ``parse_line``) is the reference; this path must
+leave exactly the same state, and the tests compare both on the sample logs and on generated
+logs with every oddity. So the pair pattern only takes what the line path would read the same
+way, and anything else falls back to it, line by line:
+
+- ``Epoch:\\[`` alone is an alternative of the pattern, so every step mark in the text is seen: a
+  mark whose pair does not match sends its whole line to the per-line path (the line path only
+  ever tries the first mark of a line, so a later mark on that line is skipped too);
+- the step line must not end with ``}`` (the line path's test), the progress line must end with
+  it, hold no ``|`` around the bar but its own two, no `` samples/s/p`` before the figure, and a
+  plain decimal figure; the loss and norm must convert with ``float`` and the overflow flag be
+  ``True``/``False``; otherwise the pair goes to the per-line path;
+- fields only the newest step needs (lr, loss scale, epoch, separate losses, percent, time left)
+  are converted once per chunk, from the last pair, with the parser's own functions.
+"""
+
+from __future__ import annotations
+
+import re
+from itertools import chain
+from typing import TYPE_CHECKING, Optional, Union
+
+from mfctl.metrics.parser import (
+    STEP_RE, CheckpointSavedEvent, GlobalBatchSizeEvent, ProgressEvent, StepEvent, parse_line,
+    parse_pid, parse_progress, step_event_from_match, PROGRESS_MARK, STEP_MARK,
+)
+
+if TYPE_CHECKING:
+    from mfctl.metrics.state import ClusterState, RankState
+
+__all__ = ["feed_chunk", "PAIR_PATTERN", "MARKS_PATTERN"]
+
+_STEP_HEAD = r"Epoch:\["
+assert STEP_RE.pattern.startswith(_STEP_HEAD)
+# MFLossMonitor's canonical step line, stricter than STEP_RE: where this matches, STEP_RE reads
+# the same epoch, step, loss, step time, overflow flag and norm (each value here is a plain number
+# that STEP_RE's wider classes stop at the same place); other shapes (sink mode with separate
+# losses, nan, no global_norm...) take the per-line path. Plain digit classes: the regex engine
+# costs per character, and this runs over every step of every rank.
+PAIR_PATTERN = (
+    # 1-4 without leading zeros: equal text is an equal number.
+    _STEP_HEAD + r"(?: *(0|[1-9][0-9]{0,14})/ *(0|[1-9][0-9]{0,14})\], "
+    r"step:\[ *(0|[1-9][0-9]{0,14})/ *(0|[1-9][0-9]{0,14})\], "
+    r"loss:(?:\[([0-9]{1,20}\.[0-9]{1,20})/[0-9]{1,20}\.[0-9]{1,20}\]| *([0-9]{1,20}\.[0-9]{1,20})), "  # 5 | 6
+    r"per_step_time: ([0-9]{1,15})ms, lr: [^,\n]*, overflow cond: (False|True), loss_scale: [^,\n]*, "  # 7, 8
+    r"global_norm: \[([0-9]{1,20}\.[0-9]{1,20})\]"  # 9
+    r"[^\n]*(?<!\})\n()"  # the rest of the step line, which does not end with "}"; 10: next line
+    r"[^\n]*\| *([0-9]{1,20}\.[0-9]{0,20})" + PROGRESS_MARK  # 11: samples/s after the last "|"
+    + r"[^\n]*\}(?=\n|\Z)\n?"  # the progress line ends with "}"
+    + r"|)"  # or the mark alone: its line goes to the per-line path
+)
+# A line without any of these is one parse_line has no event for (see parser.py: the step and
+# progress marks; _info_event's texts; "with exception" and exception names (both hold "xception"),
+# "Exit", "Interrupt", "Fatal Python error"; error levels; a timeout needs a WARNING or error level
+# line). Each starts with a character that is rare in log text: the regex engine only tries the
+# alternatives where such a character is, so the lines between steps cost little.
+MARKS_PATTERN = (r"Epoch:\[|/s/p|T(?:raceback|raining Over)|xception|WARNING|E(?:RROR|rror|xit)|CRITICAL"
+                 r"|Interrupt|F(?:atal Python error|inish saving ckpt)|_batch_size = ")
+
+_PAIR = {str: re.compile(PAIR_PATTERN), bytes: re.compile(PAIR_PATTERN.encode())}
+_MARKS = {str: re.compile(MARKS_PATTERN), bytes: re.compile(MARKS_PATTERN.encode())}
+RUNNING = "running"  # state.RUNNING (state.py imports this module)
+_NL = {str: "\n", bytes: b"\n"}
+_OPEN = {str: "[", bytes: b"["}
+_TRUE = {str: "True", bytes: b"True"}
+_MARK = {str: PROGRESS_MARK, bytes: PROGRESS_MARK.encode()}
+
+
+def _text(s: Union[str, bytes]) -> str:
+    return s if isinstance(s, str) else s.decode("utf-8", "replace")
+
+
+def _lines_to_parse(data: Union[str, bytes], a: int, b: int, want_pid: bool) -> list:
+    """The lines of data[a:b] (complete lines that no pair took) that may hold an event: those a
+    mark is in, and while the pid is unknown (``want_pid``) those that start with "["."""
+    kind = type(data)
+    nl = _NL[kind]
+    out = []
+    if want_pid:
+        opener, search = _OPEN[kind], _MARKS[kind].search
+        while a < b:
+            e = data.find(nl, a, b)
+            e = b if e < 0 else e
+            if data.startswith(opener, a) or search(data, a, e) is not None:
+                out.append(data[a:e])
+                if data.startswith(opener, a):  # from here on only marks matter (see feed_chunk)
+                    a = e + 1
+                    break
+            a = e + 1
+    done = a
+    for mk in _MARKS[kind].finditer(data, a, b):
+        s = mk.start()
+        if s < done:
+            continue
+        ls = data.rfind(nl, a, s) + 1
+        if ls == 0:
+            ls = a
+        e = data.find(nl, s, b)
+        e = b if e < 0 else e
+        out.append(data[ls:e])
+        done = e + 1
+    return out
+
+
+def feed_chunk(state: "ClusterState", rank: int, data: Union[str, bytes], node: Optional[str] = None) -> None:
+    """Complete lines of ``rank`` (a trailing partial line counts as a line), as ``feed_many`` would.
+
+    The rank's counters live in locals while ordinary steps go by (``feed_many``'s inline case);
+    anything else writes them back, goes through ``ClusterState._on_step`` / ``_apply`` and
+    reads them again.
+    """
+    kind = type(data)
+    nl, true, mark = _NL[kind], _TRUE[kind], _MARK[kind]
+    now = state.clock()
+    r = state.rank(rank, node)
+    hist_append = r.history.append
+    recent_append = r.recent_step_ms.append
+    alpha, lratio, gratio, warm = (state.spike_alpha, state.loss_spike_ratio, state.global_norm_spike_ratio,
+                                   state.spike_warmup)
+    write_back = state._write_back
+    end = len(data)
+    # The last pair: the newest step's (and progress line's) other fields come from it.
+    last_step = last_prog = None
+    # Mirrors of r's counters. `dirty`: they, and the last pair's values (step, loss, ms, overflow,
+    # gn, sps), are ahead of r.
+    ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
+    step = loss = ms = overflow = gn = sps = None
+    ordinary = r.state == RUNNING and not (r.loss_spiking or r.loss_nonfinite or r.gn_spiking
+                                           or r.gn_nonfinite or r.overflow_run)
+    dirty = False
+    pos = 0  # data[:pos] is handled
+    skip_to = -1  # a mark before this offset is on a line the per-line path takes
+    for m in chain(_PAIR[kind].finditer(data), (None,)):
+        if m is not None:
+            s = m.start()
+            if s < skip_to:
+                continue
+            g = m.groups()
+            if g[0] is None:  # a step mark without its pair: its whole line goes to the per-line path
+                skip_to = data.find(nl, s)
+                if skip_to < 0:
+                    skip_to = end
+                continue
+            # The line path reads the figure before the *first* mark of the progress line: a second
+            # mark (MindFormers never prints one) sends the pair to it.
+            if data.find(mark, m.start(10), m.start(11)) >= 0:
+                skip_to = m.end()
+                continue
+            ls = data.rfind(nl, pos, s)
+        else:
+            ls = end
+        if ls >= 0:  # whole lines before this pair (or the end): those that may hold an event
+            for raw in _lines_to_parse(data, pos, ls, r.pid is None):
+                line = _text(raw)
+                ev = parse_line(line)
+                if ev is None:
+                    if r.pid is None and line.startswith("["):
+                        r.pid = parse_pid(line)
+                    continue
+                t = type(ev)
+                if t is CheckpointSavedEvent:  # touches nothing the locals mirror
+                    r.ckpt_epoch, r.ckpt_step = ev.epoch, ev.step
+                    continue
+                if t is GlobalBatchSizeEvent:
+                    state.global_batch_size = ev.global_batch_size
+                    continue
+                if dirty:
+                    write_back(r, now, ema, seen, gema, gseen, step, loss, ms, overflow, gn, sps)
+                    dirty = False
+                state._apply(r, ev, now)
+                if t is StepEvent:  # r holds this line's fields already (a later pair sets them again)
+                    last_step = None
+                elif t is ProgressEvent:
+                    last_prog = None
+                ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
+                ordinary = r.state == RUNNING and not (r.loss_spiking or r.loss_nonfinite or r.gn_spiking
+                                                       or r.gn_nonfinite or r.overflow_run)
+        if m is None:
+            break
+        v = g[4]
+        loss = float(v if v is not None else g[5])
+        gn = float(g[8])
+        overflow = g[7] == true
+        step = int(g[2])
+        ms = int(g[6])
+        final = g[2] == g[3] and g[0] == g[1]
+        # Plain decimals: loss and norm are finite; an ordinary step is _on_step's usual case.
+        if (ordinary and not final and not overflow and ema is not None and gema is not None
+                and not (seen >= warm and ema > 0.0 and loss > ema * lratio)
+                and not (gseen >= warm and gema > 0.0 and gn > gema * gratio)):
+            ema += alpha * (loss - ema)
+            seen += 1
+            gema += alpha * (gn - gema)
+            gseen += 1
+            recent_append(ms)
+        else:
+            if dirty:  # this pair's step, loss... already: _on_step sets them the same way
+                write_back(r, now, ema, seen, gema, gseen, step, loss, ms, overflow, gn, sps)
+            state._on_step(r, step, loss, ms, overflow, gn, final, now)
+            ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
+            ordinary = r.state == RUNNING and not (r.loss_spiking or r.loss_nonfinite or r.gn_spiking
+                                                   or r.gn_nonfinite or r.overflow_run)
+        sps = float(g[10])
+        hist_append((step, loss, sps))
+        dirty = True
+        last_step = last_prog = m
+        pos = m.end()
+    if dirty:
+        write_back(r, now, ema, seen, gema, gseen, step, loss, ms, overflow, gn, sps)
+    # The newest step's and progress line's other fields, read by the parser itself.
+    if last_step is not None:
+        ls = data.rfind(nl, 0, last_step.start()) + 1
+        line = _text(data[ls:last_step.start(10) - 1])
+        sm = STEP_RE.match(line, line.find(STEP_MARK))
+        if sm is not None:
+            state._set_step_fields(r, step_event_from_match(sm))
+    if last_prog is not None:
+        line = _text(data[last_prog.start(10):last_prog.end()]).rstrip("\n")
+        ev = parse_progress(line, line.find(PROGRESS_MARK))
+        if ev is not None:
+            r.percent, r.eta_s = ev.percent, ev.eta_s
