@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from mfctl.testing import NetnsCluster
 from tests.lab.slurm_cluster import SlurmCluster, parse_scontrol_line
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slurm, pytest.mark.timeout(180)]
@@ -107,6 +108,25 @@ def test_a_users_tasks_run_as_that_user_and_write_to_the_shared_dir(slurm_cluste
     assert info["JobState"] == "COMPLETED" and info["UserId"].startswith(f"{user}(")
     assert {k: v[2] for k, v in _tasks(d).items()} == {0: user, 1: user}
     assert (d / "task.0").stat().st_uid == (d / "task.1").stat().st_uid != 0
+
+
+def test_a_parallel_sessions_lab_has_its_own_controller_port_and_nodes(slurm_cluster) -> None:
+    lab = slurm_cluster()
+    other_nodes = NetnsCluster.claim()  # what a second pytest session does
+    other = SlurmCluster(other_nodes)
+    try:
+        other_nodes.up(1)
+        other.up(1)
+        assert other.ctld_port != lab.ctld_port and other.lab_dir != lab.lab_dir
+        assert other.node_states() == {"node1": "idle"}
+        assert lab.node_states() == {"node1": "idle", "node2": "idle"}
+        # Same node name, different cluster: each lab's srun lands in its own namespace.
+        mine = lab.run(["srun", "-N", "1", "-w", "node1", "hostname", "-I"]).stdout.split()
+        theirs = other.run(["srun", "-N", "1", "-w", "node1", "hostname", "-I"]).stdout.split()
+        assert mine == [lab.nodes[0].address] and theirs == [other_nodes.nodes[0].address]
+    finally:
+        other.down()
+        other_nodes.down()
 
 
 def test_down_removes_a_crashed_runs_daemons_jobs_and_files(slurm_cluster) -> None:

@@ -21,6 +21,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--prefix", default="mft", help="the SSH test cluster's prefix (default mft)")
     parser.add_argument("--subnet", default="10.77.0.0/24", help="its subnet (default 10.77.0.0/24)")
     parser.add_argument("--dir", help="its state directory (default: <tmp>/mfctl-testcluster-<prefix>)")
+    parser.add_argument("--if-any", action="store_true", help=argparse.SUPPRESS)  # plain `testcluster down`
     args = parser.parse_args(argv)
     netns = NetnsCluster(prefix=args.prefix, subnet=args.subnet, state_dir=args.dir)
     lab = SlurmCluster(netns)
@@ -52,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("stop: scripts/testcluster slurm down" + (f" --prefix {args.prefix}" if args.prefix != "mft" else ""))
         elif args.action == "down":
             made = made_marker.exists()
+            if args.if_any and not (lab.lab_dir.exists() or lab._daemon_pids("slurmctld") or lab._daemon_pids("slurmd")):
+                return 0
             lab.down()
             if made:
                 netns.down()
