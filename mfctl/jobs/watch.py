@@ -88,7 +88,8 @@ class MetricsCollector:
                 step, loss, sps = history[i]
                 ms = r.step_time_ms if step == r.step else None
                 rows.append((rank, step, r.total_steps, loss, ms, sps, now))
-                self.series.add(rank, step, loss, sps * seq if sps is not None and seq else None, ms)
+                # Without a sequence length the throughput series holds samples/s (history() says so).
+                self.series.add(rank, step, loss, sps * seq if sps is not None and seq else sps, ms)
             if history:
                 self._last_step[rank] = max(last, history[-1][0])
         return rows
@@ -113,14 +114,17 @@ class MetricsCollector:
         return snap
 
     def history(self, rank: int | None = None) -> dict[str, Any]:
-        """The plots' data: ``bands`` (per metric, (step, min, median, max) over the ranks) and
-        ``rank`` (the given rank's own (step, value) points per metric). Both are bounded and kept
+        """The plots' data: ``bands`` (per metric, (step, min, median, max) over the ranks),
+        ``rank`` (the given rank's own (step, value) points per metric) and ``throughput``, the
+        unit of the ``tokens_per_s`` series ("samples/s" when the sequence length is unknown,
+        rather than an empty plot). Both are bounded and kept
         up to date as lines arrive, so this costs the same at step 10 and at step 100000 (it used
         to sum every rank's whole history: 2M points a second at 1024 ranks)."""
         with self.lock:
             bands = self.series.bands()
             own = {"rank": rank, **self.series.rank(rank)} if rank is not None else None
-        return {"bands": bands, "rank": own}
+            unit = "tokens/s" if self.state.seq_length else "samples/s"
+        return {"bands": bands, "rank": own, "throughput": unit}
 
 
 class LiveSource:

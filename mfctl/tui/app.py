@@ -1,10 +1,14 @@
 """The ``mfctl watch`` dashboard.
 
 The app renders snapshot dicts (the shape ``mfctl.metrics`` produces) from a ``DashboardSource``;
-it never looks inside the metrics core. A timer pulls ``snapshot()`` and ``history()`` every
-``refresh_s`` (both cheap and thread-safe by contract) and patches the screen; the calls that may
-block (a rank's full log, stopping the job) run in thread workers that post a message back, so no
-handler, ``compose`` or ``on_mount`` ever waits on the network.
+it never looks inside the metrics core. The refresh loop is dolphie's: a thread worker takes
+``snapshot()`` and ``history()`` and posts them in one ``Polled`` message; the UI thread patches the
+screen and only then re-arms a one-shot timer for the next poll, so one poll is in flight at a time
+and a slow source (a collector busy ingesting, a loaded machine) spaces the polls out instead of
+queueing them. Taking the snapshot off the UI thread keeps the event loop free for keys and paints
+while the collector builds it (tens of ms at 1024 ranks). The other calls that may block (a rank's
+full log, stopping the job) run in thread workers too, so no handler, ``compose`` or ``on_mount``
+ever waits on the network.
 
 ``make_app`` is the only way to build the app, for ``mfctl watch`` and for the tests alike; the
 clock is injected so the elapsed time (and alert ages) are deterministic under test.
@@ -24,6 +28,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Log, Static
+from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
 from mfctl.tui.widgets import (
@@ -59,7 +64,8 @@ class DashboardSource(Protocol):
         median, max)...]}, "rank": {"rank": n, metric: [(step, v)...]}}`` for the metrics
         ``loss``, ``tokens_per_s``, ``step_time_ms``: the band over all ranks and ``rank``'s own
         line. A source without per-rank data may give cluster lines instead:
-        ``{"loss": [(step, v)...], "tokens_per_s": [(step, v)...]}``."""
+        ``{"loss": [(step, v)...], "tokens_per_s": [(step, v)...]}``. ``"throughput": "samples/s"``
+        says the ``tokens_per_s`` series holds samples/s (the sequence length is unknown)."""
         ...
 
     def rank_log(self, rank: int, lines: int) -> list[str]:
@@ -74,6 +80,17 @@ class DashboardSource(Protocol):
 # --------------------------------------------------------------------------------------------------
 # Messages posted by thread workers
 # --------------------------------------------------------------------------------------------------
+
+class Polled(Message):
+    """One poll of the source, taken off the UI thread: the snapshot and the plots' data for
+    ``rank`` (the rank under the table's cursor when the poll started)."""
+
+    def __init__(self, snapshot: dict, history: dict, rank: int | None) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+        self.history = history
+        self.rank = rank
+
 
 class LogLoaded(Message):
     def __init__(self, rank: int, lines: tuple[str, ...]) -> None:
@@ -300,14 +317,54 @@ class DashboardApp(App[str | None]):
         self._ranks_pane = self.query_one("#ranks-pane")
         self.query_one("#filter", FilterInput).display = False
         self._table.focus()
+        self._poll_timer: Timer | None = None
+        self._polling = False
+        # The first frame shows data, not an empty table; every later poll runs in the worker.
         self.refresh_data()
-        self.set_interval(self.refresh_s, self.refresh_data)
+        self._arm_poll()
 
-    # -- the refresh tick ----------------------------------------------------------------------
+    # -- the refresh loop ----------------------------------------------------------------------
+
+    def _arm_poll(self) -> None:
+        self._poll_timer = self.set_timer(self.refresh_s, self._poll, name="poll")
+
+    def _poll(self) -> None:
+        if self._polling:
+            return  # one poll in flight at a time
+        self._polling = True
+        self._poll_worker(self._table.selected_rank())  # the cursor is read here, on the UI thread
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="poll")
+    def _poll_worker(self, rank: int | None) -> None:
+        self.post_message(Polled(self.source.snapshot(), self.source.history(rank), rank))
+
+    def on_polled(self, message: Polled) -> None:
+        try:
+            self.apply_poll(message.snapshot, message.history, message.rank)
+        finally:
+            self._polling = False
+            self._arm_poll()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        group = event.worker.group
+        if group == "poll" and event.state == WorkerState.ERROR:
+            # The next poll may succeed (a source between two states): say so and keep polling.
+            self._polling = False
+            self.notify(f"could not read the job's state: {event.worker.error}", title="refresh",
+                        severity="error", timeout=5)
+            self._arm_poll()
+        elif group == "stop" and event.state == WorkerState.ERROR:
+            self._stopping = False
+            self.notify(f"stopping failed: {event.worker.error}", title="stop", severity="error", timeout=15)
 
     def refresh_data(self) -> None:
-        """Pull one snapshot and patch whatever changed on screen."""
-        snap = self.source.snapshot()
+        """Take one snapshot and its plots' data on the calling thread and show them (the first
+        frame, and tests and benchmarks that want a frame on demand)."""
+        rank = self._table.selected_rank()
+        self.apply_poll(self.source.snapshot(), self.source.history(rank), rank)
+
+    def apply_poll(self, snap: dict, history: dict, rank: int | None) -> None:
+        """Patch whatever changed on screen (UI thread)."""
         self.last_snapshot = snap
         now = self.clock()
         cluster = snap.get("cluster") or {}
@@ -321,7 +378,9 @@ class DashboardApp(App[str | None]):
         self._table.show(snap.get("ranks") or [], cluster.get("stragglers") or ())
         self._describe_table()
 
-        self._show_history()
+        if rank == self._table.selected_rank():
+            self._show_history(history, rank)
+        # else: the cursor moved while polling; the selection already drew the new rank's line.
 
         self._show_alerts(snap.get("alerts") or [], now)
 
@@ -343,10 +402,12 @@ class DashboardApp(App[str | None]):
         if pane.border_title != title:
             pane.border_title = title
 
-    def _show_history(self) -> None:
-        """The plots: the band of all ranks and the rank under the table's cursor."""
-        rank = self._table.selected_rank()
-        history = self.source.history(rank)
+    def _show_history(self, history: dict, rank: int | None) -> None:
+        """The plots: the band of all ranks and ``rank``'s own line."""
+        unit = history.get("throughput") or "tokens/s"
+        plot = self._tokens_plot
+        if plot.title != unit:
+            plot.title = plot.border_title = unit  # set_series fills in the figures when they change
         bands = history.get("bands")
         plots = ((self._loss_plot, "loss"), (self._tokens_plot, "tokens_per_s"),
                  (self._steptime_plot, "step_time_ms"))
@@ -359,8 +420,10 @@ class DashboardApp(App[str | None]):
             plot.set_series(bands.get(metric) or [], own.get(metric) or [], rank)
 
     def on_rank_table_selected(self, _: RankTable.Selected) -> None:
+        # Answered at once, not at the next poll: history() is cheap by contract (bounded series).
         if self.is_mounted and hasattr(self, "_steptime_plot"):
-            self._show_history()
+            rank = self._table.selected_rank()
+            self._show_history(self.source.history(rank), rank)
 
     def action_toggle_log(self) -> None:
         self._loss_plot.set_log(not self._loss_plot.log_scale)
@@ -441,11 +504,6 @@ class DashboardApp(App[str | None]):
     def on_stop_finished(self, message: StopFinished) -> None:
         self._stopping = False
         self.notify(message.outcome, title="stop")
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group == "stop" and event.state == WorkerState.ERROR:
-            self._stopping = False
-            self.notify(f"stopping failed: {event.worker.error}", title="stop", severity="error", timeout=15)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
