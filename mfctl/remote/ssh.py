@@ -290,6 +290,9 @@ class SshTransport:
             if "Incompatible ssh peer" in str(e):
                 return (f"SSH handshake with {where} failed: {e}; no algorithm in common: check "
                         "HostKeyAlgorithms, KexAlgorithms, Ciphers and MACs for this host")
+            via = self.resolved.proxy_command
+            if via and not self.resolved.proxy_jump:
+                return f"SSH handshake with {where} through ProxyCommand {via!r} failed: {e}; run that command by hand to see why"
             return f"SSH handshake with {where} failed: {e}"
         if isinstance(e, EOFError):
             return f"{where} closed the connection during the SSH handshake"

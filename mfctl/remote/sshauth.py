@@ -197,6 +197,32 @@ def _private_file_public_blob(path: str) -> bytes | None:
         return None
 
 
+def _cert(path: str) -> tuple[paramiko.PublicBlob, bytes] | None:
+    """A user certificate file -> (its blob for auth, the plain public key it certifies)."""
+    try:
+        blob = paramiko.PublicBlob.from_file(path)
+        m = paramiko.Message(blob.key_blob)
+        cert_type = m.get_text()
+        plain_type = cert_type.split("-cert-v01@openssh.com")[0]
+        m.get_binary()  # nonce
+        plain = paramiko.Message()
+        plain.add_string(plain_type)
+        if plain_type == "ssh-rsa":
+            e, n = m.get_mpint(), m.get_mpint()
+            plain.add_mpint(e)
+            plain.add_mpint(n)
+        elif plain_type.startswith("ecdsa-"):
+            plain.add_string(m.get_text())
+            plain.add_string(m.get_binary())
+        elif plain_type == "ssh-ed25519":
+            plain.add_string(m.get_binary())
+        else:
+            return None
+        return blob, plain.asbytes()
+    except (OSError, ValueError, IndexError, TypeError, SSHException):
+        return None
+
+
 def _load(path: str) -> paramiko.PKey | None:
     try:
         return paramiko.PKey.from_path(path)
@@ -216,54 +242,50 @@ class KeyAuth:
     def __init__(self, r: ResolvedHost) -> None:
         self.r = r
 
-    def _certs(self, key: paramiko.PKey, idfile: str | None) -> Iterator[paramiko.PKey]:
-        paths = list(self.r.certificate_files)
-        if idfile:
-            paths.append(idfile + "-cert.pub")
-        for path in paths:
-            if not os.path.isfile(path):
-                continue
-            copy = _load(idfile) if idfile else None
-            if copy is None:
-                continue
-            try:
-                copy.load_certificate(path)
-            except (ValueError, SSHException, OSError):
-                continue
-            yield copy
-
     def candidates(self, agent: AgentSSH | None) -> Iterator[tuple[str, paramiko.PKey]]:
         r = self.r
         files = [p for p in r.identity_files if os.path.exists(p) or os.path.exists(p + ".pub")]
-        file_blobs: dict[bytes, str] = {}
+        certs: list[tuple[str, paramiko.PublicBlob, bytes]] = []
+        for path in dict.fromkeys(list(r.certificate_files) + [p + "-cert.pub" for p in files]):
+            got = _cert(path) if os.path.isfile(path) else None
+            if got is not None:
+                certs.append((path, *got))
+        file_blobs: dict[bytes, int] = {}  # public key -> config order
         loaded: dict[str, paramiko.PKey] = {}
-        for path in files:
+        for i, path in enumerate(files):
             key = _load(path) if os.path.isfile(path) else None
             if key is not None:
                 loaded[path] = key
-                file_blobs[key.asbytes()] = path
+                file_blobs.setdefault(key.asbytes(), i)
             else:
                 blob = (_public_blob(path + ".pub") or _public_blob(path)
                         or _private_file_public_blob(path))
                 if blob:
-                    file_blobs[blob] = path
+                    file_blobs.setdefault(blob, i)
         agent_blobs: set[bytes] = set()
         if agent is not None:
             agent_keys = list(agent.get_keys())
             # Configured identities held by the agent first, in config order, then the others.
-            agent_keys.sort(key=lambda k: files.index(file_blobs[k.asbytes()])
-                            if k.asbytes() in file_blobs else len(files))
+            agent_keys.sort(key=lambda k: file_blobs.get(k.asbytes(), len(files)))
             for k in agent_keys:
-                if r.identities_only and k.asbytes() not in file_blobs:
+                named = k.asbytes() in file_blobs
+                if r.identities_only and not named:
                     continue
                 agent_blobs.add(k.asbytes())
+                # A certificate on disk is paired with a key loaded from its IdentityFile only:
+                # OpenSSH 9.2 does not sign a lone CertificateFile with an agent key either (the
+                # parity suite checks it); certificates the agent itself holds are agent keys.
                 yield f"agent key {k.comment or k.get_name()}", k
         for path in files:
             key = loaded.get(path)
             if key is None:
                 continue
-            for cert in self._certs(key, path):
-                yield f"{path} with its certificate", cert
+            for cert_path, blob, plain in certs:
+                if plain == key.asbytes():
+                    with_cert = _load(path)
+                    if with_cert is not None:
+                        with_cert.public_blob = blob
+                        yield f"{path} with {cert_path}", with_cert
             if key.asbytes() not in agent_blobs:
                 yield path, key
 

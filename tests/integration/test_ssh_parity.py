@@ -172,6 +172,14 @@ SETUPS = [
     Setup("user from the hosts file (user@alias), Match user", True,
           "Host t\n    HostName {a1}\nMatch user {u1}\n    IdentityFile {key}\n", user="{u1}"),
     Setup("wrong user from the hosts file", False, "Host t\n" + N1 + "    IdentityFile {key}\n", user="{u2}"),
+    Setup("agent holds a user certificate (ssh-add of key + -cert.pub)", True,
+          "Host t\n" + N1 + "    IdentityFile {d}/missing\n    IdentityAgent {agent2}\n"),
+    Setup("CertificateFile whose private key is only in the agent (ssh 9.2 does not pair them)", False,
+          "Host t\n" + N1 + "    IdentityFile {d}/missing\n    CertificateFile {cert2}\n"
+          "    IdentitiesOnly yes\n    IdentityAgent {agent2}\n"),
+    Setup("agent with certified keys only, CA not trusted by node2", False,
+          "Host t\n" + N2 + "    IdentityFile {d}/missing\n    IdentityAgent {agent2}\n",
+          known_hosts="{a2} {hk2}\n"),
     Setup("bad ssh_config line", False, "Host t\n" + N1 + "    IdentityFile {key}\n    NoSuchOption yes\n"),
 ]
 
@@ -200,11 +208,16 @@ def lab(netns_cluster, tmp_path_factory) -> Iterator[dict[str, str]]:
     hashed = keys / "hashed"
     hashed.write_text(f"{n1.address} {' '.join(hk[n1.name])}\n")
     sh("ssh-keygen", "-q", "-H", "-f", str(hashed))
+    agents = []
+    for sock in ("agent.sock", "agent2.sock"):
+        out = sh("ssh-agent", "-s", "-a", str(keys / sock)).stdout
+        agents.append(int(out.split("SSH_AGENT_PID=")[1].split(";")[0]))
     agent_sock = keys / "agent.sock"
-    out = sh("ssh-agent", "-s", "-a", str(agent_sock)).stdout
-    agent_pid = int(out.split("SSH_AGENT_PID=")[1].split(";")[0])
     try:
         sh("ssh-add", "-q", str(cluster.key_path), env={**os.environ, "SSH_AUTH_SOCK": str(agent_sock)})
+        # agent2: certkey with its certificate (ssh-add loads <key>-cert.pub too), certkey2 bare.
+        for name in ("certkey", "certkey2"):
+            sh("ssh-add", "-q", str(keys / name), env={**os.environ, "SSH_AUTH_SOCK": str(keys / "agent2.sock")})
         yield {
             "a1": n1.address, "u1": n1.user, "a2": n2.address, "u2": n2.user,
             "hk1": " ".join(hk[n1.name]), "hk2": " ".join(hk[n2.name]),
@@ -216,10 +229,11 @@ def lab(netns_cluster, tmp_path_factory) -> Iterator[dict[str, str]]:
             "key_pub": cluster.key_path.with_suffix(".pub").read_text(),
             "other": str(keys / "other"), "certkey": str(keys / "certkey"),
             "certkey2": str(keys / "certkey2"), "cert2": str(keys / "cert2.pub"),
-            "agent": str(agent_sock), "_node2": n2.name, "enc": str(keys / "enc"),
+            "agent": str(agent_sock), "agent2": str(keys / "agent2.sock"), "_node2": n2.name, "enc": str(keys / "enc"),
         }
     finally:
-        os.kill(agent_pid, signal.SIGTERM)
+        for pid in agents:
+            os.kill(pid, signal.SIGTERM)
         cluster.trust_user_ca(n1, "")
 
 
