@@ -592,9 +592,12 @@ def watch(
         # Followed: the files appear and grow while the dashboard is open (an empty dir is a job
         # whose workers have not written yet).
         source.start()
+        from mfctl.metrics.logdir import ranks_of_files
+
+        devices = len(ranks_of_files(source.files)) or "?"  # scheduler.log is not a device
         try:
             make_app(source, job={"id": str(logs), "name": logs.name, "model": "logs", "nodes": 1,
-                                  "devices_per_node": len(source.files), "world_size": None,
+                                  "devices_per_node": devices, "world_size": None,
                                   "started_at": None}).run()
         finally:
             source.close()

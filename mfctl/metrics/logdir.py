@@ -20,7 +20,7 @@ from typing import Optional, Union
 
 from mfctl.metrics.state import ClusterState
 
-__all__ = ["rank_of_path", "find_logs", "load_log_dir", "feed_file"]
+__all__ = ["rank_of_path", "find_logs", "load_log_dir", "feed_file", "ranks_of_files"]
 
 _WORKER_RE = re.compile(r"worker_(\d{1,9})\.log")
 _RANK_DIR_RE = re.compile(r"rank_(\d{1,9})")
@@ -111,3 +111,9 @@ def load_log_dir(directory: PathLike, state: ClusterState, node: Optional[str] =
         feed_file(path, state, rank, node)
         read[str(path)] = rank
     return read
+
+
+def ranks_of_files(files: dict[str, Optional[int]]) -> list[int]:
+    """The ranks a {path: rank} map of logs holds: a scheduler log (rank None) is no device, and
+    a rank with both a worker log and an info.log is one."""
+    return sorted({rank for rank in files.values() if rank is not None})

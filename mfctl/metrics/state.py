@@ -25,13 +25,17 @@ Rules (each one a constructor argument)
   last ``step_window`` step times exceeds ``straggler_ratio`` (1.5) x the median of all running
   ranks' medians. Needs ``straggler_min_ranks`` (4) ranks with at least 3 step times each: with
   two or three ranks "the median" is one of the suspects.
-- Alerts (bounded to ``max_alerts``, newest last; each kind fires on entering a condition, not on
-  every step while it lasts): ``nan_loss`` (nan/inf), ``loss_spike`` (loss > ``loss_spike_ratio`` x
+- Alerts are events, not lines (``mfctl.metrics.alerts``): the same kind at the same step (within
+  ``alert_window_steps``) on several ranks is one alert naming them (``ranks 0-1023 (1024): ...``),
+  as are the stragglers found together (the slowest named, with by how much). Bounded to
+  ``max_alerts`` alerts (not ranks), newest last; each kind fires for a rank on entering a
+  condition, not on every step while it lasts: ``nan_loss`` (nan/inf), ``loss_spike`` (loss > ``loss_spike_ratio`` x
   the exponential running mean of earlier finite losses, after ``spike_warmup`` steps),
   ``global_norm_spike`` (same with ``global_norm_spike_ratio``), ``nonfinite_global_norm``,
   ``overflow_streak`` (``overflow_streak`` overflowing steps in a row), ``stalled``, ``straggler``,
-  ``worker_exit``, ``traceback`` (message updated with the exception line when it arrives),
-  ``msrun_failure``, ``timeout``, ``error`` (ERROR/CRITICAL lines; an identical repeat from the same
+  ``worker_exit``, ``traceback`` (the rank moves to an alert with the exception line when it
+  arrives), ``msrun_failure``, ``timeout`` (the scheduler's "node N is timed out" fails rank N,
+  softly), ``error`` (ERROR/CRITICAL lines; an identical repeat from the same
   source is dropped).
 
 The cluster view
@@ -67,6 +71,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional
 
+from mfctl.metrics.alerts import Alert, AlertLog
 from mfctl.metrics.chunk import feed_chunk as _feed_chunk
 from mfctl.metrics.parser import (
     PROGRESS_MARK, STEP_MARK, STEP_RE, CheckpointSavedEvent, ErrorLineEvent, Event,
@@ -87,19 +92,6 @@ FAILED = "failed"
 
 _NEG_INF = float("-inf")
 _POS_INF = float("inf")
-
-
-@dataclass(frozen=True, slots=True)
-class Alert:
-    kind: str
-    rank: Optional[int]
-    message: str
-    step: Optional[int]
-    time: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "rank": self.rank, "message": self.message, "step": self.step,
-                "time": self.time}
 
 
 @dataclass(slots=True)
@@ -194,6 +186,8 @@ class ClusterState:
         loss_spike_ratio: float = 1.25,
         global_norm_spike_ratio: float = 3.0,
         overflow_streak: int = 5,
+        alert_window_steps: int = 2,
+        alert_window_s: float = 30.0,
     ) -> None:
         """``world_size``/``pipeline_stage``: the job's (for the cluster view and the pipeline loss);
         ``seq_length``: tokens per sample, for tokens/s (None: no tokens/s); ``clock``: seconds, the
@@ -202,7 +196,9 @@ class ClusterState:
         rules: stall (``stall_after_s`` fixed, else ``max(min_stall_s, stall_factor x median step
         time)``), stragglers (``step_window``, ``straggler_ratio``, ``straggler_min_ranks``), spikes
         (``spike_warmup`` steps, running mean ``ema += spike_alpha x (x - ema)``, ``loss_spike_ratio``,
-        ``global_norm_spike_ratio``) and ``overflow_streak``.
+        ``global_norm_spike_ratio``) and ``overflow_streak``; ``alert_window_steps`` /
+        ``alert_window_s``: how near (in steps, or seconds for alerts without a step) an alert of
+        another rank must be to join it (``mfctl.metrics.alerts``).
         """
         self.world_size = world_size
         self.pipeline_stage = max(1, int(pipeline_stage or 1))
@@ -221,7 +217,8 @@ class ClusterState:
         self.global_norm_spike_ratio = global_norm_spike_ratio
         self.overflow_streak = overflow_streak
         self.ranks: dict[int, RankState] = {}
-        self.alerts: deque[Alert] = deque(maxlen=max_alerts)
+        self.alerts = AlertLog(max_alerts, alert_window_steps, alert_window_s)
+        self._straggler_ms: dict[int, float] = {}  # a straggler's median step time, for its alert
         self.global_batch_size: Optional[int] = None
         self._launcher_traceback: dict[Optional[str], bool] = {}
         self._launcher_last_error: dict[Optional[str], str] = {}
@@ -482,8 +479,7 @@ class ClusterState:
             if r.state == FINISHED or r.state == FAILED:
                 return
             r.state, r.soft_failed, r.reason = FAILED, True, "traceback (exception not logged yet)"
-            r.traceback_alert = self._alert("traceback", r.rank, f"rank {r.rank}: traceback in its log",
-                                            r.step, now)
+            r.traceback_alert = self._alert("traceback", r.rank, "traceback in its log", r.step, now)
         elif t is ExceptionEvent:
             if not (r.in_traceback or ev.exc_type == "Fatal Python error"):
                 return
@@ -494,17 +490,16 @@ class ClusterState:
             if r.state == FAILED:
                 r.reason = text
             old = r.traceback_alert
-            new = Alert("traceback", r.rank, f"rank {r.rank}: {text}", r.step, now)
-            if old is not None and self._replace_alert(old, new):
+            if old is not None:  # the exception replaces "traceback in its log" for this rank
+                self.alerts.withdraw(old, r.rank)
                 r.traceback_alert = None
-            else:
-                self.alerts.append(new)
+            self._alert("traceback", r.rank, text, r.step, now, key=text)
         elif t is TimeoutEvent:
-            self._alert("timeout", r.rank, f"rank {r.rank}: {ev.message}", r.step, now)
+            self._alert("timeout", r.rank, ev.message, r.step, now, key=ev.message)
         elif t is ErrorLineEvent:
             if ev.message != r.last_error:
                 r.last_error = ev.message
-                self._alert("error", r.rank, f"rank {r.rank}: {ev.message}", r.step, now)
+                self._alert("error", r.rank, ev.message, r.step, now, key=ev.message)
         elif t is WorkerExitEvent or t is KillAllWorkersEvent or t is SchedulerExitEvent:
             # msrun's lines in a worker log (--tail_worker_log echoes them): the launcher decides.
             self._launcher_event(r.node, ev, now)
@@ -543,7 +538,7 @@ class ClusterState:
                         if not r.loss_spiking:
                             r.loss_spiking = True
                             self._alert("loss_spike", r.rank,
-                                        f"rank {r.rank}: loss {loss:g} at step {step} is "
+                                        f"loss {loss:g} at step {step} is "
                                         f"{loss / e:.2f}x its running mean {e:.6g}", step, now)
                     elif r.loss_spiking:
                         r.loss_spiking = False
@@ -551,12 +546,12 @@ class ClusterState:
                 r.loss_seen += 1
             elif not r.loss_nonfinite:
                 r.loss_nonfinite = True
-                self._alert("nan_loss", r.rank, f"rank {r.rank}: loss is {loss} at step {step}", step, now)
+                self._alert("nan_loss", r.rank, f"loss is {loss} at step {step}", step, now)
         if overflow:
             r.overflow_run += 1
             if r.overflow_run == self.overflow_streak:
                 self._alert("overflow_streak", r.rank,
-                            f"rank {r.rank}: {r.overflow_run} overflowing steps in a row up to step {step}",
+                            f"{r.overflow_run} overflowing steps in a row up to step {step}",
                             step, now)
         else:
             r.overflow_run = 0
@@ -571,7 +566,7 @@ class ClusterState:
                         if not r.gn_spiking:
                             r.gn_spiking = True
                             self._alert("global_norm_spike", r.rank,
-                                        f"rank {r.rank}: global_norm {gn:g} at step {step} is "
+                                        f"global_norm {gn:g} at step {step} is "
                                         f"{gn / e:.2f}x its running mean {e:.6g}", step, now)
                     elif r.gn_spiking:
                         r.gn_spiking = False
@@ -580,7 +575,7 @@ class ClusterState:
             elif not r.gn_nonfinite:
                 r.gn_nonfinite = True
                 self._alert("nonfinite_global_norm", r.rank,
-                            f"rank {r.rank}: global_norm is {gn} at step {step}", step, now)
+                            f"global_norm is {gn} at step {step}", step, now)
 
     def _on_progress(self, r: RankState, sps: Optional[float], now: float) -> None:
         r.samples_per_s = sps
@@ -612,7 +607,7 @@ class ClusterState:
             if r is None:
                 self._alert("worker_exit", None, f"{what}{where} (rank unknown)", None, now)
                 return
-            self._alert("worker_exit", r.rank, f"rank {r.rank}: {what}", r.step, now)
+            self._alert("worker_exit", r.rank, what, r.step, now, key=ev.code)
             if r.state != FINISHED:
                 if r.state != FAILED or r.reason is None or r.reason.startswith("traceback ("):
                     r.reason = what
@@ -634,6 +629,11 @@ class ClusterState:
                     rank = None
             r = self.ranks.get(rank) if rank is not None else None
             self._alert("timeout", rank, f"{node or 'launcher'}: {ev.message}", r.step if r else None, now)
+            if r is not None and r.state in (STARTING, RUNNING, STALLED):
+                # The scheduler gave up on it: not "running" in the table while the alerts say timed
+                # out. Soft: should its log go on with steps, it is running again.
+                r.state, r.soft_failed = FAILED, True
+                r.reason = f"timed out ({node or 'launcher'}: {ev.message})"
         elif t is TracebackEvent:
             self._launcher_traceback[node] = True
         elif t is ExceptionEvent:
@@ -654,17 +654,10 @@ class ClusterState:
 
     # -- alerts
 
-    def _alert(self, kind: str, rank: Optional[int], message: str, step: Optional[int], now: float) -> Alert:
-        a = Alert(kind, rank, message, step, now)
-        self.alerts.append(a)
-        return a
-
-    def _replace_alert(self, old: Alert, new: Alert) -> bool:
-        for i in range(len(self.alerts) - 1, -1, -1):
-            if self.alerts[i] is old:
-                self.alerts[i] = new
-                return True
-        return False
+    def _alert(self, kind: str, rank: Optional[int], detail: str, step: Optional[int], now: float,
+               key: Any = None) -> Alert:
+        """``detail``: what happened, without the rank (the alert names its ranks itself)."""
+        return self.alerts.raise_(kind, rank, detail, step, now, key)
 
     # -- the clock and the view
 
@@ -684,7 +677,7 @@ class ClusterState:
         for r in self.ranks.values():
             if r.state == RUNNING and r.last_update is not None and now - r.last_update > threshold:
                 r.state = STALLED
-                self._alert("stalled", r.rank, f"rank {r.rank}: no step for {now - r.last_update:.0f} s "
+                self._alert("stalled", r.rank, f"no step for {now - r.last_update:.0f} s "
                             f"(threshold {threshold:.0f} s) after step {r.step}", r.step, now)
         medians = {}
         for r in self.ranks.values():
@@ -695,13 +688,27 @@ class ClusterState:
                 r.straggler = False
             return
         mid = _median(medians.values())
+        new: list[RankState] = []
         for r in self.ranks.values():
             m = medians.get(r.rank)
             slow = m is not None and mid is not None and m > self.straggler_ratio * mid
-            if slow and not r.straggler:
-                self._alert("straggler", r.rank, f"rank {r.rank}: median step time {m:g} ms is "
-                            f"{m / mid:.2f}x the cluster's {mid:g} ms", r.step, now)
+            if slow:
+                self._straggler_ms[r.rank] = m
+                if not r.straggler:
+                    new.append(r)
             r.straggler = slow
+        if new:  # one alert for the ranks found slow together, the slowest named with by how much
+            a = self._alert("straggler", new[0].rank, "", new[0].step, now)
+            for r in new[1:]:
+                a.add(r.rank, "", now)
+            slowest = sorted(a.ranks, key=lambda k: -self._straggler_ms.get(k, 0.0))
+            worst = self._straggler_ms.get(slowest[0], 0.0)
+            if len(slowest) == 1:
+                a.set_detail(f"median step time {worst:g} ms is {worst / mid:.2f}x the cluster's {mid:g} ms")
+            else:
+                named = ", ".join(f"rank {k} {self._straggler_ms.get(k, 0.0) / mid:.2f}x" for k in slowest[:3])
+                a.set_detail(f"median step time up to {worst:g} ms, {worst / mid:.2f}x the cluster's "
+                             f"{mid:g} ms (slowest: {named})")
 
     def snapshot(self, now: float) -> dict[str, Any]:
         """The JSON-ready view (``tick(now)`` first). Non-finite losses stay float nan/inf."""

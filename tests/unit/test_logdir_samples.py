@@ -130,3 +130,12 @@ def test_a_crashed_run(tmp_path):
     feed_file(tmp_path / "msrun.log", state, None)  # ...the caller feeds msrun's own log as rank None
     assert state.ranks[0].state == "failed" and "SIGKILL" in state.ranks[0].reason
     assert state.ranks[0].step == 12
+
+
+def test_the_scheduler_log_is_not_a_device():
+    # `watch --logs` on this 2-worker run said "1 nodes x 3 devices = 2 ranks".
+    from mfctl.metrics.logdir import ranks_of_files
+
+    state = ClusterState(clock=lambda: 0.0)
+    files = load_log_dir(SAMPLES, state)
+    assert len(files) == 3 and ranks_of_files(files) == [0, 1]

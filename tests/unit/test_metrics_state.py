@@ -52,7 +52,7 @@ RANK_KEYS = {"rank", "node", "step", "total_steps", "epoch", "loss", "loss_mean"
              "reason", "last_update_age_s"}
 CLUSTER_KEYS = {"world_size", "step", "total_steps", "samples_per_s", "tokens_per_s", "eta_s", "loss", "state",
                 "stragglers", "finished_ranks", "failed_ranks"}
-ALERT_KEYS = {"kind", "rank", "message", "step", "time"}
+ALERT_KEYS = {"kind", "rank", "ranks", "count", "message", "step", "time", "last_time"}
 
 
 def test_snapshot_shape_and_json():
@@ -424,3 +424,110 @@ def test_feed_many_with_non_strings_and_launcher_lines():
     assert kinds(s) == ["worker_exit"]
     s.feed_text(1, step_line(1) + "\n" + progress_line() + "\n")
     assert s.ranks[1].samples_per_s == 40.0
+
+
+# -- alerts are events: one per kind and step, naming its ranks
+
+
+@pytest.mark.parametrize("ranks, text", [
+    ([], "no rank"),
+    ([3], "rank 3"),
+    ([4, 3], "ranks 3, 4"),
+    (range(1024), "ranks 0-1023"),
+    ([3, 17, *range(200, 208)], "ranks 3, 17, 200-207"),
+    ([5, 5, 1, 2, 3], "ranks 1-3, 5"),
+    (range(0, 40, 2), "ranks 0, 2, 4, 6, 8, 10, 12, ..., 38"),
+    ([0, 1, 2, 10, 11, 12, 20, 21, 22, 30, 40, 50, 60, 70, 80], "ranks 0-2, 10-12, 20-22, 30, 40, 50, 60, ..., 80"),
+])
+def test_format_ranks(ranks, text):
+    from mfctl.metrics.ranks import format_ranks
+
+    assert format_ranks(ranks) == text
+
+
+@pytest.mark.parametrize("ranks, text", [([7], "rank 7"), (range(1024), "ranks 0-1023 (1024)"),
+                                         ([1, 9], "ranks 1, 9 (2)")])
+def test_rank_label_counts(ranks, text):
+    from mfctl.metrics.ranks import rank_label
+
+    assert rank_label(ranks) == text
+
+
+def spiking_cluster(world, spike_step=15, **kw):
+    """Every rank the same steps (data parallel: same global norm), a spike at ``spike_step``."""
+    s = ClusterState(world_size=world, clock=Clock(), **kw)
+    for rank in range(world):
+        lines = []
+        for step in range(1, 21):
+            lines += [step_line(step, gn=9.0 if step == spike_step else 0.5), progress_line()]
+        s.feed_many(rank, lines)
+    return s
+
+
+def test_the_same_spike_on_every_rank_is_one_alert():
+    s = spiking_cluster(1024)
+    assert kinds(s) == ["global_norm_spike"]
+    a = s.alerts[0]
+    assert a.ranks == list(range(1024)) and a.count == 1024 and a.step == 15 and a.rank is None
+    assert a.message.startswith("ranks 0-1023 (1024): global_norm 9 at step 15 is ")
+    d = s.snapshot(2000.0)["alerts"][0]
+    assert d["ranks"] == list(range(1024)) and d["count"] == 1024 and d["rank"] is None
+
+
+def test_the_bound_counts_alerts_not_ranks():
+    s = spiking_cluster(300, max_alerts=2)
+    for rank in range(300):
+        s.feed(rank, "[ERROR] 2026-11-28 06:20:01,000 [x.py:1] f: the disk is full")
+    assert kinds(s) == ["global_norm_spike", "error"]
+    assert [a.count for a in s.alerts] == [300, 300]
+    assert s.alerts[1].message == "ranks 0-299 (300): [ERROR] 2026-11-28 06:20:01,000 [x.py:1] f: the disk is full"
+
+
+def test_spikes_steps_apart_are_separate_alerts_and_one_rank_stays_singular():
+    s = ClusterState(clock=Clock())
+    for rank, spike in ((0, 15), (1, 16), (2, 30), (3, 30)):
+        lines = []
+        for step in range(1, 41):
+            lines += [step_line(step, gn=9.0 if step == spike else 0.5), progress_line()]
+        s.feed_many(rank, lines)
+    assert [(a.step, a.ranks) for a in s.alerts] == [(15, [0, 1]), (30, [2, 3])]
+    assert ClusterState(clock=Clock()).alerts.raise_("x", 5, "d", 1, 0.0).message == "rank 5: d"
+
+
+def test_tracebacks_group_by_their_exception():
+    s = ClusterState(clock=Clock())
+    for rank in range(6):
+        run(s, rank, 3)
+        exc = "RuntimeError: HCCL timeout" if rank < 4 else f"ValueError: bad batch {rank}"
+        for line in traceback_lines(exc):
+            s.feed(rank, line)
+    got = sorted((a.message, a.count) for a in s.alerts)
+    assert got == [("rank 4: ValueError: bad batch 4", 1), ("rank 5: ValueError: bad batch 5", 1),
+                   ("ranks 0-3 (4): RuntimeError: HCCL timeout", 4)]
+    assert all(s.ranks[r].state == "failed" for r in range(6))
+
+
+def test_stragglers_found_together_are_one_alert_naming_the_slowest():
+    clock = Clock()
+    s = ClusterState(clock=clock)
+    for rank in range(8):
+        run(s, rank, 8, ms={3: 300, 5: 200}.get(rank, 100))
+    s.snapshot(clock.t)
+    assert kinds(s) == ["straggler"]
+    a = s.alerts[0]
+    assert a.ranks == [3, 5]
+    assert a.message == ("ranks 3, 5 (2): median step time up to 300 ms, 3.00x the cluster's 100 ms "
+                         "(slowest: rank 3 3.00x, rank 5 2.00x)")
+
+
+def test_a_rank_the_scheduler_timed_out_is_not_running():
+    s = ClusterState(world_size=2, clock=Clock())
+    run(s, 0, 3)
+    run(s, 1, 3)
+    s.feed(None, "[ERROR] DISTRIBUTED(1,1,python):2026-11-28-06:20:01.000.000 [cluster.cc:1] f] "
+                 "The node: 1 is timed out. It may exit with exception, please check this node's log.", "n0")
+    assert (s.ranks[0].state, s.ranks[1].state) == ("running", "failed")
+    assert "timed out" in s.ranks[1].reason
+    assert [(a.kind, a.rank) for a in s.alerts] == [("timeout", 1)]
+    run(s, 1, 1, start=4)  # it logs steps again: the scheduler was wrong
+    assert s.ranks[1].state == "running"
