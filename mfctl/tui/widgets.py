@@ -32,6 +32,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Input, Static
 
+from mfctl.metrics.ranks import rank_label
+
 STATES = ("starting", "running", "stalled", "finished", "failed")
 # The label a running rank gets in the table when the cluster reports it as a straggler.
 STRAGGLER = "straggler"
@@ -635,28 +637,57 @@ ALERT_STYLE = {"failed": STATE_STYLE["failed"], "error": STATE_STYLE["failed"],
                "overflow": STATE_STYLE["stalled"], "finished": STATE_STYLE["finished"]}
 
 
-def alerts_text(alerts: Sequence[Mapping[str, Any]], now: float, limit: int) -> Text:
-    """Newest first, at most ``limit``; ages relative to ``now`` (the app's clock).
+def _alert_time(a: Mapping[str, Any]) -> float:
+    """When an alert last grew (a grouped alert gains ranks after it is raised)."""
+    times = [t for t in (_number(a.get("time")), _number(a.get("last_time"))) if t is not None]
+    return max(times) if times else 0.0
 
-    Each alert is a heading line (age, kind, rank, step) and its message on the next line, which
-    the panel wraps: the panel is narrow and the message is the part worth reading whole.
+
+def _alert_ranks(a: Mapping[str, Any]) -> str:
+    """``rank 5`` / ``ranks 0-1023 (1024)`` (the state's own label), or "" for a launcher alert."""
+    ranks = a.get("ranks")
+    if isinstance(ranks, (list, tuple)) and len(ranks) > 1:
+        return rank_label(ranks)
+    if a.get("rank") is not None:
+        return f"rank {a['rank']}"
+    if isinstance(ranks, (list, tuple)) and ranks:
+        return f"rank {ranks[0]}"
+    return ""
+
+
+def alerts_text(alerts: Sequence[Mapping[str, Any]], now: float, limit: int) -> Text:
+    """The newest ``limit`` alerts grouped by kind: kinds in the order of their newest alert, each
+    kind's alerts newest first; ages relative to ``now`` (the app's clock).
+
+    Each alert is a heading line (age, kind, its ranks, step) and its message on the next line
+    (without the ranks, which the heading names), which the panel wraps: the panel is narrow and
+    the message is the part worth reading whole. A grouped alert (one event on many ranks) is one
+    entry: ``ranks 0-1023 (1024)``.
     """
-    newest = sorted(alerts, key=lambda a: _number(a.get("time")) or 0.0, reverse=True)[:limit]
+    newest = sorted(alerts, key=_alert_time, reverse=True)[:limit]
+    kind_order: dict[str, int] = {}
+    for a in newest:
+        kind_order.setdefault(str(a.get("kind") or "alert"), len(kind_order))
+    newest.sort(key=lambda a: kind_order[str(a.get("kind") or "alert")])  # stable: newest first per kind
     text = Text()
     if not newest:
         return text.append("no alerts", style="dim")
     for i, a in enumerate(newest):
-        t = _number(a.get("time"))
+        t = _alert_time(a) if a.get("time") is not None or a.get("last_time") is not None else None
         age = fmt_duration(now - t) if t is not None else "-"
         kind = str(a.get("kind") or "alert")
         text.append(f"{age} ago ", style="dim")
         text.append(kind, style=ALERT_STYLE.get(kind) or "bold")
-        if a.get("rank") is not None:
-            text.append(f"  rank {a['rank']}", style="bold")
+        ranks = _alert_ranks(a)
+        if ranks:
+            text.append(f"  {ranks}", style="bold")
         if a.get("step") is not None:
             text.append(f"  step {a['step']}", style="dim")
         text.append("\n")
-        text.append(f"  {a.get('message') or ''}")
+        message = str(a.get("message") or "")
+        if ranks and message.startswith(ranks + ": "):
+            message = message[len(ranks) + 2:]
+        text.append(f"  {message}")
         if i < len(newest) - 1:
             text.append("\n")
     return text

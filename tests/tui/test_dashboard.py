@@ -142,6 +142,33 @@ def test_alerts_are_listed_newest_first() -> None:
     run(app_for(source), body)
 
 
+def test_alerts_are_grouped_by_kind_newest_first_and_one_event_names_its_ranks() -> None:
+    every = list(range(1024))
+    alerts = [
+        {"kind": "error", "rank": 3, "ranks": [3], "count": 1, "message": "rank 3: disk full", "step": 7,
+         "time": NOW - 300},
+        {"kind": "global_norm_spike", "rank": None, "ranks": every, "count": 1024, "step": 15,
+         "message": "ranks 0-1023 (1024): global_norm 5.9 at step 15 is 9.80x its running mean 0.6",
+         "time": NOW - 120, "last_time": NOW - 119},
+        {"kind": "error", "rank": None, "ranks": [3, 17, *range(200, 208)], "count": 10, "step": 16,
+         "message": "ranks 3, 17, 200-207 (10): HCCL error", "time": NOW - 60},
+    ]
+    source = StaticSource([synthetic_snapshot(16, 5, alerts=alerts)])
+
+    async def body(pilot: Any) -> None:
+        lines = str(pilot.app.query_one("#alerts").render()).splitlines()
+        headings = [line for i, line in enumerate(lines) if i % 2 == 0]
+        assert [h.split()[2] for h in headings] == ["error", "error", "global_norm_spike"]
+        assert headings[0] == "1m00s ago error  ranks 3, 17, 200-207 (10)  step 16"
+        assert lines[1].strip() == "HCCL error"
+        assert headings[1].startswith("5m00s ago error  rank 3  step 7") and lines[3].strip() == "disk full"
+        assert headings[2] == "1m59s ago global_norm_spike  ranks 0-1023 (1024)  step 15"
+        assert lines[5].strip() == "global_norm 5.9 at step 15 is 9.80x its running mean 0.6"
+        assert pilot.app.query_one("#alerts-pane").border_title == "alerts (3)"
+
+    run(app_for(source), body)
+
+
 # --------------------------------------------------------------------------------------------------
 # Filter and sort
 # --------------------------------------------------------------------------------------------------
