@@ -274,7 +274,7 @@ def load_report_data(record: JobRecord, store, collect: bool = True) -> ReportDa
         from mfctl.jobs.watch import collect_once
 
         try:
-            snap = collect_once(record, store)
+            snap = collect_once(record, store, every_step_time=True)
             rows = list(store.metrics(record.id))
             for host, why in (snap.get("unreachable") or {}).items():
                 notes.append(f"{host}: could not read its logs: {why}")

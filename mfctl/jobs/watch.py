@@ -187,9 +187,12 @@ def job_info(record: JobRecord) -> dict[str, Any]:
             "world_size": record.plan.get("world_size"), "started_at": record.started_at or record.created_at}
 
 
-def collect_once(record: JobRecord, store: JobStore | None = None) -> dict[str, Any]:
+def collect_once(record: JobRecord, store: JobStore | None = None, every_step_time: bool = False) -> dict[str, Any]:
     """Every node's logs read once from the start (metric lines only), through the same state;
-    the steps seen are saved with the job record."""
+    the steps seen are saved with the job record. The state keeps only each rank's latest step
+    time, so a batch of many steps records the time of its last one; ``every_step_time`` feeds the
+    lines one at a time instead (about half the speed) so every saved step has its time, as
+    ``mfctl report`` wants for its step-time curves."""
     collector = MetricsCollector(new_state(record),
                                  (lambda rows: store.add_metrics(record.id, rows)) if store else None,
                                  on_alerts=(lambda alerts: store.add_alerts(record.id, alerts)) if store else None)
@@ -217,7 +220,11 @@ def collect_once(record: JobRecord, store: JobStore | None = None) -> dict[str, 
         close_all(transports)
     for lines in results.values():
         if not isinstance(lines, Exception):
-            collector.feed(lines)
+            if every_step_time:
+                for line in lines:
+                    collector.feed([line])
+            else:
+                collector.feed(lines)
     snap = collector.snapshot()
     snap["unreachable"] = {h: str(v) for h, v in results.items() if isinstance(v, Exception)}
     return snap

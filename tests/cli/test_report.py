@@ -68,8 +68,9 @@ def test_report_reads_the_logs_when_no_metrics_were_saved(mfctl, tmp_path: Path)
     assert r.exit_code == 0, r.stderr
     result = json.loads(r.stdout)
     assert result["ranks"] == [0, 1] and result["points"] == 64
-    exported = mfctl("export", JOB, "--format", "jsonl")
-    assert len(exported.stdout.splitlines()) == 64
+    exported = [json.loads(line) for line in mfctl("export", JOB, "--format", "jsonl").stdout.splitlines()]
+    assert len(exported) == 64
+    assert all(row["step_time_ms"] is not None for row in exported)  # every step's time, not the last's
 
 
 def test_report_shows_saved_alerts_and_restarts(mfctl, tmp_path: Path) -> None:
