@@ -59,26 +59,31 @@ def read(paths: Iterable[str]) -> Iterator[Entry]:
     for path in paths:
         try:
             with open(path, encoding="utf-8", errors="replace") as f:
-                lines = f.read().splitlines()
+                text = f.read()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError):
             continue  # ssh skips files it cannot read
-        for n, raw in enumerate(lines, start=1):
-            fields = raw.split()
-            if not fields or fields[0].startswith("#"):
+        yield from parse(text, path)
+
+
+def parse(text: str, source: str) -> Iterator[Entry]:
+    """known_hosts lines from a file or a KnownHostsCommand; ``source`` names them in messages."""
+    for n, raw in enumerate(text.splitlines(), start=1):
+        fields = raw.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        marker = ""
+        if fields[0].startswith("@"):
+            marker = fields[0][1:]
+            if marker not in ("revoked", "cert-authority"):
                 continue
-            marker = ""
-            if fields[0].startswith("@"):
-                marker = fields[0][1:]
-                if marker not in ("revoked", "cert-authority"):
-                    continue
-                fields = fields[1:]
-            if len(fields) < 3:
-                continue
-            try:
-                blob = base64.b64decode(fields[2], validate=True)
-            except (binascii.Error, ValueError):
-                continue
-            yield Entry(path, n, marker, fields[0], fields[1], blob)
+            fields = fields[1:]
+        if len(fields) < 3:
+            continue
+        try:
+            blob = base64.b64decode(fields[2], validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        yield Entry(source, n, marker, fields[0], fields[1], blob)
 
 
 def _hashed_match(pattern: str, name: str) -> bool:
@@ -110,12 +115,14 @@ def matches(patterns: str, name: str) -> bool:
     return found
 
 
-def lookup(paths: Iterable[str], name: str) -> list[Entry]:
-    return [e for e in read(paths) if matches(e.patterns, name)]
+def lookup(paths: Iterable[str], name: str, extra: Iterable[Entry] = ()) -> list[Entry]:
+    return [e for e in [*read(paths), *extra] if matches(e.patterns, name)]
 
 
-def verdict(paths: Iterable[str], name: str, keytype: str, blob: bytes) -> Verdict:
-    entries = lookup(paths, name)
+def verdict(paths: Iterable[str], name: str, keytype: str, blob: bytes,
+            extra: Iterable[Entry] = ()) -> Verdict:
+    """The verdict over the files plus ``extra`` lines (KnownHostsCommand's), as ssh reaches it."""
+    entries = lookup(paths, name, extra)
     for e in entries:
         if e.marker == "revoked" and e.key == blob:
             return Verdict("revoked", e)

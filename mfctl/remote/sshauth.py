@@ -13,6 +13,7 @@ import hashlib
 import os
 import shlex
 import socket
+import subprocess
 import sys
 import threading
 from typing import Iterator
@@ -23,7 +24,7 @@ from paramiko.client import MissingHostKeyPolicy, SSHClient
 from paramiko.ssh_exception import AuthenticationException, SSHException
 
 from mfctl.remote import knownhosts
-from mfctl.remote.sshconfig import ResolvedHost
+from mfctl.remote.sshconfig import ResolvedHost, expand
 
 _warned: set[str] = set()
 _warn_lock = threading.Lock()
@@ -71,8 +72,11 @@ class HostKeyCheck(MissingHostKeyPolicy):
     def missing_host_key(self, client: SSHClient, hostname: str, key: paramiko.PKey) -> None:
         r, name = self.r, self.r.known_hosts_name
         keytype, blob = key.get_name(), key.asbytes()
-        v = knownhosts.verdict(self.files, name, keytype, blob)
         now = f"{keytype} {fingerprint(blob)}"
+        if r.revoked_host_keys:  # checked before known_hosts, whatever StrictHostKeyChecking says
+            self._check_revoked_file(r.revoked_host_keys, name, blob, now)
+        extra = self._known_hosts_command(name, key, keytype, blob) if r.known_hosts_command else []
+        v = knownhosts.verdict(self.files, name, keytype, blob, extra)
         if v.status == "ok":
             return
         try:
@@ -81,6 +85,41 @@ class HostKeyCheck(MissingHostKeyPolicy):
             if self.hop:  # name the hop: the node itself was never reached
                 raise HostKeyRefused(f"ProxyJump hop {r.alias}: {e}") from None
             raise
+
+    def _check_revoked_file(self, path: str, name: str, blob: bytes, now: str) -> None:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise HostKeyRefused(f"RevokedHostKeys {path} cannot be read ({e.strerror or e}); ssh refuses "
+                                 "every host then too: fix the path or remove the option") from None
+        if data.startswith(b"SSHKRL\n"):
+            raise HostKeyRefused(f"RevokedHostKeys {path} is a binary KRL, which mfctl cannot read; "
+                                 "list the revoked keys as plain public-key lines instead")
+        for n, line in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
+            fields = line.split()
+            if len(fields) >= 2 and not fields[0].startswith("#"):
+                try:
+                    if base64.b64decode(fields[1], validate=True) == blob:
+                        raise HostKeyRefused(f"host key of {name} ({now}) is revoked by RevokedHostKeys "
+                                             f"{path}:{n}; refusing to connect: get the host's new key "
+                                             "from its administrator")
+                except ValueError:
+                    continue
+
+    def _known_hosts_command(self, name: str, key: paramiko.PKey, keytype: str,
+                             blob: bytes) -> list[knownhosts.Entry]:
+        """KnownHostsCommand's lines, run like ssh runs it (argv split, then tokens, no shell)."""
+        tokens = dict(self.r.tokens)
+        tokens.update({"H": name, "I": "HOSTNAME", "K": key.get_base64(), "t": keytype,
+                       "f": fingerprint(blob)})
+        argv = [expand(a, tokens) for a in shlex.split(self.r.known_hosts_command or "")]
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=30,
+                                 stdin=subprocess.DEVNULL).stdout
+        except (OSError, subprocess.TimeoutExpired, ValueError):
+            return []  # ssh goes on with the files alone
+        return list(knownhosts.parse(out, "KnownHostsCommand output"))
 
     def _refuse_or_accept(self, v: knownhosts.Verdict, name: str, keytype: str, key: paramiko.PKey,
                           now: str) -> None:
@@ -275,7 +314,7 @@ class KeyAuth:
                 # A certificate on disk is paired with a key loaded from its IdentityFile only:
                 # OpenSSH 9.2 does not sign a lone CertificateFile with an agent key either (the
                 # parity suite checks it); certificates the agent itself holds are agent keys.
-                yield f"agent key {k.comment or k.get_name()}", k
+                yield f"agent key {k.comment or '?'} ({k.get_name()})", k
         for path in files:
             key = loaded.get(path)
             if key is None:

@@ -55,7 +55,10 @@ class ResolvedHost:
     pubkey_auth: bool
     config_path: str | None
     #: HostKeyAlgorithms, KexAlgorithms, Ciphers, MACs as ssh would offer them, in its order.
-    algorithms: tuple[tuple[str, tuple[str, ...]], ...] = ()  # the -F file, passed on to the ProxyJump hops like ssh does
+    algorithms: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    revoked_host_keys: str | None = None  # RevokedHostKeys file (expanded)
+    known_hosts_command: str | None = None  # KnownHostsCommand, tokens not yet expanded
+    tokens: tuple[tuple[str, str], ...] = ()  # OpenSSH's own values of %d %u %l %L %h %r %p %n %k %C %i  # the -F file, passed on to the ProxyJump hops like ssh does
 
     @property
     def known_hosts_name(self) -> str:
@@ -73,7 +76,7 @@ def _ssh_binary() -> str:
     return path
 
 
-def _expand(value: str, tokens: Mapping[str, str], *, tilde: bool = True) -> str:
+def expand(value: str, tokens: Mapping[str, str], *, tilde: bool = True) -> str:
     out: list[str] = []
     i = 0
     while i < len(value):
@@ -86,7 +89,9 @@ def _expand(value: str, tokens: Mapping[str, str], *, tilde: bool = True) -> str
         out.append(c)
         i += 1
     text = "".join(out)
-    if tilde and text.startswith("~"):
+    if tilde and (text == "~" or text.startswith("~/")) and tokens.get("d"):
+        text = tokens["d"] + text[1:]  # ssh's home (the passwd entry), not $HOME
+    elif tilde and text.startswith("~"):
         text = os.path.expanduser(text)
     return text
 
@@ -170,8 +175,8 @@ def resolve(alias: str, config_path: str | os.PathLike[str] | None = None, *,
         hostname=_one(opts, "hostname", alias),
         user=_one(opts, "user"),
         port=port_n,
-        identity_files=tuple(_expand(v, tokens) for v in opts.get("identityfile", [])),
-        certificate_files=tuple(_expand(v, tokens) for v in opts.get("certificatefile", [])),
+        identity_files=tuple(expand(v, tokens) for v in opts.get("identityfile", [])),
+        certificate_files=tuple(expand(v, tokens) for v in opts.get("certificatefile", [])),
         identities_only=_one(opts, "identitiesonly", "no") in ("yes", "true"),
         identity_agent=agent,
         host_key_alias=_one(opts, "hostkeyalias") or None,
@@ -181,9 +186,13 @@ def resolve(alias: str, config_path: str | os.PathLike[str] | None = None, *,
         hash_known_hosts=_one(opts, "hashknownhosts", "no") in ("yes", "true"),
         connect_timeout=timeout_s,
         proxy_jump=tuple(h.strip() for h in jump.split(",") if h.strip()) if jump.lower() != "none" else (),
-        proxy_command=_expand(command, tokens, tilde=False) if command.lower() != "none" else None,
+        proxy_command=expand(command, tokens, tilde=False) if command.lower() != "none" else None,
         pubkey_auth=_one(opts, "pubkeyauthentication", "yes") in ("yes", "true", "unbound", "host-bound"),
         config_path=cfg,
+        revoked_host_keys=_one(opts, "revokedhostkeys") or None,
+        known_hosts_command=(_one(opts, "knownhostscommand")
+                             if _one(opts, "knownhostscommand", "none").lower() != "none" else None),
+        tokens=tuple(tokens.items()),
         algorithms=tuple((k, tuple(_one(opts, k).split(","))) for k in
                          ("hostkeyalgorithms", "kexalgorithms", "ciphers", "macs") if _one(opts, k)),
     )

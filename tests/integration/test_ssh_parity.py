@@ -180,6 +180,17 @@ SETUPS = [
     Setup("agent with certified keys only, CA not trusted by node2", False,
           "Host t\n" + N2 + "    IdentityFile {d}/missing\n    IdentityAgent {agent2}\n",
           known_hosts="{a2} {hk2}\n"),
+    Setup("KnownHostsCommand with %H supplies the key", True,
+          "Host t\n" + N1 + "    IdentityFile {key}\n    KnownHostsCommand /bin/grep -hF %H {d}/khc\n",
+          known_hosts="", files={"khc": "{a2} {hk2}\n{a1} {hk1}\n"}),
+    Setup("RevokedHostKeys lists the host key", False,
+          "Host t\n" + N1 + "    IdentityFile {key}\n    RevokedHostKeys {d}/revoked\n",
+          files={"revoked": "{hk1}\n"}),
+    Setup("RevokedHostKeys lists another key", True,
+          "Host t\n" + N1 + "    IdentityFile {key}\n    RevokedHostKeys {d}/revoked\n",
+          files={"revoked": "# old\n{bad_hk}\n"}),
+    Setup("RevokedHostKeys file missing", False,
+          "Host t\n" + N1 + "    IdentityFile {key}\n    RevokedHostKeys {d}/no-such-file\n"),
     Setup("bad ssh_config line", False, "Host t\n" + N1 + "    IdentityFile {key}\n    NoSuchOption yes\n"),
 ]
 
