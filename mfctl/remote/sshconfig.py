@@ -15,6 +15,7 @@ drifts from what ``ssh node1`` does. So every host is resolved by the installed 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -105,7 +106,14 @@ def _run_ssh_g(argv: list[str], what: str) -> dict[str, list[str]]:
                        "ssh_config?)") from None
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.splitlines()
-                 if ln.strip() and not ln.startswith("Pseudo-terminal")]
+                 if ln.strip() and not ln.startswith("Pseudo-terminal") and "terminating," not in ln]
+        for ln in lines:
+            m = re.match(r"^(.*?):? line (\d+): (.*)$", ln)
+            if m:  # "<file> line N: <problem>": name the file:line and the option written there
+                path, n, problem = m.group(1), int(m.group(2)), m.group(3).rstrip(".")
+                option = _option_at(path, n)
+                fix = f"fix {option} there" if option else "fix that line"
+                raise BadInput(f"{what}: OpenSSH rejects {path}:{n}: {problem}; {fix}")
         reason = "; ".join(lines[:2]) or f"exit {proc.returncode}"
         raise BadInput(f"{what}: OpenSSH rejects the ssh config: {reason}; fix it "
                        "(`ssh -G` shows what ssh makes of it)")
@@ -119,6 +127,16 @@ def _run_ssh_g(argv: list[str], what: str) -> dict[str, list[str]]:
 def _files(value: str) -> tuple[str, ...]:
     # "none" (one word) means no file, as in ssh_config(5).
     return tuple(os.path.expanduser(p) for p in value.split() if p.lower() != "none")
+
+
+def _option_at(path: str, n: int) -> str | None:
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8", errors="replace") as f:
+            line = f.read().splitlines()[n - 1]
+    except (OSError, IndexError):
+        return None
+    word = line.strip().split("=")[0].split()
+    return word[0] if word else None
 
 
 def _one(opts: Mapping[str, list[str]], key: str, default: str = "") -> str:
