@@ -16,7 +16,9 @@ from mfctl.cluster.hostfile import HostEntry, localhost_entries, parse_hostfile
 from mfctl.cluster.layout import Layout, LayoutError, choose_layout
 from mfctl.cluster.plan import LaunchPlan, build_plan
 from mfctl.errors import BadInput
-from mfctl.render import check_own_config, render_launch_script, render_model_config
+from mfctl.render import (
+    check_own_config, config_device_target, render_launch_script, render_model_config,
+)
 from mfctl.spec.model import SPEC_FILE, JobSpec, parse_spec
 from mfctl.presets import PRESETS, preset_names
 from mfctl.spec.presets import Preset
@@ -177,7 +179,8 @@ def render_job(job: Job, plan: LaunchPlan, job_id: str, out_dir: Path | None = N
         own = read_text(job.dir / job.spec.model_config_file, "model_config")
     config = render_model_config(job.spec, job.preset, job.layout, plan.world_size, own, resume=resume,
                                  batch=job.batch)
-    scripts = [render_launch_script(job.spec, plan, node, job_id) for node in plan.nodes]
+    target = config_device_target(config)
+    scripts = [render_launch_script(job.spec, plan, node, job_id, target) for node in plan.nodes]
     out = out_dir or job.dir / RENDERED_DIR
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "config.yaml"]

@@ -16,7 +16,7 @@ import yaml
 
 from mfctl.cluster.batch import GlobalBatch
 from mfctl.cluster.layout import Layout
-from mfctl.cluster.plan import CONFIG_FILE, LaunchPlan, NodePlan, RUN_DIR
+from mfctl.cluster.plan import CONFIG_FILE, CPU_SITE_DIR, LaunchPlan, NodePlan, RUN_DIR
 from mfctl.errors import BadInput
 from mfctl.spec.model import JobSpec, yaml_error_mark
 from mfctl.spec.presets import ModelShape, Preset
@@ -189,8 +189,24 @@ def _apply_to_own_config(text: str, ctx: dict[str, Any], filename: str) -> str:
     return yaml.safe_dump(data, sort_keys=False)
 
 
-def render_launch_script(spec: JobSpec, plan: LaunchPlan, node: NodePlan, job_id: str) -> str:
+def config_device_target(config_text: str) -> str | None:
+    """``context.device_target`` of a rendered MindFormers YAML, if it names one."""
+    try:
+        data = yaml.safe_load(config_text)
+    except yaml.YAMLError:
+        return None
+    context = data.get("context") if isinstance(data, dict) else None
+    target = context.get("device_target") if isinstance(context, dict) else None
+    return target if isinstance(target, str) else None
+
+
+def render_launch_script(spec: JobSpec, plan: LaunchPlan, node: NodePlan, job_id: str,
+                         device_target: str | None = None) -> str:
+    """One node's launch script. ``device_target`` is the rendered config's: with launcher
+    'mindformers' on CPU the script puts mfctl's CPU sitecustomize on PYTHONPATH, nowhere else."""
     python_dir = spec.python.rsplit("/", 1)[0] if "/" in spec.python else None
+    mindformers = spec.launcher == "mindformers"
+    cpu = isinstance(device_target, str) and device_target.strip().upper() == "CPU"
     return render_template("node-launch.sh.j2", {
         "job_id": job_id,
         "job_name": spec.name,
@@ -207,4 +223,6 @@ def render_launch_script(spec: JobSpec, plan: LaunchPlan, node: NodePlan, job_id
         "command": node.command,
         "log_dir": node.log_dir,
         "output_dir": spec.output_dir,
+        "mindformers_home": spec.mindformers_home if mindformers else None,
+        "cpu_site": CPU_SITE_DIR if mindformers and cpu else None,
     })

@@ -25,6 +25,9 @@ BUNDLE_DIR = "bundle"
 TRAIN_ENTRY = f"{BUNDLE_DIR}/node/train.py"
 CONFIG_FILE = f"{BUNDLE_DIR}/config.yaml"
 LAUNCH_SCRIPT = f"{BUNDLE_DIR}/launch.sh"
+#: With launcher 'mindformers' on CPU: a sitecustomize that gives MindFormers' own
+#: run_mindformer.py mfctl's CPU fixes (put on PYTHONPATH by the launch script).
+CPU_SITE_DIR = f"{BUNDLE_DIR}/cpu_site"
 RUN_DIR = "run"
 
 # msrun_launcher.sh splits its first argument on spaces: paths put inside it must be plain words.
@@ -110,6 +113,44 @@ def _train_args(spec: JobSpec, dataset: str, resume: str | None, job_dir_ref: st
     return args
 
 
+def _mindformers_command(spec: JobSpec, world: int, devices: int, master: str, node_rank: int,
+                         job_dir: str, log_dir: str, resume: str | None) -> str:
+    """MindFormers' own launcher with its 9 arguments, run from the node's job dir.
+
+    The node launch script sets ``$MF_HOME`` and ``$JOB_DIR`` to absolute paths (checked there to
+    be plain words too), so run_mindformer.py finds the job's config wherever the checkout is, and
+    msrun_launcher.sh, which logs under the current directory, writes ``output/`` into the job dir.
+    JOIN is True: msrun stays in the foreground, so the launch script's exit code is the job's.
+    """
+    home = spec.mindformers_home
+    if not home:
+        raise BadInput("mindformers_home is required with launcher 'mindformers': the MindFormers "
+                       "source dir on the nodes (--mindformers-home PATH)")
+    if world < 2:
+        # msrun_launcher.sh exits 0 without starting anything for a single rank.
+        raise BadInput("launcher 'mindformers' needs at least 2 workers (MindFormers' "
+                       "msrun_launcher.sh refuses a single rank); use launcher 'msrun'")
+    # The first argument is split on spaces and the msrun command line is eval'ed by the script.
+    for what, value in (("mindformers_home", home), ("job dir", job_dir), ("dataset", spec.dataset),
+                        ("output_dir", spec.output_dir), ("master_addr", master),
+                        ("register_path", spec.register_path or "-")):
+        if not _PLAIN_WORD.match(value):
+            raise BadInput(
+                f"{what} {value!r} has spaces or shell characters, which MindFormers' "
+                "msrun_launcher.sh cannot pass on; use a plain path or the 'msrun' launcher")
+    order = ["$MF_HOME/run_mindformer.py"]
+    if spec.register_path:
+        # Relative to the checkout, as run_mindformer.py resolves it.
+        order += ["--register_path", spec.register_path]
+    order += _train_args(spec, spec.dataset, resume, "$JOB_DIR/")
+    order += ["--output_dir", f"$JOB_DIR/{spec.output_dir}"]
+    return " ".join([
+        "bash", '"$MF_HOME/scripts/msrun_launcher.sh"', '"' + " ".join(order) + '"',
+        str(world), str(devices), master, str(spec.master_port), str(node_rank),
+        log_dir, "True", str(spec.cluster_timeout),
+    ])
+
+
 def build_plan(
     spec: JobSpec,
     entries: list[HostEntry],
@@ -147,36 +188,12 @@ def build_plan(
                 TRAIN_ENTRY, *_train_args(spec, spec.dataset, resume, ""),
             ]
             command = shlex.join(argv)
-            cwd = job_dir
-            node_log_dir = log_dir
         else:
-            home = spec.mindformers_home
-            if not home:
-                raise BadInput("mindformers_home is required with launcher 'mindformers': the MindFormers "
-                               "source dir on the nodes (--mindformers-home PATH)")
-            for what, value in (("dataset", spec.dataset), ("job dir", job_dir),
-                                ("output_dir", spec.output_dir),
-                                ("register_path", spec.register_path or "-")):
-                if not _PLAIN_WORD.match(value):
-                    raise BadInput(
-                        f"{what} {value!r} has spaces or shell characters, which msrun_launcher.sh "
-                        "cannot pass on; use a plain path or the 'msrun' launcher")
-            # $JOB_DIR is set by the node launch script to the job dir's absolute path.
-            order = ["run_mindformer.py"]
-            if spec.register_path:
-                order += ["--register_path", spec.register_path]
-            order += _train_args(spec, spec.dataset, resume, "$JOB_DIR/")
-            order += ["--output_dir", f"$JOB_DIR/{spec.output_dir}"]
-            command = " ".join([
-                "bash", "scripts/msrun_launcher.sh", '"' + " ".join(order) + '"',
-                str(world), str(devices), shlex.quote(master), str(spec.master_port), str(node_rank),
-                "output/msrun_log", "False", str(spec.cluster_timeout),
-            ])
-            cwd = home
-            node_log_dir = posixpath.join(home, "output/msrun_log")
+            command = _mindformers_command(spec, world, devices, master, node_rank, job_dir, log_dir,
+                                           resume)
         nodes.append(NodePlan(
             host=entry.label, entry=entry, node_rank=node_rank, local_worker_num=devices,
-            ranks=ranks, job_dir=job_dir, log_dir=node_log_dir, command=command, cwd=cwd,
+            ranks=ranks, job_dir=job_dir, log_dir=log_dir, command=command, cwd=job_dir,
         ))
     return LaunchPlan(
         job_name=spec.name, world_size=world, master_addr=master, master_port=spec.master_port,

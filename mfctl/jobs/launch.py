@@ -140,9 +140,7 @@ def launch(
         progress.stage(f"starting msrun on {len(plan.nodes)} node(s)")
         def start(t):
             node = plan_node(plan, t.host)
-            # msrun's log dir is the job's own only with the msrun launcher (MindFormers' is shared).
-            log_dir = node.log_dir if node.cwd == node.job_dir else None
-            return t.run(start_command(node.job_dir, log_dir, job_id), timeout=60)
+            return t.run(start_command(node.job_dir, node.log_dir, job_id), timeout=60)
 
         started = on_all(transports, start, opts.fanout)
         problems = {h: describe_error(r) if isinstance(r, Exception) else (r.stderr.strip() or "did not start")

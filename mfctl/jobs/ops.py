@@ -27,6 +27,8 @@ T = TypeVar("T")
 
 #: Files of mfctl's node side shipped in every bundle (``bundle/node/``).
 NODE_FILES = ("train.py", "cpu_compat.py")
+#: ``bundle/cpu_site/``: name on the node -> file of ``mfctl/node``.
+CPU_SITE_FILES = {"sitecustomize.py": "cpu_sitecustomize.py", "cpu_compat.py": "cpu_compat.py"}
 
 
 def node_script(name: str) -> str:
@@ -92,8 +94,10 @@ def preflight(plan: LaunchPlan, spec, transports: dict[str, Transport], fanout: 
     def check(t: Transport) -> dict[str, str]:
         node = next(n for n in plan.nodes if n.host == t.host)
         workdir = node.job_dir if plan.local else spec.workdir
+        mf_home = spec.mindformers_home if plan.launcher == "mindformers" else None
         cmd = inline("preflight.sh", spec.python, spec.dataset, workdir, str(plan.master_port),
-                     "1" if node.node_rank == 0 else "0", spec.name, spec.setup or "", node.job_dir)
+                     "1" if node.node_rank == 0 else "0", spec.name, spec.setup or "", node.job_dir,
+                     mf_home or "")
         res = t.run(cmd, timeout=60)
         facts: dict[str, str] = {}
         for line in res.stdout.splitlines():
@@ -126,6 +130,8 @@ def preflight(plan: LaunchPlan, spec, transports: dict[str, Transport], fanout: 
                     nc.problems.append(f"{pkg} is not installed for {spec.python}; pip install {pkg}")
             if f.get("msrun") == "MISSING":
                 nc.problems.append("msrun not found next to python or on PATH; it ships with mindspore")
+        if plan.launcher == "mindformers":
+            nc.problems.extend(_checkout_problems(spec, f))
         if check_dataset and f.get("dataset") == "missing":
             nc.problems.append(f"dataset {spec.dataset} not found; copy it there or use --sync-dataset")
         elif check_dataset and f.get("dataset") == "unreadable":
@@ -151,6 +157,28 @@ def preflight(plan: LaunchPlan, spec, transports: dict[str, Transport], fanout: 
     return checks
 
 
+def _checkout_problems(spec, facts: dict[str, str]) -> list[str]:
+    """What is wrong with the node's MindFormers checkout (launcher 'mindformers')."""
+    home = spec.mindformers_home
+    if facts.get("mf_home") == "missing":
+        version = facts.get("mindformers", "")
+        tag = f" at tag v{version}" if version not in ("", "MISSING") else ""
+        return [f"mindformers_home {home} is not a directory; clone MindFormers' sources there"
+                f"{tag} or fix mindformers_home"]
+    missing = facts.get("mf_home_missing")
+    if missing:
+        return [f"mindformers_home {home} has no {' and no '.join(missing.split())}; it must be a "
+                "MindFormers source checkout"]
+    checkout, installed = facts.get("mf_home_version", "unknown"), facts.get("mindformers")
+    if installed in (None, "MISSING"):
+        return []  # reported above
+    if checkout != installed:
+        return [f"mindformers_home {home} is MindFormers {checkout} but {spec.python} has "
+                f"mindformers {installed}; check out v{installed} there or install "
+                f"mindformers=={checkout}"]
+    return []
+
+
 # --------------------------------------------------------------------------- push
 
 def _sha256(data: bytes) -> str:
@@ -165,6 +193,9 @@ def bundle_files(rendered: Path, node_rank: int) -> dict[str, tuple[bytes, int]]
     }
     for name in NODE_FILES:
         files[f"node/{name}"] = (resources.files("mfctl.node").joinpath(name).read_bytes(), 0o644)
+    # Put on PYTHONPATH only with launcher 'mindformers' on CPU (the launch script decides).
+    for name, source in CPU_SITE_FILES.items():
+        files[f"cpu_site/{name}"] = (resources.files("mfctl.node").joinpath(source).read_bytes(), 0o644)
     return files
 
 
@@ -201,12 +232,10 @@ def push_bundle(t: Transport, job_dir: str, files: dict[str, tuple[bytes, int]],
 
 # --------------------------------------------------------------------------- start / stop / status
 
-def start_command(job_dir: str, log_dir: str | None, job_id: str) -> str:
+def start_command(job_dir: str, log_dir: str, job_id: str) -> str:
     """Start the node's launch script detached; an earlier run's logs are kept beside, renamed."""
-    rotate = ""
-    if log_dir is not None:
-        log = shlex.quote(log_dir)
-        rotate = f"if [ -d {log} ]; then mv {log} {log}.\"$(cat {RUN_DIR}/job_id 2>/dev/null || date +%s)\"; fi\n"
+    log = shlex.quote(log_dir)
+    rotate = f"if [ -d {log} ]; then mv {log} {log}.\"$(cat {RUN_DIR}/job_id 2>/dev/null || date +%s)\"; fi\n"
     # The cd is its own statement: backgrounding a '&&' list would keep the session's pipes open.
     # A stop that came first (mfctl killed mid-launch, then 'mfctl stop') wins over this start.
     return (f"cd {shlex.quote(job_dir)} || exit 97\n"

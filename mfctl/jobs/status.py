@@ -72,7 +72,7 @@ def _judge(record: JobRecord, nodes: list[NodeStatus], snapshot: dict[str, Any])
     bad = [f"{n.host} exit code {n.exit_code}" for n in nodes if n.exit_code not in (0, None)]
     if bad:
         return "failed", record.exit_cause or "msrun failed: " + ", ".join(bad)
-    if record.plan.get("launcher") == "msrun" and all(c == 0 for c in codes):
+    if all(c == 0 for c in codes):
         return "finished", record.exit_cause or "msrun exited 0"
     return ("stopped" if record.state == "stopped" else "failed"), record.exit_cause or "no process left"
 

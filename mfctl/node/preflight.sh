@@ -1,5 +1,5 @@
 # mfctl preflight: one round trip answers every check for one node, as "key value" lines.
-# Sent inline as: sh -c "$THIS_SCRIPT" preflight PYTHON DATASET WORKDIR MASTER_PORT IS_MASTER JOB_NAME SETUP JOB_DIR
+# Sent inline as: sh -c "$THIS_SCRIPT" preflight PYTHON DATASET WORKDIR MASTER_PORT IS_MASTER JOB_NAME SETUP JOB_DIR [MF_HOME]
 set -u
 python=$1
 dataset=$2
@@ -9,6 +9,7 @@ is_master=$5
 name=$6
 setup=${7:-}
 job_dir=${8:-}
+mf_home=${9:-}
 if [ -n "$setup" ]; then
     eval "$setup" >/dev/null 2>&1 || echo "setup_failed 1"
 fi
@@ -73,6 +74,22 @@ if [ -n "$jd" ]; then
     done
 fi
 echo "stale $stale"
+# Launcher 'mindformers': the checkout (relative = under the home, as the launch script takes it)
+# has MindFormers' launcher and entry, and its version (read, not imported) is the installed one.
+if [ -n "$mf_home" ]; then
+    case $mf_home in /*) h=$mf_home ;; *) h=$HOME/$mf_home ;; esac
+    if [ -d "$h" ]; then
+        missing=
+        for f in scripts/msrun_launcher.sh run_mindformer.py; do
+            [ -f "$h/$f" ] || missing="$missing $f"
+        done
+        [ -n "$missing" ] && echo "mf_home_missing$missing"
+        v=$(sed -n "s/^__version__ *= *[\"']\([^\"']*\)[\"'].*/\1/p" "$h/mindformers/__init__.py" 2>/dev/null | head -n 1)
+        echo "mf_home_version ${v:-unknown}"
+    else
+        echo "mf_home missing"
+    fi
+fi
 if command -v npu-smi >/dev/null 2>&1; then
     echo "npu $(npu-smi info -l 2>/dev/null | grep -c 'NPU ID')"
 fi

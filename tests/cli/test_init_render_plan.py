@@ -45,10 +45,12 @@ def test_plan_mindformers_launcher(mfctl, tmp_path: Path) -> None:
     plan = json.loads(mfctl("plan", "--json", "--dir", tmp_path / "j").stdout)
     for node in plan["nodes"]:
         argv = shlex.split(node["command"])
-        assert argv[:2] == ["bash", "scripts/msrun_launcher.sh"]
-        assert argv[2].startswith("run_mindformer.py ") and "--use_parallel True" in argv[2]
+        # From the checkout by absolute path, run in the node's job dir, JOIN True.
+        assert argv[:2] == ["bash", "$MF_HOME/scripts/msrun_launcher.sh"]
+        assert argv[2].startswith("$MF_HOME/run_mindformer.py ") and "--use_parallel True" in argv[2]
         assert argv[3:] == ["64", "8", "node1", "8118", str(node["node_rank"]), "output/msrun_log",
-                            "False", "600"]
+                            "True", "600"]
+        assert node["log_dir"] == "output/msrun_log" and node["job_dir"] == "mfctl-jobs/j"
 
 
 def test_plan_table_and_nodes_override(mfctl, tmp_path: Path) -> None:

@@ -271,21 +271,24 @@ def test_dry_run_shows_hostile_values_literally_and_touches_nothing(netns_cluste
         assert f"HOSTILE={hostile(6)}" in words
         assert dataset in words and master in words
         assert f"PATH=/opt/{hostile_word(15)}:$PATH" in words
-    # MindFormers' launcher runs from mindformers_home: a hostile one is one quoted word too,
-    # and a hostile dataset, which msrun_launcher.sh would split, is refused.
+    # MindFormers' msrun_launcher.sh splits its first argument on spaces and evals its msrun line:
+    # a hostile mindformers_home, master_addr or dataset is refused before anything is rendered.
     spec = job / "mfctl.yaml"
     data = yaml.safe_load(spec.read_text())
-    data.update(launcher="mindformers", mindformers_home=hostile(16), dataset="/data/x.mindrecord",
-                workdir="mfctl-jobs")
+    data.update(launcher="mindformers", mindformers_home=hostile(16), workdir="mfctl-jobs")
+    for what, fix in (("mindformers_home", {"mindformers_home": "/opt/mindformers"}),
+                      ("dataset", {"dataset": "/data/x.mindrecord"}), ("master_addr", {})):
+        spec.write_text(yaml.safe_dump(data, sort_keys=False))
+        for argv in (["render"], ["launch", "--dry-run"]):
+            error = one_line_error(run_mfctl_process(*argv, *ssh_args(cluster), cwd=job))
+            assert error.startswith(f"error: {what} ") and "shell characters" in error, error
+        data.update(fix)
+    data["master_addr"] = "10.0.0.1"
     spec.write_text(yaml.safe_dump(data, sort_keys=False))
     r = run_mfctl_process("render", *ssh_args(cluster), cwd=job)
     assert r.exit_code == 0, r.stderr
     words = shell_words((job / "rendered" / "launch-node0.sh").read_text())
-    assert "touch" not in words and hostile(16) in words and master in words
-    data["dataset"] = dataset
-    spec.write_text(yaml.safe_dump(data, sort_keys=False))
-    r = run_mfctl_process("launch", "--dry-run", *ssh_args(cluster), cwd=job)
-    assert "shell characters" in one_line_error(r)
+    assert "touch" not in words and f"HOSTILE={hostile(6)}" in words
     assert jobs(tmp_path) == []
     assert remote_job_dirs(cluster, 2, workdir, "sec") == []
     assert planted(cluster, 2, tmp_path) == []

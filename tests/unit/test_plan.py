@@ -7,6 +7,7 @@ import pytest
 from mfctl.cluster.hostfile import HostEntry, localhost_entries
 from mfctl.cluster.layout import Layout
 from mfctl.cluster.plan import build_plan
+from mfctl.errors import BadInput
 from mfctl.spec.model import parse_spec
 
 SPEC = "name: j\nmodel: llama3-70b\ndataset: /data/wiki4096.mindrecord\n"
@@ -52,12 +53,45 @@ def test_mindformers_launcher_shape() -> None:
     plan = build_plan(spec, entries(8), Layout(1, 8, 8, 256), "/j")
     node = plan.nodes[3]
     argv = shlex.split(node.command)
-    assert argv[:2] == ["bash", "scripts/msrun_launcher.sh"]
+    # MindFormers' launcher and entry by absolute path ($MF_HOME, set by the launch script), run
+    # from the job dir, so its relative log dir and output/ are the job's, as with launcher msrun.
+    assert argv[:2] == ["bash", "$MF_HOME/scripts/msrun_launcher.sh"]
+    assert node.cwd == node.job_dir == "mfctl-jobs/j" and node.log_dir == "output/msrun_log"
     order = argv[2].split()
-    assert order[0] == "run_mindformer.py"
-    assert "--use_parallel" in order and "--run_mode" in order and "--train_dataset_dir" in order
-    assert argv[3:] == ["64", "8", "node1", "8118", "3", "output/msrun_log", "False", "600"]
-    assert node.cwd == "/opt/mindformers"
+    assert order[0] == "$MF_HOME/run_mindformer.py"
+    assert order[order.index("--config") + 1] == "$JOB_DIR/bundle/config.yaml"
+    assert order[order.index("--train_dataset_dir") + 1] == "/data/wiki4096.mindrecord"
+    assert order[order.index("--output_dir") + 1] == "$JOB_DIR/output"
+    assert "--use_parallel" in order and "--run_mode" in order and "--load_checkpoint" not in order
+    # The 9-argument form; JOIN True keeps msrun in the foreground for status, stop and supervise.
+    assert argv[3:] == ["64", "8", "node1", "8118", "3", "output/msrun_log", "True", "600"]
+
+
+def test_mindformers_launcher_resume_and_register_path() -> None:
+    spec = parse_spec(SPEC + "launcher: mindformers\nmindformers_home: mf\nregister_path: research/x\n")
+    plan = build_plan(spec, entries(2), Layout(2, 8, 1, 1), "/j", resume="j_rank_0-1_20.ckpt")
+    order = shlex.split(plan.nodes[0].command)[2].split()
+    assert order[order.index("--register_path") + 1] == "research/x"
+    assert order[order.index("--load_checkpoint") + 1] == "$JOB_DIR/output/checkpoint"
+    assert order[order.index("--resume_training") + 1] == "j_rank_0-1_20.ckpt"
+
+
+@pytest.mark.parametrize("extra, word", [
+    ("mindformers_home: /opt/my mindformers\n", "mindformers_home"),
+    ("mindformers_home: /opt/mf\nmaster_addr: 'a;b'\n", "master_addr"),
+    ("mindformers_home: /opt/mf\noutput_dir: 'out put'\n", "output_dir"),
+    ("mindformers_home: /opt/mf\nworkdir: 'my jobs'\n", "job dir"),
+])
+def test_mindformers_launcher_refuses_what_it_would_split(extra: str, word: str) -> None:
+    spec = parse_spec(SPEC + "launcher: mindformers\n" + extra)
+    with pytest.raises(BadInput, match=f"^{word} .* shell characters"):
+        build_plan(spec, entries(2), Layout(2, 8, 1, 1), "/j")
+
+
+def test_mindformers_launcher_refuses_one_worker() -> None:
+    spec = parse_spec(SPEC + "launcher: mindformers\nmindformers_home: /opt/mf\n")
+    with pytest.raises(BadInput, match="at least 2 workers"):
+        build_plan(spec, entries(1, slots=1), Layout(1, 1, 1, 1), "/j")
 
 
 def test_local_plan_uses_loopback_and_job_dir() -> None:

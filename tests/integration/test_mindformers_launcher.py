@@ -1,0 +1,160 @@
+"""Launcher 'mindformers' for real: MindFormers' own msrun_launcher.sh and run_mindformer.py from a
+checkout, run from the job dir on this machine.
+
+The training test needs a MindFormers source checkout of the installed version (the wheel ships
+neither file): ``MFCTL_MINDFORMERS_HOME=/path/to/mindformers`` (see the README). Without it the
+test is skipped with that reason. The check refusals use a made-up checkout and always run.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import run_mfctl_process
+from tests.helpers_train import mindspore_missing
+from tests.integration.test_local_jobs import job_processes
+
+CHECKOUT_FILES = ("scripts/msrun_launcher.sh", "run_mindformer.py")
+
+
+def checkout_missing() -> str | None:
+    """Why the real launcher cannot run here, or None when it can."""
+    home = os.environ.get("MFCTL_MINDFORMERS_HOME")
+    if not home:
+        return ("MFCTL_MINDFORMERS_HOME is not set: point it at a MindFormers source checkout of "
+                "the installed version (README, 'Testing launcher mindformers')")
+    for rel in CHECKOUT_FILES:
+        if not (Path(home) / rel).is_file():
+            return f"MFCTL_MINDFORMERS_HOME={home} has no {rel}: it is not a MindFormers checkout"
+    return None
+
+
+def installed_mindformers() -> str | None:
+    try:
+        return importlib.metadata.version("mindformers")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _files(path: Path) -> set[Path]:
+    return set(path.rglob("*")) if path.exists() else set()
+
+
+def _watch(d: Path) -> dict:
+    r = run_mfctl_process("watch", "--once", "--json", cwd=d)
+    assert r.exit_code == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+@pytest.mark.train
+@pytest.mark.skipif(mindspore_missing() is not None, reason=str(mindspore_missing()))
+@pytest.mark.skipif(checkout_missing() is not None, reason=str(checkout_missing()))
+def test_mindformers_launcher_trains_to_checkpoints_in_the_job_dir(tmp_path: Path) -> None:
+    from mfctl.jobs.demo import prepare_demo_job
+
+    home = Path(os.environ["MFCTL_MINDFORMERS_HOME"])
+    d = tmp_path / "job"
+    # Two epochs of the demo corpus (about 520 steps): still running when the test stops it.
+    prepare_demo_job(d, lambda _: None, min_steps=500)
+    spec = yaml.safe_load((d / "mfctl.yaml").read_text())
+    spec.update(launcher="mindformers", mindformers_home=str(home))
+    spec["train"]["save_checkpoint_steps"] = 20
+    (d / "mfctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    checkout_before = _files(home / "output")
+
+    check = run_mfctl_process("check", "--json", cwd=d)
+    assert check.exit_code == 0, check.stdout + check.stderr
+    facts = json.loads(check.stdout)["nodes"][0]["facts"]
+    assert facts["mf_home_version"] == facts["mindformers"] == installed_mindformers()
+
+    started = time.monotonic()
+    r = run_mfctl_process("launch", "--json", cwd=d)
+    assert r.exit_code == 0, r.stderr
+    job_id = json.loads(r.stdout)["id"]
+    try:
+        ckpt = d / "output" / "checkpoint"
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if all(list((ckpt / f"rank_{k}").glob("*.ckpt")) for k in (0, 1)):
+                break
+            time.sleep(2)
+        saved = {k: sorted(p.name for p in (ckpt / f"rank_{k}").glob("*.ckpt")) for k in (0, 1)}
+        assert saved[0] and saved[1], f"no checkpoints after {time.monotonic() - started:.0f} s: {saved}"
+        print(f"checkpoints after {time.monotonic() - started:.0f} s: {saved}")
+
+        # What watch shows: both ranks, each with steps and a loss, from the job dir's logs.
+        watch = _watch(d)
+        ranks = {r["rank"]: r for r in watch["ranks"]}
+        assert set(ranks) == {0, 1}
+        for k in (0, 1):
+            assert ranks[k]["step"] >= 20 and math.isfinite(ranks[k]["loss"]), ranks[k]
+        print("watch:", {k: (r["step"], r["total_steps"], r["loss"]) for k, r in ranks.items()})
+        assert watch["job"]["state"] == "running"
+
+        status = json.loads(run_mfctl_process("status", "--json", cwd=d).stdout)
+        assert status["nodes"][0]["alive"] and len(status["nodes"][0]["processes"]) >= 3
+        # Everything MindFormers writes is the job's; nothing lands in the shared checkout.
+        logs = d / "output" / "msrun_log"
+        assert (logs / "worker_0.log").is_file() and (logs / "worker_1.log").is_file()
+        assert (d / "output" / "log" / "rank_1").is_dir() and (d / "output" / "strategy").is_dir()
+        assert _files(home / "output") == checkout_before
+        # Upstream's run_mindformer.py trained on CPU through mfctl's injected fixes.
+        assert "mfctl CPU site: loss-scale overflow check routed" in (logs / "worker_0.log").read_text()
+    finally:
+        stop = run_mfctl_process("stop", job_id, cwd=d)
+    assert stop.exit_code == 0, stop.stderr
+    assert "localhost: no process left" in stop.stdout
+    assert job_processes(job_id) == []
+    jobs = json.loads(run_mfctl_process("jobs", "--json").stdout)
+    assert jobs[0]["state"] == "stopped"
+
+
+@pytest.mark.skipif(installed_mindformers() is None, reason="mindformers is not installed here")
+def test_check_refuses_a_checkout_without_the_entry_or_of_another_version(tmp_path: Path) -> None:
+    installed = installed_mindformers()
+    fake = tmp_path / "mindformers-src"
+    (fake / "scripts").mkdir(parents=True)
+    (fake / "scripts" / "msrun_launcher.sh").write_text("exit 1\n")
+    (fake / "mindformers").mkdir()
+    version_file = fake / "mindformers" / "__init__.py"
+    version_file.write_text(f'"""MindFormers."""\n__version__ = "{installed}"\n')
+    dataset = tmp_path / "x.mindrecord"
+    dataset.write_bytes(b"")
+    d = tmp_path / "job"
+    r = run_mfctl_process("init", d, "--model", "tiny-llama", "--dataset", dataset, "--devices-per-node", "2",
+                          "--launcher", "mindformers", "--mindformers-home", fake, "--python", sys.executable,
+                          "--yes")
+    assert r.exit_code == 0, r.stderr
+
+    def problems() -> tuple[int, list[str], str]:
+        r = run_mfctl_process("check", "--json", cwd=d)
+        return r.exit_code, json.loads(r.stdout)["nodes"][0]["problems"], r.stderr
+
+    code, found, err = problems()
+    assert code == 1 and found == [f"mindformers_home {fake} has no run_mindformer.py; it must be a "
+                                   "MindFormers source checkout"], found
+    assert len(err.splitlines()) == 1
+
+    (fake / "run_mindformer.py").write_text("raise SystemExit(1)\n")
+    version_file.write_text('__version__ = "1.5.0"\n')
+    code, found, _ = problems()
+    assert code == 1 and found == [f"mindformers_home {fake} is MindFormers 1.5.0 but {sys.executable} has "
+                                   f"mindformers {installed}; check out v{installed} there or install "
+                                   "mindformers==1.5.0"], found
+    launch = run_mfctl_process("launch", cwd=d)
+    assert launch.exit_code == 1
+    assert "is MindFormers 1.5.0" in launch.stderr and "nothing was started" in launch.stderr
+    assert json.loads(run_mfctl_process("jobs", "--json").stdout) == []
+
+    version_file.write_text(f"__version__ = '{installed}'  # the installed one\n")
+    code, found, _ = problems()
+    assert code == 0 and found == []
