@@ -52,15 +52,17 @@ assert STEP_RE.pattern.startswith(_STEP_HEAD)
 # that STEP_RE's wider classes stop at the same place); other shapes (sink mode with separate
 # losses, nan, no global_norm...) take the per-line path. Plain digit classes: the regex engine
 # costs per character, and this runs over every step of every rank.
+_N = r"(?:0|[1-9][0-9]{0,14})"  # no leading zeros: equal text is an equal number
+_X = r"[0-9]{1,20}\.[0-9]{1,20}"
 PAIR_PATTERN = (
-    # 1-4 without leading zeros: equal text is an equal number.
-    _STEP_HEAD + r"(?: *(0|[1-9][0-9]{0,14})/ *(0|[1-9][0-9]{0,14})\], "
-    r"step:\[ *(0|[1-9][0-9]{0,14})/ *(0|[1-9][0-9]{0,14})\], "
-    r"loss:(?:\[([0-9]{1,20}\.[0-9]{1,20})/[0-9]{1,20}\.[0-9]{1,20}\]| *([0-9]{1,20}\.[0-9]{1,20})), "  # 5 | 6
-    r"per_step_time: ([0-9]{1,15})ms, lr: [^,\n]*, overflow cond: (False|True), loss_scale: [^,\n]*, "  # 7, 8
-    r"global_norm: \[([0-9]{1,20}\.[0-9]{1,20})\]"  # 9
-    r"[^\n]*(?<!\})\n()"  # the rest of the step line, which does not end with "}"; 10: next line
-    r"[^\n]*\| *([0-9]{1,20}\.[0-9]{0,20})" + PROGRESS_MARK  # 11: samples/s after the last "|"
+    _STEP_HEAD + r"(?: *(" + _N + r")/ *(?:\1()|" + _N + r")\], "  # 1 epoch, 2 set when it is the last
+    r"step:\[ *(" + _N + r")/ *(?:\3()|" + _N + r")\], "  # 3 step, 4 set when it is the last
+    r"loss:(?:\[(" + _X + r")/" + _X + r"\]| *(" + _X + r")), "  # 5 current (running mean beside) | 6 sink
+    r"per_step_time: ([0-9]{1,15})ms, lr: [^,\n]*, "  # 7
+    r"overflow cond: (?:False|True()), loss_scale: [^,\n]*, "  # 8 set when True
+    r"global_norm: \[(" + _X + r")\]"  # 9
+    r"[^\n]*(?<!\})\n"  # the rest of the step line, which does not end with "}"
+    r"()[^\n]*\| *([0-9]{1,20}\.[0-9]{0,20})" + PROGRESS_MARK  # 10 the progress line, 11 samples/s
     + r"[^\n]*\}(?=\n|\Z)\n?"  # the progress line ends with "}"
     + r"|)"  # or the mark alone: its line goes to the per-line path
 )
@@ -77,7 +79,6 @@ _MARKS = {str: re.compile(MARKS_PATTERN), bytes: re.compile(MARKS_PATTERN.encode
 RUNNING = "running"  # state.RUNNING (state.py imports this module)
 _NL = {str: "\n", bytes: b"\n"}
 _OPEN = {str: "[", bytes: b"["}
-_TRUE = {str: "True", bytes: b"True"}
 _MARK = {str: PROGRESS_MARK, bytes: PROGRESS_MARK.encode()}
 
 
@@ -85,23 +86,21 @@ def _text(s: Union[str, bytes]) -> str:
     return s if isinstance(s, str) else s.decode("utf-8", "replace")
 
 
-def _lines_to_parse(data: Union[str, bytes], a: int, b: int, want_pid: bool) -> list:
-    """The lines of data[a:b] (complete lines that no pair took) that may hold an event: those a
-    mark is in, and while the pid is unknown (``want_pid``) those that start with "["."""
+# Which lines of a stretch between steps need the parser does not depend on its digits (no mark
+# holds one, and a digit stays a digit): stretches that differ only in timestamps and counters
+# (the checkpoint notes every N steps, a periodic warning) are scanned once. Bytes only (a str
+# translate costs more than the scan), short stretches only, and a bounded table.
+_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+_SEEN: dict[bytes, tuple[tuple[int, int], ...]] = {}
+_SEEN_MAX = 4096
+_SEEN_LONGEST = 16384
+
+
+def _marked(data: Union[str, bytes], a: int, b: int) -> list[tuple[int, int]]:
+    """(start, end) of each line of data[a:b] a mark is in."""
     kind = type(data)
     nl = _NL[kind]
     out = []
-    if want_pid:
-        opener, search = _OPEN[kind], _MARKS[kind].search
-        while a < b:
-            e = data.find(nl, a, b)
-            e = b if e < 0 else e
-            if data.startswith(opener, a) or search(data, a, e) is not None:
-                out.append(data[a:e])
-                if data.startswith(opener, a):  # from here on only marks matter (see feed_chunk)
-                    a = e + 1
-                    break
-            a = e + 1
     done = a
     for mk in _MARKS[kind].finditer(data, a, b):
         s = mk.start()
@@ -112,9 +111,36 @@ def _lines_to_parse(data: Union[str, bytes], a: int, b: int, want_pid: bool) -> 
             ls = a
         e = data.find(nl, s, b)
         e = b if e < 0 else e
-        out.append(data[ls:e])
+        out.append((ls, e))
         done = e + 1
     return out
+
+
+def _lines_to_parse(data: Union[str, bytes], a: int, b: int, want_pid: bool) -> list:
+    """The lines of data[a:b] (complete lines that no pair took) that may hold an event: those a
+    mark is in, and while the pid is unknown (``want_pid``) those that start with "["."""
+    kind = type(data)
+    if want_pid:
+        nl, opener, search = _NL[kind], _OPEN[kind], _MARKS[kind].search
+        out = []
+        while a < b:
+            e = data.find(nl, a, b)
+            e = b if e < 0 else e
+            if data.startswith(opener, a) or search(data, a, e) is not None:
+                out.append(data[a:e])
+            a = e + 1
+        return out
+    if kind is bytes and b - a <= _SEEN_LONGEST:
+        seg = data[a:b]
+        key = seg.translate(_DIGITS)
+        spans = _SEEN.get(key)
+        if spans is None:
+            spans = tuple(_marked(seg, 0, len(seg)))
+            if len(_SEEN) >= _SEEN_MAX:
+                _SEEN.clear()
+            _SEEN[key] = spans
+        return [seg[s:e] for s, e in spans]
+    return [data[s:e] for s, e in _marked(data, a, b)]
 
 
 def feed_chunk(state: "ClusterState", rank: int, data: Union[str, bytes], node: Optional[str] = None) -> None:
@@ -125,7 +151,7 @@ def feed_chunk(state: "ClusterState", rank: int, data: Union[str, bytes], node: 
     reads them again.
     """
     kind = type(data)
-    nl, true, mark = _NL[kind], _TRUE[kind], _MARK[kind]
+    nl, mark = _NL[kind], _MARK[kind]
     now = state.clock()
     r = state.rank(rank, node)
     hist_append = r.history.append
@@ -151,7 +177,7 @@ def feed_chunk(state: "ClusterState", rank: int, data: Union[str, bytes], node: 
             if s < skip_to:
                 continue
             g = m.groups()
-            if g[0] is None:  # a step mark without its pair: its whole line goes to the per-line path
+            if g[2] is None:  # a step mark without its pair: its whole line goes to the per-line path
                 skip_to = data.find(nl, s)
                 if skip_to < 0:
                     skip_to = end
@@ -195,10 +221,10 @@ def feed_chunk(state: "ClusterState", rank: int, data: Union[str, bytes], node: 
         v = g[4]
         loss = float(v if v is not None else g[5])
         gn = float(g[8])
-        overflow = g[7] == true
+        overflow = g[7] is not None
         step = int(g[2])
         ms = int(g[6])
-        final = g[2] == g[3] and g[0] == g[1]
+        final = g[1] is not None and g[3] is not None
         # Plain decimals: loss and norm are finite; an ordinary step is _on_step's usual case.
         if (ordinary and not final and not overflow and ema is not None and gema is not None
                 and not (seen >= warm and ema > 0.0 and loss > ema * lratio)
@@ -225,12 +251,12 @@ def feed_chunk(state: "ClusterState", rank: int, data: Union[str, bytes], node: 
     # The newest step's and progress line's other fields, read by the parser itself.
     if last_step is not None:
         ls = data.rfind(nl, 0, last_step.start()) + 1
-        line = _text(data[ls:last_step.start(10) - 1])
+        line = _text(data[ls:last_step.start(10) - 1])  # the step line
         sm = STEP_RE.match(line, line.find(STEP_MARK))
         if sm is not None:
             state._set_step_fields(r, step_event_from_match(sm))
     if last_prog is not None:
-        line = _text(data[last_prog.start(10):last_prog.end()]).rstrip("\n")
+        line = _text(data[last_prog.start(10):last_prog.end()]).rstrip("\n")  # the progress line
         ev = parse_progress(line, line.find(PROGRESS_MARK))
         if ev is not None:
             r.percent, r.eta_s = ev.percent, ev.eta_s

@@ -45,18 +45,20 @@ def rank_of_path(path: PathLike) -> Optional[int]:
 
 
 def feed_file(path: PathLike, state: ClusterState, rank: Optional[int], node: Optional[str] = None) -> int:
-    """Feed one log file as ``rank``; returns the number of lines read.
+    """Feed one log file as ``rank``; returns the number of bytes read.
 
     Read as bytes and fed whole chunks at a time (``ClusterState.feed_chunk``): most of a log is
     never decoded. Line ends are read as text mode reads them ("\r\n" and "\r" end a line too).
+    (Not a line count: counting newlines costs a quarter of the parsing.)
     """
-    count = 0
+    size = 0
     rest = b""
     with open(path, "rb") as handle:
         while True:
             chunk = handle.read(CHUNK_BYTES)
             if not chunk:
                 break
+            size += len(chunk)
             if rest:
                 chunk = rest + chunk
             if b"\r" in chunk:
@@ -71,13 +73,10 @@ def feed_file(path: PathLike, state: ClusterState, rank: Optional[int], node: Op
                 cut = chunk.rfind(b"\n") + 1
                 rest = chunk[cut:]
             if cut:
-                count += chunk.count(b"\n", 0, cut)
                 state.feed_chunk(rank, chunk[:cut] if cut < len(chunk) else chunk, node)
     if rest:
-        rest = rest.replace(b"\r", b"\n")
-        state.feed_chunk(rank, rest, node)
-        count += rest.count(b"\n") + (not rest.endswith(b"\n"))
-    return count
+        state.feed_chunk(rank, rest.replace(b"\r", b"\n"), node)
+    return size
 
 
 def find_logs(directory: PathLike) -> list[tuple[Path, Optional[int]]]:
