@@ -102,7 +102,10 @@ class _Connection(Connection):
 
     def open_gateway(self):  # type: ignore[override]
         if self.proxy_command is not None:
-            return paramiko.ProxyCommand(self.proxy_command)
+            # ssh runs it as `$SHELL -c "exec <command>"` (pipes, redirections, variables work);
+            # paramiko would split it into argv itself.
+            shell = os.environ.get("SHELL") or "/bin/sh"
+            return paramiko.ProxyCommand(shlex.join([shell, "-c", "exec " + self.proxy_command]))
         return super().open_gateway()
 
 

@@ -328,6 +328,18 @@ class KeyAuth:
             if key.asbytes() not in agent_blobs:
                 yield path, key
 
+    def accepted(self, key: paramiko.PKey) -> bool:
+        """PubkeyAcceptedAlgorithms: ssh does not offer a key whose algorithms it excludes."""
+        allowed = self.r.pubkey_algorithms
+        if not allowed:
+            return True
+        blob = getattr(key, "public_blob", None)
+        name = blob.key_type if blob is not None else key.get_name()
+        if name.startswith("ssh-rsa"):  # an RSA key signs as rsa-sha2-512/256 (or legacy ssh-rsa)
+            suffix = name[len("ssh-rsa"):]
+            return any(a + suffix in allowed for a in ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"))
+        return name in allowed
+
     def authenticate(self, transport: paramiko.Transport) -> list[str]:
         r = self.r
         if not r.pubkey_auth:
@@ -335,8 +347,12 @@ class KeyAuth:
                                           "password; enable PubkeyAuthentication for this host")
         agent = _agent(r.identity_agent)
         tried: list[str] = []
+        excluded: list[str] = []
         try:
             for desc, key in self.candidates(agent):
+                if not self.accepted(key):
+                    excluded.append(desc)
+                    continue
                 try:
                     transport.auth_publickey(r.user, key)
                 except AuthenticationException:
@@ -349,8 +365,13 @@ class KeyAuth:
             if agent is not None:
                 agent._close()
         if not tried:
-            raise AuthenticationException(
-                "no usable key: no IdentityFile exists or loads without a passphrase"
-                + (" and IdentitiesOnly excludes the agent's keys" if r.identities_only and agent else "")
-                + ("" if agent or r.identities_only else " and no ssh-agent is reachable"))
+            if excluded:
+                why = f"PubkeyAcceptedAlgorithms excludes every key ({', '.join(excluded)})"
+            else:
+                why = "no IdentityFile exists or loads without a passphrase"
+                if r.identities_only and agent:
+                    why += " and IdentitiesOnly excludes the agent's keys"
+                elif not agent and not r.identities_only:
+                    why += " and no ssh-agent is reachable"
+            raise AuthenticationException(f"no usable key: {why}")
         raise AuthenticationException(f"the node accepted none of: {', '.join(tried)}")

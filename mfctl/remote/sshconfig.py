@@ -59,7 +59,8 @@ class ResolvedHost:
     algorithms: tuple[tuple[str, tuple[str, ...]], ...] = ()
     revoked_host_keys: str | None = None  # RevokedHostKeys file (expanded)
     known_hosts_command: str | None = None  # KnownHostsCommand, tokens not yet expanded
-    tokens: tuple[tuple[str, str], ...] = ()  # OpenSSH's own values of %d %u %l %L %h %r %p %n %k %C %i  # the -F file, passed on to the ProxyJump hops like ssh does
+    tokens: tuple[tuple[str, str], ...] = ()
+    pubkey_algorithms: tuple[str, ...] = ()  # PubkeyAcceptedAlgorithms (empty: no restriction known)  # OpenSSH's own values of %d %u %l %L %h %r %p %n %k %C %i  # the -F file, passed on to the ProxyJump hops like ssh does
 
     @property
     def known_hosts_name(self) -> str:
@@ -211,6 +212,7 @@ def resolve(alias: str, config_path: str | os.PathLike[str] | None = None, *,
         known_hosts_command=(_one(opts, "knownhostscommand")
                              if _one(opts, "knownhostscommand", "none").lower() != "none" else None),
         tokens=tuple(tokens.items()),
+        pubkey_algorithms=tuple(a for a in _one(opts, "pubkeyacceptedalgorithms").split(",") if a),
         algorithms=tuple((k, tuple(_one(opts, k).split(","))) for k in
                          ("hostkeyalgorithms", "kexalgorithms", "ciphers", "macs") if _one(opts, k)),
     )

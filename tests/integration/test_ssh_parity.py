@@ -147,6 +147,9 @@ SETUPS = [
     Setup("ProxyCommand with %h %p, [host]:port known_hosts", True,
           "Host t\n" + N1 + "    Port 2222\n    IdentityFile {key}\n    ProxyCommand ssh -F {d}/ssh_config -W %h:22 j\n"
           "Host j\n" + N2 + "    IdentityFile {key}\n", known_hosts="[{a1}]:2222 {hk1}\n{a2} {hk2}\n"),
+    Setup("ProxyCommand with shell syntax (redirection, variable)", True,
+          "Host t\n" + N1 + "    IdentityFile {key}\n    ProxyCommand ssh -F $MFCTL_PARITY_CFG -W %h:%p j 2>/dev/null\n"
+          "Host j\n" + N2 + "    IdentityFile {key}\n", known_hosts="{a1} {hk1}\n{a2} {hk2}\n"),
     Setup("ProxyCommand that fails", False, "Host t\n" + N1 + "    IdentityFile {key}\n    ProxyCommand false\n"),
     Setup("wrong port (connection refused)", False, "Host t\n" + N1 + "    Port 2\n    IdentityFile {key}\n",
           known_hosts="[{a1}]:2 {hk1}\n"),
@@ -191,6 +194,10 @@ SETUPS = [
           files={"revoked": "# old\n{bad_hk}\n"}),
     Setup("RevokedHostKeys file missing", False,
           "Host t\n" + N1 + "    IdentityFile {key}\n    RevokedHostKeys {d}/no-such-file\n"),
+    Setup("PubkeyAcceptedAlgorithms excludes the key's type", False,
+          "Host t\n" + N1 + "    IdentityFile {key}\n    PubkeyAcceptedAlgorithms -ssh-ed25519\n"),
+    Setup("PubkeyAcceptedAlgorithms allows the certificate only", True,
+          "Host t\n" + N1 + "    IdentityFile {certkey}\n    PubkeyAcceptedAlgorithms ssh-ed25519-cert-v01@openssh.com\n"),
     Setup("bad ssh_config line", False, "Host t\n" + N1 + "    IdentityFile {key}\n    NoSuchOption yes\n"),
 ]
 
@@ -301,15 +308,19 @@ def environment(monkeypatch, lab):
 
 
 @pytest.mark.parametrize("setup", SETUPS, ids=[s.name for s in SETUPS])
-def test_same_verdict_as_openssh(setup: Setup, lab, netns_cluster, environment, tmp_path: Path) -> None:
+def test_same_verdict_as_openssh(setup: Setup, lab, netns_cluster, environment, monkeypatch,
+                                 tmp_path: Path) -> None:
     cluster = netns_cluster(2)
     env = environment(setup)
     node2 = cluster.node(lab["_node2"])
     if setup.partition_node2:
         cluster.partition(node2)
     try:
-        ssh_ok, ssh_err = ssh_verdict(setup, materialize(setup, lab, tmp_path / "ssh"), env, lab)
-        mf_ok, mf_msg = mfctl_verdict(setup, materialize(setup, lab, tmp_path / "mfctl"), tmp_path, lab)
+        # $MFCTL_PARITY_CFG: each run's own config, for the row whose ProxyCommand needs a shell.
+        ssh_cfg, mf_cfg = (materialize(setup, lab, tmp_path / who) for who in ("ssh", "mfctl"))
+        ssh_ok, ssh_err = ssh_verdict(setup, ssh_cfg, dict(env, MFCTL_PARITY_CFG=str(ssh_cfg)), lab)
+        monkeypatch.setenv("MFCTL_PARITY_CFG", str(mf_cfg))
+        mf_ok, mf_msg = mfctl_verdict(setup, mf_cfg, tmp_path, lab)
     finally:
         if setup.partition_node2:
             cluster.heal(node2)
