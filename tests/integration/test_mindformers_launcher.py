@@ -12,6 +12,7 @@ import importlib.metadata
 import json
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -116,6 +117,28 @@ def test_mindformers_launcher_trains_to_checkpoints_in_the_job_dir(tmp_path: Pat
     assert job_processes(job_id) == []
     jobs = json.loads(run_mfctl_process("jobs", "--json").stdout)
     assert jobs[0]["state"] == "stopped"
+
+    # --resume: the same launcher continues from the newest checkpoint both ranks saved.
+    last = max(int(re.search(r"_(\d+)\.ckpt$", p.name).group(1)) for p in (ckpt / "rank_1").glob("*.ckpt"))
+    r = run_mfctl_process("launch", "--resume", job_id, "--json", cwd=d)
+    assert r.exit_code == 0, r.stderr
+    resumed = json.loads(r.stdout)
+    assert resumed["resumed_from"] == job_id
+    try:
+        deadline = time.monotonic() + 300
+        first: list[int] = []
+        while time.monotonic() < deadline and not first:
+            log = d / "output" / "msrun_log" / "worker_0.log"
+            first = [int(m) for m in re.findall(r"step:\[\s*(\d+)/", log.read_text())] if log.exists() else []
+            time.sleep(2)
+        assert first and first[0] <= last + 1 and first[0] > 1, (first[:3], last)
+        ranks = {r["rank"]: r for r in _watch(d)["ranks"]}
+        assert set(ranks) == {0, 1} and all(r["step"] >= first[0] for r in ranks.values())
+        print(f"resumed {resumed['id']} at step {first[0]} (newest common checkpoint <= step {last})")
+    finally:
+        stop = run_mfctl_process("stop", resumed["id"], cwd=d)
+    assert stop.exit_code == 0 and "no process left" in stop.stdout, stop.stdout + stop.stderr
+    assert job_processes(resumed["id"]) == []
 
 
 @pytest.mark.skipif(installed_mindformers() is None, reason="mindformers is not installed here")
