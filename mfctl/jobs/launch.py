@@ -73,7 +73,7 @@ def prepare(directory: Path, nodes: str | None, opts: SshOptions, master_addr: s
         synced = f"{SYNCED_DATASET_DIR}/{local.name}"
         job.spec = job.spec.model_copy(update={"dataset": synced})
         job.synced_dataset = local
-    resolver = make_resolver(Path(opts.ssh_config) if opts.ssh_config else None)
+    resolver = make_resolver(Path(opts.ssh_config) if opts.ssh_config else None, job.entries)
     plan = make_plan(job, master_addr, resolve=resolver, resume=resume)
     return job, plan
 

@@ -236,3 +236,19 @@ def parse_jump(spec: str) -> tuple[str | None, str, int | None]:
     else:
         host = hostport
     return user or None, host, port
+
+
+def prefetch(hosts: list[tuple[str, str | None, int | None]],
+             config_path: str | os.PathLike[str] | None, workers: int = 16) -> None:
+    """Warm the cache for many hosts at once. Errors are left for the caller's own ``resolve``
+    of that host, which raises them with the host's name."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(item: tuple[str, str | None, int | None]) -> None:
+        try:
+            resolve(item[0], config_path, user=item[1], port=item[2])
+        except BadInput:
+            pass
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(hosts)))) as pool:
+        list(pool.map(one, hosts))
