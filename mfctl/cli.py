@@ -598,7 +598,7 @@ def watch(
         try:
             make_app(source, job={"id": str(logs), "name": logs.name, "model": "logs", "nodes": 1,
                                   "devices_per_node": devices, "world_size": None,
-                                  "started_at": None}).run()
+                                  "started_at": None}, freeze_heap=True).run()
         finally:
             source.close()
         return

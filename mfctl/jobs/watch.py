@@ -280,7 +280,7 @@ def run_dashboard(record: JobRecord, exit_when_done: bool = False, store: JobSto
 
     source = SupervisedSource(record, store or JobStore(), supervise=supervise).start()
     try:
-        return make_app(source, job=job_info(record), exit_when_done=exit_when_done).run()
+        return make_app(source, job=job_info(record), exit_when_done=exit_when_done, freeze_heap=True).run()
     finally:
         source.close()
 

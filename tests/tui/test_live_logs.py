@@ -106,3 +106,23 @@ def test_polls_run_off_the_ui_thread_one_at_a_time() -> None:
             assert source.overlaps == 0
 
     asyncio.run(main())
+
+
+def test_freeze_heap_freezes_once_the_first_ranks_are_on_screen() -> None:
+    """``mfctl watch`` keeps the long-lived heap out of full collections (they stalled the loop)."""
+    import gc
+
+    from mfctl.tui.sources import StaticSource, synthetic_snapshot
+
+    app = make_app(StaticSource([synthetic_snapshot(16, 1)]), job=JOB, clock=lambda: 0.0, refresh_s=0.02,
+                   freeze_heap=True)
+
+    async def main() -> None:
+        async with app.run_test(size=(200, 50)) as pilot:
+            await until(pilot, lambda: gc.get_freeze_count() > 0)
+
+    assert gc.get_freeze_count() == 0, "another test left the heap frozen"
+    try:
+        asyncio.run(main())
+    finally:
+        gc.unfreeze()
