@@ -92,6 +92,15 @@ def resolve_address(alias: str, ssh_config_path: str | os.PathLike[str] | None =
     return sshconfig.resolve(host, ssh_config_path, user=user, port=port).hostname
 
 
+class _HopFailed(Exception):
+    """Reaching a ProxyJump hop (or opening the tunnel through it) failed."""
+
+    def __init__(self, hop: Connection, inner: BaseException) -> None:
+        super().__init__(str(inner))
+        self.hop = hop
+        self.inner = inner
+
+
 class _Connection(Connection):
     """Fabric's Connection, with a ProxyCommand whose tokens ``ssh -G`` resolution expanded.
 
@@ -106,7 +115,12 @@ class _Connection(Connection):
             # paramiko would split it into argv itself.
             shell = os.environ.get("SHELL") or "/bin/sh"
             return paramiko.ProxyCommand(shlex.join([shell, "-c", "exec " + self.proxy_command]))
-        return super().open_gateway()
+        try:
+            return super().open_gateway()
+        except _HopFailed:
+            raise  # an outer hop failed: already attributed
+        except Exception as e:  # noqa: BLE001 - attributed to the hop, explained by _connect_reason
+            raise _HopFailed(self.gateway, e) from e
 
 
 # ----- the transport ---------------------------------------------------------------------------
@@ -271,10 +285,25 @@ class SshTransport:
             pass  # not fatal: only latency or the partition bound is lost
 
     def _connect_reason(self, e: BaseException) -> str | None:
-        where = self._where()
-        t = self.connect_timeout
+        if isinstance(e, _HopFailed):
+            inner = self._reason_at(e.inner, e.hop.host, e.hop.port, e.hop.user, float(e.hop.connect_timeout),
+                                    None)
+            if inner is None:
+                return None
+            if isinstance(e.inner, sshauth.HostKeyRefused):
+                return inner  # already names the hop
+            return f"ProxyJump hop {e.hop.user}@{e.hop.host}:{e.hop.port}: {inner}"
+        return self._reason_at(e, self._conn.host, self._conn.port, self._conn.user, self.connect_timeout,
+                               self.resolved.proxy_command if not self.resolved.proxy_jump else None)
+
+    @staticmethod
+    def _reason_at(e: BaseException, host: str, port: int, user: str, t: float,
+                   proxy_command: str | None) -> str | None:
+        where = f"{host}:{port}"
         if isinstance(e, sshauth.HostKeyRefused):
             return str(e)
+        if isinstance(e, paramiko.ChannelException):
+            return f"it could not open the tunnel onward (to the next hop or the node): {e}"
         if isinstance(e, NoValidConnectionsError):
             codes = {err.errno for err in e.errors.values()}
             if codes == {errno.ECONNREFUSED}:
@@ -283,19 +312,19 @@ class SshTransport:
         if isinstance(e, (socket.timeout, TimeoutError)):
             return f"no answer from {where} within {t:g}s (host down, firewalled, or wrong address)"
         if isinstance(e, socket.gaierror):
-            return f"cannot resolve {self._conn.host}: {e.strerror}"
+            return f"cannot resolve {host}: {e.strerror}"
         if isinstance(e, AuthenticationException):
             return (
-                f"authentication failed for user {self._conn.user} at {where}: {e}; check User, "
+                f"authentication failed for user {user} at {where}: {e}; check User, "
                 "IdentityFile, IdentitiesOnly, CertificateFile, ssh-agent and the node's authorized_keys"
             )
         if isinstance(e, SSHException):
             if "Incompatible ssh peer" in str(e):
                 return (f"SSH handshake with {where} failed: {e}; no algorithm in common: check "
                         "HostKeyAlgorithms, KexAlgorithms, Ciphers and MACs for this host")
-            via = self.resolved.proxy_command
-            if via and not self.resolved.proxy_jump:
-                return f"SSH handshake with {where} through ProxyCommand {via!r} failed: {e}; run that command by hand to see why"
+            if proxy_command:
+                return (f"SSH handshake with {where} through ProxyCommand {proxy_command!r} failed: {e}; "
+                        "run that command by hand to see why")
             return f"SSH handshake with {where} failed: {e}"
         if isinstance(e, EOFError):
             return f"{where} closed the connection during the SSH handshake"

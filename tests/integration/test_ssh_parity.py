@@ -144,6 +144,12 @@ SETUPS = [
           known_hosts="{a1} {hk1}\n{a2} {hk2}\n"),
     Setup("ProxyJump hop with an unknown host key", False,
           "Host t\n" + N1 + "    IdentityFile {key}\n    ProxyJump j\nHost j\n" + N2 + "    IdentityFile {key}\n"),
+    Setup("ProxyJump hop refuses the connection", False,
+          "Host t\n" + N1 + "    IdentityFile {key}\n    ProxyJump j\nHost j\n" + N2 + "    Port 2\n"
+          "    IdentityFile {key}\n", known_hosts="{a1} {hk1}\n[{a2}]:2 {hk2}\n"),
+    Setup("ProxyJump hop cannot reach the node's port", False,
+          "Host t\n" + N1 + "    Port 3\n    IdentityFile {key}\n    ProxyJump j\nHost j\n" + N2
+          + "    IdentityFile {key}\n", known_hosts="[{a1}]:3 {hk1}\n{a2} {hk2}\n"),
     Setup("ProxyCommand with %h %p, [host]:port known_hosts", True,
           "Host t\n" + N1 + "    Port 2222\n    IdentityFile {key}\n    ProxyCommand ssh -F {d}/ssh_config -W %h:22 j\n"
           "Host j\n" + N2 + "    IdentityFile {key}\n", known_hosts="[{a1}]:2222 {hk1}\n{a2} {hk2}\n"),
