@@ -3,7 +3,8 @@ checkout, run from the job dir on this machine.
 
 The training test needs a MindFormers source checkout of the installed version (the wheel ships
 neither file): ``MFCTL_MINDFORMERS_HOME=/path/to/mindformers`` (see the README). Without it the
-test is skipped with that reason. The check refusals use a made-up checkout and always run.
+test is skipped with that reason. The check refusals use a made-up checkout, and the CPU
+sitecustomize is also tried on MindFormers' build_context directly: both run without a checkout.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import math
 import os
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -181,3 +183,44 @@ def test_check_refuses_a_checkout_without_the_entry_or_of_another_version(tmp_pa
     version_file.write_text(f"__version__ = '{installed}'  # the installed one\n")
     code, found, _ = problems()
     assert code == 0 and found == []
+
+
+_SITE_PROBE = """
+import mindformers
+from mindformers import MindFormerConfig, build_context
+from mindspore.nn import TrainOneStepWithLossScaleCell as Cell
+before = Cell.get_overflow_status
+config = MindFormerConfig(context={"device_target": "CPU", "mode": 0}, parallel={},
+                          runner_config={"sink_mode": True}, use_parallel=False)
+build_context(config)
+print("sink_mode", config.runner_config.sink_mode)
+print("overflow check from", Cell.get_overflow_status.__module__, Cell.get_overflow_status is not before)
+build_context(MindFormerConfig(context={"device_target": "CPU"}, parallel={}, use_parallel=True,
+                               parallel_config={"model_parallel": 2}))
+print("not refused")
+"""
+
+
+@pytest.mark.train
+@pytest.mark.skipif(mindspore_missing() is not None, reason=str(mindspore_missing()))
+def test_cpu_site_gives_mindformers_build_context_the_cpu_fixes(tmp_path: Path) -> None:
+    """The shipped cpu_site, as the launch script puts it on PYTHONPATH, with MindFormers itself
+    (upstream's run_mindformer.py calls the same build_context; the checkout test runs it)."""
+    from mfctl.jobs.ops import CPU_SITE_FILES, bundle_files
+
+    rendered = tmp_path / "rendered"
+    rendered.mkdir()
+    for name in ("config.yaml", "launch-node0.sh"):
+        (rendered / name).write_text("")
+    site = tmp_path / "bundle" / "cpu_site"
+    site.mkdir(parents=True)
+    for rel, (content, _) in bundle_files(rendered, 0).items():
+        if rel.startswith("cpu_site/"):
+            (site / rel.removeprefix("cpu_site/")).write_bytes(content)
+    assert sorted(p.name for p in site.iterdir()) == sorted(CPU_SITE_FILES)
+    r = subprocess.run([sys.executable, "-c", _SITE_PROBE], cwd=tmp_path, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(site)}, timeout=300)
+    assert "sink_mode False" in r.stdout and "overflow check from cpu_compat True" in r.stdout, r.stderr[-2000:]
+    # A layout CPU cannot compile stops the process with the reason, before MindSpore is set up.
+    assert r.returncode != 0 and "not refused" not in r.stdout
+    assert "mfctl CPU site: model_parallel 2 and pipeline_stage 1" in r.stderr

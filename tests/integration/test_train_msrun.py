@@ -119,7 +119,7 @@ def test_train_script_cli(tmp_path: Path) -> None:
 def test_node_files_import_only_stdlib_mindspore_mindformers() -> None:
     """They are copied alone onto nodes: an import of mfctl (or anything else) would fail there."""
     allowed = set(sys.stdlib_module_names) | {"mindspore", "mindformers", "cpu_compat"}
-    for name in ("train.py", "cpu_compat.py"):
+    for name in ("train.py", "cpu_compat.py", "cpu_sitecustomize.py"):
         tree = ast.parse((Path(__file__).parents[2] / "mfctl" / "node" / name).read_text())
         roots = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                  for alias in node.names}
