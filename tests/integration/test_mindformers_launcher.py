@@ -34,7 +34,7 @@ def checkout_missing() -> str | None:
     home = os.environ.get("MFCTL_MINDFORMERS_HOME")
     if not home:
         return ("MFCTL_MINDFORMERS_HOME is not set: point it at a MindFormers source checkout of "
-                "the installed version (README, 'Testing launcher mindformers')")
+                "the installed version (README, 'Tests and benchmarks')")
     for rel in CHECKOUT_FILES:
         if not (Path(home) / rel).is_file():
             return f"MFCTL_MINDFORMERS_HOME={home} has no {rel}: it is not a MindFormers checkout"
