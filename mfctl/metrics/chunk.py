@@ -58,8 +58,8 @@ PAIR_PATTERN = (
     _STEP_HEAD + r"(?: *(" + _N + r")/ *(?:\1()|" + _N + r")\], "  # 1 epoch, 2 set when it is the last
     r"step:\[ *(" + _N + r")/ *(?:\3()|" + _N + r")\], "  # 3 step, 4 set when it is the last
     r"loss:(?:\[(" + _X + r")/" + _X + r"\]| *(" + _X + r")), "  # 5 current (running mean beside) | 6 sink
-    r"per_step_time: ([0-9]{1,15})ms, lr: [^,\n]*, "  # 7
-    r"overflow cond: (?:False|True()), loss_scale: [^,\n]*, "  # 8 set when True
+    r"per_step_time: ([0-9]{1,15})ms, lr: [-+.0-9eE]*, "  # 7 (lr and scale: numbers, read once per chunk)
+    r"overflow cond: (?:False|True()), loss_scale: [.0-9]*, "  # 8 set when True
     r"global_norm: \[(" + _X + r")\]"  # 9
     r"[^\n]*(?<!\})\n"  # the rest of the step line, which does not end with "}"
     r"()[^\n]*\| *([0-9]{1,20}\.[0-9]{0,20})" + PROGRESS_MARK  # 10 the progress line, 11 samples/s
@@ -96,6 +96,22 @@ _SEEN_MAX = 4096
 _SEEN_LONGEST = 16384
 
 
+# Lines between steps that recur with other digits (a checkpoint note every N steps, a periodic
+# warning) are parsed once per shape (the line with its digits zeroed): whether parse_line finds an
+# event in a line does not depend on its digits (its patterns only ask whether a character is a
+# digit), nor where a checkpoint note's numbers are (they are read from there for the next ones).
+# Only when the pid is known (else a "[" line is read for it) and only these two answers.
+_NO_EVENT = ()
+_SHAPES: dict[bytes, tuple] = {}
+_CKPT_B = re.compile(rb"Finish saving ckpt of epoch (\d{1,15}) step (\d{1,15})")
+
+
+def _remember(key: bytes, shape: tuple) -> None:
+    if len(_SHAPES) >= _SEEN_MAX:
+        _SHAPES.clear()
+    _SHAPES[key] = shape
+
+
 def _marked(data: Union[str, bytes], a: int, b: int) -> list[tuple[int, int]]:
     """(start, end) of each line of data[a:b] a mark is in."""
     kind = type(data)
@@ -114,6 +130,12 @@ def _marked(data: Union[str, bytes], a: int, b: int) -> list[tuple[int, int]]:
         out.append((ls, e))
         done = e + 1
     return out
+
+
+def _ordinary(r: "RankState") -> bool:
+    """Whether the next plain step may skip ``_on_step``: a running rank with nothing pending."""
+    return (r.state == RUNNING and r.loss_ema is not None and r.gn_ema is not None
+            and not (r.loss_spiking or r.loss_nonfinite or r.gn_spiking or r.gn_nonfinite or r.overflow_run))
 
 
 def _lines_to_parse(data: Union[str, bytes], a: int, b: int, want_pid: bool) -> list:
@@ -166,8 +188,7 @@ def feed_chunk(state: "ClusterState", rank: int, data: Union[str, bytes], node: 
     # gn, sps), are ahead of r.
     ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
     step = loss = ms = overflow = gn = sps = None
-    ordinary = r.state == RUNNING and not (r.loss_spiking or r.loss_nonfinite or r.gn_spiking
-                                           or r.gn_nonfinite or r.overflow_run)
+    ordinary = _ordinary(r)
     dirty = False
     pos = 0  # data[:pos] is handled
     skip_to = -1  # a mark before this offset is on a line the per-line path takes
@@ -192,15 +213,30 @@ def feed_chunk(state: "ClusterState", rank: int, data: Union[str, bytes], node: 
             ls = end
         if ls >= 0:  # whole lines before this pair (or the end): those that may hold an event
             for raw in _lines_to_parse(data, pos, ls, r.pid is None):
+                shaped = kind is bytes and r.pid is not None and raw.isascii()  # str's \d is wider
+                if shaped:
+                    key = raw.translate(_DIGITS)
+                    shape = _SHAPES.get(key)
+                    if shape is not None:
+                        if shape is not _NO_EVENT:
+                            (a, b), (c, d) = shape
+                            r.ckpt_epoch, r.ckpt_step = int(raw[a:b]), int(raw[c:d])
+                        continue
                 line = _text(raw)
                 ev = parse_line(line)
                 if ev is None:
                     if r.pid is None and line.startswith("["):
                         r.pid = parse_pid(line)
+                    elif shaped:
+                        _remember(key, _NO_EVENT)
                     continue
                 t = type(ev)
                 if t is CheckpointSavedEvent:  # touches nothing the locals mirror
                     r.ckpt_epoch, r.ckpt_step = ev.epoch, ev.step
+                    if shaped:
+                        found = list(_CKPT_B.finditer(raw))
+                        if len(found) == 1 and (int(found[0][1]), int(found[0][2])) == (ev.epoch, ev.step):
+                            _remember(key, (found[0].span(1), found[0].span(2)))
                     continue
                 if t is GlobalBatchSizeEvent:
                     state.global_batch_size = ev.global_batch_size
@@ -214,8 +250,7 @@ def feed_chunk(state: "ClusterState", rank: int, data: Union[str, bytes], node: 
                 elif t is ProgressEvent:
                     last_prog = None
                 ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
-                ordinary = r.state == RUNNING and not (r.loss_spiking or r.loss_nonfinite or r.gn_spiking
-                                                       or r.gn_nonfinite or r.overflow_run)
+                ordinary = _ordinary(r)
         if m is None:
             break
         v = g[4]
@@ -224,11 +259,12 @@ def feed_chunk(state: "ClusterState", rank: int, data: Union[str, bytes], node: 
         overflow = g[7] is not None
         step = int(g[2])
         ms = int(g[6])
-        final = g[1] is not None and g[3] is not None
-        # Plain decimals: loss and norm are finite; an ordinary step is _on_step's usual case.
-        if (ordinary and not final and not overflow and ema is not None and gema is not None
-                and not (seen >= warm and ema > 0.0 and loss > ema * lratio)
-                and not (gseen >= warm and gema > 0.0 and gn > gema * gratio)):
+        final = g[3] is not None and g[1] is not None
+        # Plain decimals: loss and norm are finite; an ordinary step is _on_step's usual case
+        # (`ordinary` includes both running means being known).
+        if (ordinary and not final and not overflow
+                and not (loss > ema * lratio and seen >= warm and ema > 0.0)
+                and not (gn > gema * gratio and gseen >= warm and gema > 0.0)):
             ema += alpha * (loss - ema)
             seen += 1
             gema += alpha * (gn - gema)
@@ -239,8 +275,7 @@ def feed_chunk(state: "ClusterState", rank: int, data: Union[str, bytes], node: 
                 write_back(r, now, ema, seen, gema, gseen, step, loss, ms, overflow, gn, sps)
             state._on_step(r, step, loss, ms, overflow, gn, final, now)
             ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
-            ordinary = r.state == RUNNING and not (r.loss_spiking or r.loss_nonfinite or r.gn_spiking
-                                                   or r.gn_nonfinite or r.overflow_run)
+            ordinary = _ordinary(r)
         sps = float(g[10])
         hist_append((step, loss, sps))
         dirty = True
