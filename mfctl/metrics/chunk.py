@@ -194,7 +194,7 @@ def feed_chunk(state: "ClusterState", rank: int, data: Union[str, bytes], node: 
     skip_to = -1  # a mark before this offset is on a line the per-line path takes
     for m in chain(_PAIR[kind].finditer(data), (None,)):
         if m is not None:
-            s = m.start()
+            s, e = m.span()
             if s < skip_to:
                 continue
             g = m.groups()
@@ -203,10 +203,10 @@ def feed_chunk(state: "ClusterState", rank: int, data: Union[str, bytes], node: 
                 if skip_to < 0:
                     skip_to = end
                 continue
-            # The line path reads the figure before the *first* mark of the progress line: a second
-            # mark (MindFormers never prints one) sends the pair to it.
-            if data.find(mark, m.start(10), m.start(11)) >= 0:
-                skip_to = m.end()
+            # The line path reads the figure before the *first* mark of the progress line: another
+            # mark before it in the pair (MindFormers never prints one) sends the pair to it.
+            if data.find(mark, s, e) != m.end(11):
+                skip_to = e
                 continue
             ls = data.rfind(nl, pos, s)
         else:
@@ -280,7 +280,7 @@ def feed_chunk(state: "ClusterState", rank: int, data: Union[str, bytes], node: 
         hist_append((step, loss, sps))
         dirty = True
         last_step = last_prog = m
-        pos = m.end()
+        pos = e
     if dirty:
         write_back(r, now, ema, seen, gema, gseen, step, loss, ms, overflow, gn, sps)
     # The newest step's and progress line's other fields, read by the parser itself.
