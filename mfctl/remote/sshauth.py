@@ -262,7 +262,23 @@ def _cert(path: str) -> tuple[paramiko.PublicBlob, bytes] | None:
         return None
 
 
+def _why_not(path: str) -> str:
+    try:
+        if os.stat(path).st_mode & 0o077 and os.stat(path).st_uid == os.getuid():
+            return f"{path} is readable by others and ssh ignores it (chmod 600 {shlex.quote(path)})"
+    except OSError:
+        pass
+    return (f"{path} needs a passphrase (mfctl never asks: add it to ssh-agent) or is not a key "
+            "type mfctl can use")
+
+
 def _load(path: str) -> paramiko.PKey | None:
+    try:
+        st = os.stat(path)
+        if st.st_uid == os.getuid() and st.st_mode & 0o077:
+            return None  # ssh ignores a private key others can read ("UNPROTECTED PRIVATE KEY FILE")
+    except OSError:
+        return None
     try:
         return paramiko.PKey.from_path(path)
     except (paramiko.PasswordRequiredException, paramiko.ssh_exception.SSHException, OSError,
@@ -280,6 +296,7 @@ class KeyAuth:
 
     def __init__(self, r: ResolvedHost) -> None:
         self.r = r
+        self.skipped: list[str] = []  # why IdentityFiles that exist were not used
 
     def candidates(self, agent: AgentSSH | None) -> Iterator[tuple[str, paramiko.PKey]]:
         r = self.r
@@ -293,6 +310,8 @@ class KeyAuth:
         loaded: dict[str, paramiko.PKey] = {}
         for i, path in enumerate(files):
             key = _load(path) if os.path.isfile(path) else None
+            if key is None and os.path.isfile(path):
+                self.skipped.append(_why_not(path))
             if key is not None:
                 loaded[path] = key
                 file_blobs.setdefault(key.asbytes(), i)
@@ -345,6 +364,7 @@ class KeyAuth:
         if not r.pubkey_auth:
             raise AuthenticationException("PubkeyAuthentication is no and mfctl never asks for a "
                                           "password; enable PubkeyAuthentication for this host")
+        self.skipped = []
         agent = _agent(r.identity_agent)
         tried: list[str] = []
         excluded: list[str] = []
@@ -367,6 +387,10 @@ class KeyAuth:
         if not tried:
             if excluded:
                 why = f"PubkeyAcceptedAlgorithms excludes every key ({', '.join(excluded)})"
+            elif self.skipped:
+                why = "; ".join(dict.fromkeys(self.skipped))
+                if not agent and not r.identities_only:
+                    why += "; and no ssh-agent is reachable"
             else:
                 why = "no IdentityFile exists or loads without a passphrase"
                 if r.identities_only and agent:

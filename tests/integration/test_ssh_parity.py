@@ -25,6 +25,7 @@ import yaml
 
 from mfctl.cluster.hostfile import HostEntry
 from mfctl.errors import MfctlError
+from mfctl.remote import knownhosts
 from mfctl.remote.base import NodeUnreachable
 from mfctl.remote.connect import SshOptions, open_transport
 from tests.conftest import run_mfctl_process
@@ -57,6 +58,7 @@ class Setup:
     alias: str = "t"
     files: dict[str, str] = field(default_factory=dict)
     user: str | None = None  # as a hosts file's user@alias gives it (ssh -l)
+    loose: tuple[str, ...] = ()  # files made readable by others (mode 0644)
     agent_env: bool = False  # SSH_AUTH_SOCK points at the agent (which holds the authorized key)
     partition_node2: bool = False
 
@@ -65,6 +67,9 @@ SETUPS = [
     Setup("plain alias", True, "Host t\n" + N1 + "    IdentityFile {key}\n"),
     Setup("Include", True, "Include {d}/conf.d/*.conf\n",
           files={"conf.d/nodes.conf": "Host t\n" + N1 + "    IdentityFile {key}\n"}),
+    Setup("private key readable by others (ssh ignores it)", False,
+          "Host t\n" + N1 + "    IdentityFile {d}/loose_key\n", files={"loose_key": "{key_text}"},
+          loose=("loose_key",)),
     Setup("Host negation, included name", True,
           "Host t* !tx\n" + N1 + "    IdentityFile {key}\n", alias="t1"),
     Setup("Host negation, excluded name (no HostName: cannot resolve)", False,
@@ -268,8 +273,7 @@ def materialize(setup: Setup, lab: dict[str, str], d: Path) -> Path:
         path = d / rel.format(**values)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text.format(**values))
-        if path.name != "flag":
-            path.chmod(0o600)
+        path.chmod(0o644 if rel in setup.loose or path.name == "flag" else 0o600)
     (d / "known_hosts").write_text(setup.known_hosts.format(**values))
     if not (d / "global_known_hosts").exists():
         (d / "global_known_hosts").write_text("")
@@ -354,6 +358,16 @@ def test_accept_new_records_like_ssh(lab, environment, tmp_path: Path) -> None:
         assert mfctl_verdict(setup, materialize(setup, lab, mf_dir), tmp_path, lab)[0]
         written = [(d / "known_hosts").read_text().split() for d in (ssh_dir, mf_dir)]
         assert written[0] == written[1] == [lab["a1"], *lab["hk1"].split()]
+    # HashKnownHosts: both hash the name (random salt, so compare what the line matches).
+    setup = Setup("rec", True, "Host t\n" + N1 + "    IdentityFile {key}\n"
+                  "    StrictHostKeyChecking accept-new\n    HashKnownHosts yes\n", known_hosts="")
+    env = environment(setup)
+    dirs = tmp_path / "hashed" / "ssh", tmp_path / "hashed" / "mfctl"
+    assert ssh_verdict(setup, materialize(setup, lab, dirs[0]), env, lab)[0]
+    assert mfctl_verdict(setup, materialize(setup, lab, dirs[1]), tmp_path, lab)[0]
+    for d in dirs:
+        name, *key = (d / "known_hosts").read_text().split()
+        assert name.startswith("|1|") and knownhosts.matches(name, lab["a1"]) and key == lab["hk1"].split()
 
 
 def _job(tmp_path: Path, lab) -> Path:
