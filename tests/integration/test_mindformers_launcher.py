@@ -1,5 +1,5 @@
 """Launcher 'mindformers' for real: MindFormers' own msrun_launcher.sh and run_mindformer.py from a
-checkout, run from the job dir on this machine.
+checkout, run from the job dir, on this machine and on two SSH nodes.
 
 The training test needs a MindFormers source checkout of the installed version (the wheel ships
 neither file): ``MFCTL_MINDFORMERS_HOME=/path/to/mindformers`` (see the README). Without it the
@@ -224,3 +224,36 @@ def test_cpu_site_gives_mindformers_build_context_the_cpu_fixes(tmp_path: Path) 
     # A layout CPU cannot compile stops the process with the reason, before MindSpore is set up.
     assert r.returncode != 0 and "not refused" not in r.stdout
     assert "mfctl CPU site: model_parallel 2 and pipeline_stage 1" in r.stderr
+
+
+@pytest.mark.train
+@pytest.mark.cluster
+@pytest.mark.timeout(900)
+@pytest.mark.skipif(mindspore_missing() is not None, reason=str(mindspore_missing()))
+@pytest.mark.skipif(checkout_missing() is not None, reason=str(checkout_missing()))
+def test_mindformers_launcher_across_two_ssh_nodes(netns_cluster, tmp_path: Path) -> None:
+    """Each node runs the checkout's launcher in its own job dir (node 1 with MASTER_ADDR = node 0)."""
+    from tests.integration.test_ssh_cluster import make_job, small_dataset, ssh_args, wait_status
+
+    cluster = netns_cluster(2)
+    job = make_job(tmp_path, cluster, 2, str(small_dataset(tmp_path)), name="mf2")
+    spec = yaml.safe_load((job / "mfctl.yaml").read_text())
+    spec.update(launcher="mindformers", mindformers_home=os.environ["MFCTL_MINDFORMERS_HOME"])
+    (job / "mfctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    check = run_mfctl_process("check", "--json", *ssh_args(cluster), cwd=job)
+    assert check.exit_code == 1  # the dataset is only here: --sync-dataset copies it
+    for node in json.loads(check.stdout)["nodes"]:
+        assert node["facts"]["mf_home_version"] == installed_mindformers()
+        assert not any("mindformers_home" in p for p in node["problems"]), node["problems"]
+    r = run_mfctl_process("launch", "--sync-dataset", "--json", *ssh_args(cluster), cwd=job)
+    assert r.exit_code == 0, r.stderr
+    status = wait_status(job, lambda s: s["job"]["state"] != "running", timeout=600)
+    assert status["job"]["state"] == "finished", status
+    assert [n["exit_code"] for n in status["nodes"]] == [0, 0]
+    for rank in status["ranks"]:
+        assert rank["step"] == rank["total_steps"] and rank["step"] >= 30
+    for k, node in enumerate(cluster.nodes[:2]):
+        out = Path(node.home) / "mfctl-jobs" / "mf2" / "output"
+        assert list((out / "checkpoint" / f"rank_{k}").glob("*.ckpt")), f"no checkpoint on {node.name}"
+        assert (out / "msrun_log" / f"worker_{k}.log").is_file()
+    print("two nodes:", [(r["rank"], r["step"], r["loss"]) for r in status["ranks"]])
