@@ -156,3 +156,24 @@ def test_hypothesis_lines_from_parts():
         assert_same(by_chunks({0: lines}, random.Random(1), as_bytes), by_lines({0: lines}))
 
     check()
+
+
+def parser_case_lines() -> list[str]:
+    """Every line of the parser's tests (MFLossMonitor variants, progress, msrun, timeouts, noise)."""
+    from tests.unit import test_metrics_parser as tp
+
+    lines = [c[1] for c in tp.STEP_CASES + tp.NONFINITE_CASES + tp.PROGRESS_CASES + tp.OTHER_CASES
+             + tp.TIMEOUT_CASES]
+    return lines + list(tp.IGNORED)
+
+
+@pytest.mark.parametrize("as_bytes", [True, False])
+def test_every_parser_case_between_steps_equals_lines(as_bytes):
+    cases = [line for line in parser_case_lines() if isinstance(line, str) and "\n" not in line]
+    assert len(cases) > 40
+    lines = []
+    for i, case in enumerate(cases):
+        lines += [step_line(i + 1, total=len(cases) + 5), progress_line(), case]
+    for rank in range(2):  # twice: the second rank meets the shapes the first one left
+        logs = {rank: lines}
+        assert_same(by_chunks(logs, random.Random(rank), as_bytes), by_lines(logs))
