@@ -105,6 +105,9 @@ SETUPS = [
           files={"global_known_hosts": "@revoked {a1} {hk1}\n"}),
     Setup("@cert-authority line only (node presents a plain key)", False,
           "Host t\n" + N1 + "    IdentityFile {key}\n", known_hosts="@cert-authority * {ca_pub}\n"),
+    Setup("@cert-authority line only, StrictHostKeyChecking accept-new", True,
+          "Host t\n" + N1 + "    IdentityFile {key}\n    StrictHostKeyChecking accept-new\n",
+          known_hosts="@cert-authority * {ca_pub}\n"),
     Setup("changed host key", False, "Host t\n" + N1 + "    IdentityFile {key}\n",
           known_hosts="{a1} {bad_hk}\n"),
     Setup("unknown host, StrictHostKeyChecking yes", False,
@@ -158,6 +161,9 @@ SETUPS = [
     Setup("ProxyCommand with %h %p, [host]:port known_hosts", True,
           "Host t\n" + N1 + "    Port 2222\n    IdentityFile {key}\n    ProxyCommand ssh -F {d}/ssh_config -W %h:22 j\n"
           "Host j\n" + N2 + "    IdentityFile {key}\n", known_hosts="[{a1}]:2222 {hk1}\n{a2} {hk2}\n"),
+    Setup("hashed [host]:port entry (Port 2222 through ProxyCommand)", True,
+          "Host t\n" + N1 + "    Port 2222\n    IdentityFile {key}\n    ProxyCommand ssh -F {d}/ssh_config -W %h:22 j\n"
+          "Host j\n" + N2 + "    IdentityFile {key}\n", known_hosts="{hashed_a1_2222} {hk1}\n{a2} {hk2}\n"),
     Setup("ProxyCommand with shell syntax (redirection, variable)", True,
           "Host t\n" + N1 + "    IdentityFile {key}\n    ProxyCommand ssh -F $MFCTL_PARITY_CFG -W %h:%p j 2>/dev/null\n"
           "Host j\n" + N2 + "    IdentityFile {key}\n", known_hosts="{a1} {hk1}\n{a2} {hk2}\n"),
@@ -235,7 +241,7 @@ def lab(netns_cluster, tmp_path_factory) -> Iterator[dict[str, str]]:
     cluster.trust_user_ca(n1, (keys / "ca.pub").read_text())
     hk = {n.name: (cluster.node_dir(n) / "ssh_host_ed25519_key.pub").read_text().split()[:2] for n in (n1, n2)}
     hashed = keys / "hashed"
-    hashed.write_text(f"{n1.address} {' '.join(hk[n1.name])}\n")
+    hashed.write_text(f"{n1.address} {' '.join(hk[n1.name])}\n[{n1.address}]:2222 {' '.join(hk[n1.name])}\n")
     sh("ssh-keygen", "-q", "-H", "-f", str(hashed))
     agents = []
     for sock in ("agent.sock", "agent2.sock"):
@@ -253,6 +259,7 @@ def lab(netns_cluster, tmp_path_factory) -> Iterator[dict[str, str]]:
             "bad_hk": " ".join((keys / "badhost.pub").read_text().split()[:2]),
             "ca_pub": " ".join((keys / "ca.pub").read_text().split()[:2]),
             "hashed_a1": hashed.read_text().split()[0],
+            "hashed_a1_2222": hashed.read_text().splitlines()[1].split()[0],
             "net": n1.address.rsplit(".", 1)[0],
             "key": str(cluster.key_path), "key_text": cluster.key_path.read_text(),
             "key_pub": cluster.key_path.with_suffix(".pub").read_text(),
