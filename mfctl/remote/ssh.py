@@ -28,7 +28,6 @@ Decisions that live here:
 
 from __future__ import annotations
 
-import errno
 import os
 import shlex
 import socket
@@ -39,11 +38,14 @@ import paramiko
 from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut, ThreadException
 from paramiko.client import SSHClient
-from paramiko.ssh_exception import AuthenticationException, NoValidConnectionsError, SSHException
+from paramiko.ssh_exception import SSHException
 
 from mfctl.errors import BadInput
 from mfctl.remote import sshauth, sshconfig
 from mfctl.remote.base import NodeUnreachable, RunResult
+from mfctl.remote.sshconnect import HopFailed, OpenSshConnection, reason_at, resolve_address, split_host
+
+__all__ = ["SshTransport", "resolve_address", "wrap_command"]
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_KEEPALIVE = 5.0
@@ -67,63 +69,6 @@ def wrap_command(command: str) -> str:
     return "sh -c " + shlex.quote(_WATCHDOG.replace("{cmd}", shlex.quote(command)))
 
 
-# ----- ssh_config ------------------------------------------------------------------------------
-def _split_host(alias: str) -> tuple[str | None, str, int | None]:
-    """``user@host:port`` / ``[v6]:port`` as a hosts file may write it -> (user, host, port)."""
-    user, _, host = alias.rpartition("@")
-    port: int | None = None
-    if host.startswith("[") and "]" in host:
-        host, _, rest = host[1:].partition("]")
-        if rest.startswith(":") and rest[1:].isdigit():
-            port = int(rest[1:])
-    elif host.count(":") == 1 and host.split(":")[1].isdigit():
-        host, p = host.split(":")
-        port = int(p)
-    return user or None, host, port
-
-
-def resolve_address(alias: str, ssh_config_path: str | os.PathLike[str] | None = None) -> str:
-    """The address ``alias`` connects to: its HostName as ``ssh -G`` resolves it.
-
-    This is what other nodes should use to reach it (e.g. msrun's MASTER_ADDR), as long as the
-    nodes see the same addresses as the controller (no ProxyJump-only names).
-    """
-    user, host, port = _split_host(alias)
-    return sshconfig.resolve(host, ssh_config_path, user=user, port=port).hostname
-
-
-class _HopFailed(Exception):
-    """Reaching a ProxyJump hop (or opening the tunnel through it) failed."""
-
-    def __init__(self, hop: Connection, inner: BaseException) -> None:
-        super().__init__(str(inner))
-        self.hop = hop
-        self.inner = inner
-
-
-class _Connection(Connection):
-    """Fabric's Connection, with a ProxyCommand whose tokens ``ssh -G`` resolution expanded.
-
-    Fabric would re-parse a string gateway through paramiko's own ssh_config (other token rules).
-    """
-
-    proxy_command: str | None = None
-
-    def open_gateway(self):  # type: ignore[override]
-        if self.proxy_command is not None:
-            # ssh runs it as `$SHELL -c "exec <command>"` (pipes, redirections, variables work);
-            # paramiko would split it into argv itself.
-            shell = os.environ.get("SHELL") or "/bin/sh"
-            return paramiko.ProxyCommand(shlex.join([shell, "-c", "exec " + self.proxy_command]))
-        try:
-            return super().open_gateway()
-        except _HopFailed:
-            raise  # an outer hop failed: already attributed
-        except Exception as e:  # noqa: BLE001 - attributed to the hop, explained by _connect_reason
-            raise _HopFailed(self.gateway, e) from e
-
-
-# ----- the transport ---------------------------------------------------------------------------
 def _close_quietly(channel: paramiko.Channel) -> None:
     """Close a channel whose connection may already be gone (paramiko then raises EOFError)."""
     try:
@@ -178,7 +123,7 @@ class SshTransport:
         # An explicit empty SSHConfig: Fabric must not resolve anything itself (ssh -G did).
         self._config = Config(ssh_config=paramiko.SSHConfig(),
                               overrides={"run": {"in_stream": False, "hide": True, "warn": True}})
-        a_user, a_host, a_port = _split_host(host)
+        a_user, a_host, a_port = split_host(host)
         self.resolved = sshconfig.resolve(a_host, ssh_config_path, user=user or a_user, port=port or a_port)
         self._conn = self._connection(self.resolved, depth=0)
         # Fabric's Remote runner opens its channel through Connection.create_session: route it
@@ -201,7 +146,7 @@ class SshTransport:
         if depth > 8:
             raise BadInput(f"{self.host}: ProxyJump/ProxyCommand chain deeper than 8 hops (a loop?); "
                            "fix ProxyJump in the ssh config")
-        conn = _Connection(r.hostname, user=r.user, port=r.port, config=self._config)
+        conn = OpenSshConnection(r.hostname, user=r.user, port=r.port, config=self._config)
         # An explicit timeout wins (like `ssh -o ConnectTimeout=`), then the config's, then 10 s.
         t = self._timeout or r.connect_timeout or DEFAULT_CONNECT_TIMEOUT
         conn.connect_timeout = t
@@ -285,52 +230,16 @@ class SshTransport:
             pass  # not fatal: only latency or the partition bound is lost
 
     def _connect_reason(self, e: BaseException) -> str | None:
-        if isinstance(e, _HopFailed):
-            inner = self._reason_at(e.inner, e.hop.host, e.hop.port, e.hop.user, float(e.hop.connect_timeout),
+        if isinstance(e, HopFailed):
+            inner = reason_at(e.inner, e.hop.host, e.hop.port, e.hop.user, float(e.hop.connect_timeout),
                                     None)
             if inner is None:
                 return None
             if isinstance(e.inner, sshauth.HostKeyRefused):
                 return inner  # already names the hop
             return f"ProxyJump hop {e.hop.user}@{e.hop.host}:{e.hop.port}: {inner}"
-        return self._reason_at(e, self._conn.host, self._conn.port, self._conn.user, self.connect_timeout,
+        return reason_at(e, self._conn.host, self._conn.port, self._conn.user, self.connect_timeout,
                                self.resolved.proxy_command if not self.resolved.proxy_jump else None)
-
-    @staticmethod
-    def _reason_at(e: BaseException, host: str, port: int, user: str, t: float,
-                   proxy_command: str | None) -> str | None:
-        where = f"{host}:{port}"
-        if isinstance(e, sshauth.HostKeyRefused):
-            return str(e)
-        if isinstance(e, paramiko.ChannelException):
-            return f"it could not open the tunnel onward (to the next hop or the node): {e}"
-        if isinstance(e, NoValidConnectionsError):
-            codes = {err.errno for err in e.errors.values()}
-            if codes == {errno.ECONNREFUSED}:
-                return f"connection refused at {where} (is sshd running there?)"
-            return f"cannot connect to {where}: no route to host"
-        if isinstance(e, (socket.timeout, TimeoutError)):
-            return f"no answer from {where} within {t:g}s (host down, firewalled, or wrong address)"
-        if isinstance(e, socket.gaierror):
-            return f"cannot resolve {host}: {e.strerror}"
-        if isinstance(e, AuthenticationException):
-            return (
-                f"authentication failed for user {user} at {where}: {e}; check User, "
-                "IdentityFile, IdentitiesOnly, CertificateFile, ssh-agent and the node's authorized_keys"
-            )
-        if isinstance(e, SSHException):
-            if "Incompatible ssh peer" in str(e):
-                return (f"SSH handshake with {where} failed: {e}; no algorithm in common: check "
-                        "HostKeyAlgorithms, KexAlgorithms, Ciphers and MACs for this host")
-            if proxy_command:
-                return (f"SSH handshake with {where} through ProxyCommand {proxy_command!r} failed: {e}; "
-                        "run that command by hand to see why")
-            return f"SSH handshake with {where} failed: {e}"
-        if isinstance(e, EOFError):
-            return f"{where} closed the connection during the SSH handshake"
-        if isinstance(e, OSError):
-            return f"cannot connect to {where}: {e.strerror or e}"
-        return None
 
     def _drop(self) -> None:
         """Forget a connection that is (or may be) broken; the next call reconnects."""
