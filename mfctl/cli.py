@@ -219,11 +219,11 @@ def _resolver(ssh_config: Optional[Path]):
 
 # --------------------------------------------------------------------------- cluster commands
 
-SshConfigOpt = typer.Option(None, "--ssh-config", help="ssh_config file (Host aliases, User, Port, "
-                            "IdentityFile, ProxyJump, UserKnownHostsFile). Default: ~/.ssh/config.")
+SshConfigOpt = typer.Option(None, "--ssh-config", help="ssh_config file, like `ssh -F` (read through "
+                            "`ssh -G`). Default: ~/.ssh/config and /etc/ssh/ssh_config.")
 AcceptNewOpt = typer.Option(False, "--accept-new-hosts",
-                            help="Record the host key of nodes never seen before (like OpenSSH's "
-                            "accept-new). A changed key is always refused.")
+                            help="Record the host key of nodes never seen before: StrictHostKeyChecking "
+                            "yes becomes OpenSSH's accept-new. A changed or revoked key is still refused.")
 FanoutOpt = typer.Option(64, "--fanout", min=1, help="At most this many nodes are contacted at once.")
 TimeoutOpt = typer.Option(None, "--connect-timeout", min=0.5, help="SSH connect timeout, seconds "
                           "(default: the ssh_config's ConnectTimeout, else 10).")
