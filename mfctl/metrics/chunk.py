@@ -165,6 +165,25 @@ def _lines_to_parse(data: Union[str, bytes], a: int, b: int, want_pid: bool) -> 
     return [data[s:e] for s, e in _marked(data, a, b)]
 
 
+def _store(state: "ClusterState", r: "RankState", now: float, ema: Optional[float], seen: int,
+           gema: Optional[float], gseen: int, lg: tuple, loss: float, overflow: bool, gn: float,
+           pend: list, pend_ms: list) -> None:
+    """Bring r up to date with the pairs fed so far: their history points and step times (the
+    newest that r's deques keep), the counters and the last pair's values."""
+    keep = r.history.maxlen
+    append = r.history.append
+    for g in (pend[-keep:] if keep is not None else pend):
+        v = g[4]
+        append((int(g[2]), float(v if v is not None else g[5]), float(g[10])))
+    keep = r.recent_step_ms.maxlen
+    append = r.recent_step_ms.append
+    for g in (pend_ms[-keep:] if keep is not None else pend_ms):
+        append(int(g[6]))
+    pend.clear()
+    pend_ms.clear()
+    state._write_back(r, now, ema, seen, gema, gseen, int(lg[2]), loss, int(lg[6]), overflow, gn, float(lg[10]))
+
+
 def feed_chunk(state: "ClusterState", rank: int, data: Union[str, bytes], node: Optional[str] = None) -> None:
     """Complete lines of ``rank`` (a trailing partial line counts as a line), as ``feed_many`` would.
 
@@ -176,18 +195,20 @@ def feed_chunk(state: "ClusterState", rank: int, data: Union[str, bytes], node: 
     nl, mark = _NL[kind], _MARK[kind]
     now = state.clock()
     r = state.rank(rank, node)
-    hist_append = r.history.append
-    recent_append = r.recent_step_ms.append
     alpha, lratio, gratio, warm = (state.spike_alpha, state.loss_spike_ratio, state.global_norm_spike_ratio,
                                    state.spike_warmup)
-    write_back = state._write_back
     end = len(data)
     # The last pair: the newest step's (and progress line's) other fields come from it.
     last_step = last_prog = None
-    # Mirrors of r's counters. `dirty`: they, and the last pair's values (step, loss, ms, overflow,
-    # gn, sps), are ahead of r.
+    # Mirrors of r's counters. `dirty`: they and the last pair's values (`lg` its groups, loss,
+    # overflow, gn) are ahead of r, and `pend` / `pend_ms` hold the pairs whose history points /
+    # step times are not in r yet (only the newest of them survive r's bounded deques, so the rest
+    # are never converted).
     ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
-    step = loss = ms = overflow = gn = sps = None
+    lg = loss = overflow = gn = None
+    pend: list = []
+    pend_ms: list = []
+    pend_append, pend_ms_append = pend.append, pend_ms.append
     ordinary = _ordinary(r)
     dirty = False
     pos = 0  # data[:pos] is handled
@@ -242,7 +263,7 @@ def feed_chunk(state: "ClusterState", rank: int, data: Union[str, bytes], node: 
                     state.global_batch_size = ev.global_batch_size
                     continue
                 if dirty:
-                    write_back(r, now, ema, seen, gema, gseen, step, loss, ms, overflow, gn, sps)
+                    _store(state, r, now, ema, seen, gema, gseen, lg, loss, overflow, gn, pend, pend_ms)
                     dirty = False
                 state._apply(r, ev, now)
                 if t is StepEvent:  # r holds this line's fields already (a later pair sets them again)
@@ -257,8 +278,6 @@ def feed_chunk(state: "ClusterState", rank: int, data: Union[str, bytes], node: 
         loss = float(v if v is not None else g[5])
         gn = float(g[8])
         overflow = g[7] is not None
-        step = int(g[2])
-        ms = int(g[6])
         final = g[3] is not None and g[1] is not None
         # Plain decimals: loss and norm are finite; an ordinary step is _on_step's usual case
         # (`ordinary` includes both running means being known).
@@ -269,20 +288,20 @@ def feed_chunk(state: "ClusterState", rank: int, data: Union[str, bytes], node: 
             seen += 1
             gema += alpha * (gn - gema)
             gseen += 1
-            recent_append(ms)
+            pend_ms_append(g)
         else:
-            if dirty:  # this pair's step, loss... already: _on_step sets them the same way
-                write_back(r, now, ema, seen, gema, gseen, step, loss, ms, overflow, gn, sps)
-            state._on_step(r, step, loss, ms, overflow, gn, final, now)
+            if dirty:  # this pair's loss, overflow, norm already: _on_step sets them the same way
+                _store(state, r, now, ema, seen, gema, gseen, lg, loss, overflow, gn, pend, pend_ms)
+            state._on_step(r, int(g[2]), loss, int(g[6]), overflow, gn, final, now)
             ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
             ordinary = _ordinary(r)
-        sps = float(g[10])
-        hist_append((step, loss, sps))
+        pend_append(g)
+        lg = g
         dirty = True
         last_step = last_prog = m
         pos = e
     if dirty:
-        write_back(r, now, ema, seen, gema, gseen, step, loss, ms, overflow, gn, sps)
+        _store(state, r, now, ema, seen, gema, gseen, lg, loss, overflow, gn, pend, pend_ms)
     # The newest step's and progress line's other fields, read by the parser itself.
     if last_step is not None:
         ls = data.rfind(nl, 0, last_step.start()) + 1
