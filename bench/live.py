@@ -26,7 +26,8 @@ Measured over the live window, per run:
   the worst lateness (and the 99th percentile) is the longest the loop could not answer a key
   or paint (the follower and the poll worker share the GIL with it);
 - CPU: process CPU time / wall time over the window (follower + collector + app + the ticker,
-  which itself costs ~1%); the writer's CPU is printed apart;
+  which itself costs ~1%), split into the UI thread, the follower thread (reading and parsing)
+  and the rest (the poll workers); the writer's CPU is printed apart;
 - caught up: after the writer stops, every rank must reach the writer's last step, followed and
   also read once (``--once``'s path); the run fails otherwise.
 
@@ -52,6 +53,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,6 +139,7 @@ class Run:
     gc_ms: list[tuple[int, float, float, int]] = field(default_factory=list)  # (generation, ms, CPU ms, freed)
     stalls: list[tuple[float, float, float]] = field(default_factory=list)  # late, UI CPU, process CPU
     cpu: float = 0.0
+    thread_cpu: dict[str, float] = field(default_factory=dict)  # share of one core per thread
     writer_cpu: float = 0.0
     last_written: int = 0
     followed_last: set[int] = field(default_factory=set)
@@ -215,6 +218,15 @@ def instrument(app: Any, source: Any, run: Run) -> dict[str, bool]:
     return state
 
 
+def thread_cpu(tid: int) -> float:
+    """CPU seconds of one thread of this process (Linux), for the split of the process's CPU."""
+    try:
+        fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def steps_of(snap: dict) -> set[int]:
     return {r.get("step") for r in snap.get("ranks") or []}
 
@@ -268,10 +280,13 @@ async def measure(directory: Path, ranks: int, seconds: float, prefill_steps: in
             gc.callbacks.append(on_gc)
             ticking = asyncio.ensure_future(ticker())
             state["measuring"] = True
+            threads = {"UI": threading.get_native_id(), "follower": source.follower.native_id}
+            th0 = {name: thread_cpu(tid) for name, tid in threads.items()}
             c0, t0 = time.process_time(), time.perf_counter()
             while proc.poll() is None:
                 await asyncio.sleep(0.05)
             c1, t1 = time.process_time(), time.perf_counter()
+            run.thread_cpu = {name: (thread_cpu(tid) - th0[name]) / (t1 - t0) for name, tid in threads.items()}
             state["measuring"] = False
             stop.set()
             await ticking
@@ -324,6 +339,9 @@ def report(runs: list[Run]) -> bool:
     line("  its UI-thread CPU ms", [f"{max(r.stalls, default=(0, 0, 0))[1]:.1f}" for r in runs])
     line("  stalls > 50 ms", [f"{sum(1 for x in r.late_ms if x > GOAL_STALL_MS)}" for r in runs])
     line("mfctl CPU, % of one core", [f"{100 * r.cpu:.1f}%" for r in runs], f"<= {100 * GOAL_CPU:.0f}%")
+    line("  UI / follower / rest", ["/".join(f"{100 * r.thread_cpu.get(k, float('nan')):.1f}"
+                                          for k in ("UI", "follower")) + f"/{100 * (r.cpu - sum(r.thread_cpu.values())):.1f}"
+                                          for r in runs])
     line("writer CPU (apart)", [f"{100 * r.writer_cpu:.1f}%" for r in runs])
     line("frames / seconds", [f"{len(r.frame_ms)} / {r.seconds:.0f}" for r in runs])
     line("every rank at last step", [f"{'yes' if r.caught_up else 'NO'} ({r.last_written})" for r in runs])

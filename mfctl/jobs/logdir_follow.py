@@ -13,7 +13,9 @@ so no SSH channel is needed: one thread polls the directory. It works like the S
   while catching up, never one by one.
 
 Polling, not inotify: inotify does not see writes made on another node of a network filesystem,
-which is the case this exists for. A pass costs one ``stat`` per file (~1 ms per 300 files).
+which is the case this exists for. A pass costs one ``stat`` per file (~2.5 ms per 1024 files).
+On NFS what another node wrote shows once this client's attribute cache lets it (``acregmin``,
+3 s by default), as for ``tail -f``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from mfctl.metrics.logdir import find_logs
 
 # Big reads, few calls; a file longer than this is read over several chunks in the same pass.
 CHUNK_BYTES = 4 << 20
+# The tree is listed again at least this often even when no directory's mtime moved (a filesystem
+# whose directory mtimes are coarse or cached).
+FULL_SCAN_S = 10.0
 
 
 @dataclass
@@ -67,6 +72,8 @@ class LogDirFollower(threading.Thread):
         self.node = node
         self._files: dict[str, _File] = {}
         self._next_scan = 0.0
+        self._next_full_scan = 0.0
+        self._dir_mtimes: dict[str, int] = {}
         self._halt = threading.Event()
         self._poll_lock = threading.Lock()  # poll() from a test and from the thread never overlap
         self.stats = DirFollowStats()
@@ -80,21 +87,46 @@ class LogDirFollower(threading.Thread):
     def offsets(self) -> dict[str, int]:
         return {path: f.offset for path, f in list(self._files.items())}
 
-    def scan(self) -> None:
-        """Pick up files that appeared since the last scan (offsets of known files are kept)."""
+    def _dirs_unchanged(self) -> bool:
+        for path, mtime in self._dir_mtimes.items():
+            try:
+                if os.stat(path).st_mtime_ns != mtime:
+                    return False
+            except OSError:
+                return False
+        return bool(self._dir_mtimes)
+
+    def scan(self, force: bool = True) -> None:
+        """Pick up files that appeared since the last scan (offsets of known files are kept).
+
+        Unless ``force``d, the directory tree is walked again only when one of its directories'
+        mtimes moved (a file or directory was created, renamed or removed in it) or every
+        ``FULL_SCAN_S``: one stat per directory instead of listing and matching every file name
+        (7 ms a second at 1024 files)."""
+        now = time.monotonic()
+        self._next_scan = now + self.scan_s
+        if not force and now < self._next_full_scan and self._dirs_unchanged():
+            return
+        self._next_full_scan = now + FULL_SCAN_S
+        mtimes = {}
+        for dirpath, _dirnames, _filenames in os.walk(self.directory):
+            try:  # taken before find_logs lists them: a file created in between moves the mtime
+                mtimes[dirpath] = os.stat(dirpath).st_mtime_ns
+            except OSError:
+                pass
+        self._dir_mtimes = mtimes
         found = find_logs(self.directory)
         known = self._files
         if len(found) != len(known) or any(str(p) not in known for p, _ in found):
             # Rebuilt in find_logs' order so that worker logs stay ahead of the scheduler's.
             self._files = {str(p): known.get(str(p)) or _File(rank) for p, rank in found}
             self.stats.files = len(self._files)
-        self._next_scan = time.monotonic() + self.scan_s
 
     def poll(self) -> int:
         """One pass over every file; returns the number of lines handed to the sink."""
         with self._poll_lock:
             if time.monotonic() >= self._next_scan:
-                self.scan()
+                self.scan(force=False)
             batch: list[LogLine] = []
             before = self.stats.lines
             for path, f in list(self._files.items()):

@@ -163,3 +163,18 @@ def test_once_json_after_growth_shows_every_rank_at_its_last_step(tmp_path):
     assert res.exit_code == 0, res.output
     ranks = json.loads(res.stdout)["ranks"]
     assert [(r["rank"], r["step"], r["state"]) for r in ranks] == [(0, 32, "finished"), (1, 32, "finished")]
+
+
+def test_files_in_new_and_old_subdirectories_are_picked_up(tmp_path):
+    sink = Recorder()
+    follower = LogDirFollower(tmp_path, sink, scan_s=0.0)
+    (tmp_path / "node0").mkdir()
+    append(tmp_path / "node0" / "worker_0.log", b"r0\n")
+    follower.poll()
+    for _ in range(3):
+        follower.poll()  # nothing moved: no rescan needed, nothing handed on
+    append(tmp_path / "node0" / "worker_1.log", b"r1\n")  # a new file in a known directory
+    (tmp_path / "node1" / "rank_2").mkdir(parents=True)  # a new directory tree
+    append(tmp_path / "node1" / "rank_2" / "info.log", b"r2\n")
+    follower.poll()
+    assert [(l.rank, l.text) for l in sink.lines] == [(0, "r0"), (1, "r1"), (2, "r2")]
