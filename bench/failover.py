@@ -107,7 +107,7 @@ def main() -> int:
     args = parser.parse_args()
     from mfctl.data.corpus import pydoc_wikitext
     from mfctl.data.prepare import prepare_dataset
-    from mfctl.testing import NetnsCluster
+    from tests.lab import NetnsCluster
 
     cluster = NetnsCluster.claim(base="mfv")
     reason = cluster.unavailable_reason()

@@ -177,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         hosts = [line.split()[0] for line in Path(args.hosts).read_text().splitlines() if line.split() and not line.startswith("#")]
         ssh_config = args.ssh_config
     else:
-        from mfctl.testing import NetnsCluster
+        from tests.lab import NetnsCluster
 
         cluster = NetnsCluster.claim(base="mfb")
         reason = cluster.unavailable_reason()

@@ -19,9 +19,9 @@ from mfctl.errors import BadInput
 from mfctl.render import (
     check_own_config, config_device_target, render_launch_script, render_model_config,
 )
-from mfctl.spec.model import SPEC_FILE, JobSpec, parse_spec
+from mfctl.jobspec.schema import SPEC_FILE, JobSpec, parse_spec
 from mfctl.presets import PRESETS, preset_names
-from mfctl.spec.presets import Preset
+from mfctl.jobspec.presets import Preset
 
 RENDERED_DIR = "rendered"
 

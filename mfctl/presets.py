@@ -1,6 +1,6 @@
 """The preset files: ``configs/presets/*.yaml`` from a checkout or the copy packaged in the wheel.
 
-The I/O edge of ``mfctl.spec.presets``: it finds and reads the files once, the pure module
+The I/O edge of ``mfctl.jobspec.presets``: it finds and reads the files once, the pure module
 validates them.
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
 
-from mfctl.spec.presets import Preset, parse_preset
+from mfctl.jobspec.presets import Preset, parse_preset
 
 
 def configs_dir() -> Path:

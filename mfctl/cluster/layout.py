@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from mfctl.spec.presets import ModelShape
+from mfctl.jobspec.presets import ModelShape
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from mfctl.cluster.batch import GlobalBatch
 from mfctl.cluster.hostfile import HostEntry
 from mfctl.cluster.layout import Layout
 from mfctl.errors import BadInput
-from mfctl.spec.model import JobSpec
+from mfctl.jobspec.schema import JobSpec
 
 #: Where the pushed job bundle lives inside a node's job dir.
 BUNDLE_DIR = "bundle"

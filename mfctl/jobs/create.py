@@ -9,7 +9,7 @@ from mfctl.cluster.hostfile import parse_hostfile
 from mfctl.errors import BadInput
 from mfctl.jobdir import Job, get_preset, load_job, read_text, resolve_layout
 from mfctl.render import check_own_config
-from mfctl.spec.model import SPEC_FILE, JobSpec, ParallelSpec, dump_spec
+from mfctl.jobspec.schema import SPEC_FILE, JobSpec, ParallelSpec, dump_spec
 from pydantic import ValidationError
 
 

@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from mfctl.testing import NetnsCluster
+from tests.lab import NetnsCluster
 from tests.lab.slurm_cluster import SlurmCluster, slurm_unavailable_reason
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mfctl.testing import NetnsCluster
+from tests.lab import NetnsCluster
 from tests.lab.slurm_cluster import SlurmCluster, parse_scontrol_line
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slurm, pytest.mark.timeout(180)]

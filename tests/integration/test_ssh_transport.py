@@ -13,7 +13,7 @@ import pytest
 from mfctl.remote.base import NodeUnreachable, RunResult
 from mfctl.remote.group import failures, run_on_all
 from mfctl.remote.ssh import SshTransport, resolve_address
-from mfctl.testing import NetnsCluster, Node
+from tests.lab import NetnsCluster, Node
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
 

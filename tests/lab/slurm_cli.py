@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Sequence
 
-from mfctl.testing import ClusterError, NetnsCluster, Node
+from tests.lab import ClusterError, NetnsCluster, Node
 from tests.lab.slurm_cluster import SlurmCluster, SlurmNode, slurm_unavailable_reason
 
 

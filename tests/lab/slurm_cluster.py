@@ -1,6 +1,6 @@
 """A real Slurm cluster on this machine: one ``slurmctld`` and one ``slurmd`` per network namespace.
 
-It sits on a :class:`~mfctl.testing.NetnsCluster`: the Slurm nodes are the SSH lab's nodes (same
+It sits on a :class:`~tests.lab.NetnsCluster`: the Slurm nodes are the SSH lab's nodes (same
 names, namespaces and addresses), so a test may reach a node over SSH and through Slurm. The
 controller runs in the root namespace on the bridge address, as a login/head node would; every
 ``slurmd`` runs inside its node's namespace, so a job's tasks see that node's address only, as on
@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
-from mfctl.testing import ClusterError, NetnsCluster
-from mfctl.testing.netns_cluster import _kill_pids, _proc_alive
+from tests.lab import ClusterError, NetnsCluster
+from tests.lab.netns_cluster import _kill_pids, _proc_alive
 
 _TOOLS = ("slurmctld", "slurmd", "sinfo", "sbatch", "squeue", "scontrol", "scancel", "srun", "munge", "unmunge")
 _MUNGED = "/usr/sbin/munged"

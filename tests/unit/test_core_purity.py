@@ -24,7 +24,7 @@ def test_metrics_core_imports_no_ui_or_transport():
 def test_spec_and_cluster_core_import_no_ui_or_transport():
     code = (
         "import json, sys\n"
-        "import mfctl.spec.model, mfctl.spec.presets, mfctl.cluster.hostfile, mfctl.cluster.layout,"
+        "import mfctl.jobspec.schema, mfctl.jobspec.presets, mfctl.cluster.hostfile, mfctl.cluster.layout,"
         " mfctl.cluster.plan\n"
         f"print(json.dumps(sorted(m for m in {FORBIDDEN!r} if m in sys.modules)))\n"
     )

@@ -8,7 +8,7 @@ from mfctl.cluster.hostfile import HostEntry, localhost_entries
 from mfctl.cluster.layout import Layout
 from mfctl.cluster.plan import build_plan
 from mfctl.errors import BadInput
-from mfctl.spec.model import parse_spec
+from mfctl.jobspec.schema import parse_spec
 
 SPEC = "name: j\nmodel: llama3-70b\ndataset: /data/wiki4096.mindrecord\n"
 

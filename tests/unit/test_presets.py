@@ -6,7 +6,7 @@ from mfctl.cluster.batch import plan_batch, sequences_per_step
 from mfctl.cluster.layout import Layout
 from mfctl.errors import BadInput
 from mfctl.presets import configs_dir
-from mfctl.spec.presets import parse_preset
+from mfctl.jobspec.presets import parse_preset
 
 LLAMA2 = (configs_dir() / "presets" / "llama2-7b.yaml").read_text()
 
