@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 from itertools import chain
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from mfctl.metrics.parser import (
     STEP_RE, CheckpointSavedEvent, GlobalBatchSizeEvent, ProgressEvent, StepEvent, parse_line,
@@ -91,7 +91,7 @@ def _text(s: Union[str, bytes]) -> str:
 # (the checkpoint notes every N steps, a periodic warning) are scanned once. Bytes only (a str
 # translate costs more than the scan), short stretches only, and a bounded table.
 _DIGITS = bytes.maketrans(b"123456789", b"000000000")
-_SEEN: dict[bytes, tuple[tuple[int, int], ...]] = {}
+_SEEN: dict[bytes, list[list]] = {}  # shape of a stretch -> [[start, end, shape], ...]
 _SEEN_MAX = 4096
 _SEEN_LONGEST = 16384
 
@@ -102,14 +102,7 @@ _SEEN_LONGEST = 16384
 # digit), nor where a checkpoint note's numbers are (they are read from there for the next ones).
 # Only when the pid is known (else a "[" line is read for it) and only these two answers.
 _NO_EVENT = ()
-_SHAPES: dict[bytes, tuple] = {}
 _CKPT_B = re.compile(rb"Finish saving ckpt of epoch (\d{1,15}) step (\d{1,15})")
-
-
-def _remember(key: bytes, shape: tuple) -> None:
-    if len(_SHAPES) >= _SEEN_MAX:
-        _SHAPES.clear()
-    _SHAPES[key] = shape
 
 
 def _marked(data: Union[str, bytes], a: int, b: int) -> list[tuple[int, int]]:
@@ -138,9 +131,11 @@ def _ordinary(r: "RankState") -> bool:
             and not (r.loss_spiking or r.loss_nonfinite or r.gn_spiking or r.gn_nonfinite or r.overflow_run))
 
 
-def _lines_to_parse(data: Union[str, bytes], a: int, b: int, want_pid: bool) -> list:
+def _lines_to_parse(data: Union[str, bytes], a: int, b: int, want_pid: bool) -> tuple[Any, list]:
     """The lines of data[a:b] (complete lines that no pair took) that may hold an event: those a
-    mark is in, and while the pid is unknown (``want_pid``) those that start with "["."""
+    mark is in, and while the pid is unknown (``want_pid``) those that start with "[". Returns
+    (text, [[start, end, shape], ...]): a line is text[start:end]; ``shape`` is what an earlier
+    line of the same shape gave (None: not known, parse it), and may be filled in (see _SEEN)."""
     kind = type(data)
     if want_pid:
         nl, opener, search = _NL[kind], _OPEN[kind], _MARKS[kind].search
@@ -149,20 +144,20 @@ def _lines_to_parse(data: Union[str, bytes], a: int, b: int, want_pid: bool) -> 
             e = data.find(nl, a, b)
             e = b if e < 0 else e
             if data.startswith(opener, a) or search(data, a, e) is not None:
-                out.append(data[a:e])
+                out.append([a, e, None])
             a = e + 1
-        return out
+        return data, out
     if kind is bytes and b - a <= _SEEN_LONGEST:
         seg = data[a:b]
         key = seg.translate(_DIGITS)
-        spans = _SEEN.get(key)
-        if spans is None:
-            spans = tuple(_marked(seg, 0, len(seg)))
+        lines = _SEEN.get(key)
+        if lines is None:
+            lines = [[s, e, None] for s, e in _marked(seg, 0, len(seg))]
             if len(_SEEN) >= _SEEN_MAX:
                 _SEEN.clear()
-            _SEEN[key] = spans
-        return [seg[s:e] for s, e in spans]
-    return [data[s:e] for s, e in _marked(data, a, b)]
+            _SEEN[key] = lines
+        return seg, lines
+    return data, [[s, e, None] for s, e in _marked(data, a, b)]
 
 
 def _store(state: "ClusterState", r: "RankState", now: float, ema: Optional[float], seen: int,
@@ -233,23 +228,25 @@ def feed_chunk(state: "ClusterState", rank: int, data: Union[str, bytes], node: 
         else:
             ls = end
         if ls >= 0:  # whole lines before this pair (or the end): those that may hold an event
-            for raw in _lines_to_parse(data, pos, ls, r.pid is None):
-                shaped = kind is bytes and r.pid is not None and raw.isascii()  # str's \d is wider
-                if shaped:
-                    key = raw.translate(_DIGITS)
-                    shape = _SHAPES.get(key)
-                    if shape is not None:
-                        if shape is not _NO_EVENT:
-                            (a, b), (c, d) = shape
-                            r.ckpt_epoch, r.ckpt_step = int(raw[a:b]), int(raw[c:d])
-                        continue
+            text, lines = _lines_to_parse(data, pos, ls, r.pid is None)
+            for entry in lines:
+                a, b, shape = entry
+                if shape is not None:  # a line of this shape was parsed before
+                    if shape is not _NO_EVENT:
+                        (c, d), (f, h) = shape
+                        r.ckpt_epoch, r.ckpt_step = int(text[a + c:a + d]), int(text[a + f:a + h])
+                    continue
+                raw = text[a:b]
+                # Shapes are kept when the pid is known (else a "[" line is read for it) and for
+                # ASCII lines (str's \d matches more than bytes' does).
+                shaped = kind is bytes and r.pid is not None and raw.isascii()
                 line = _text(raw)
                 ev = parse_line(line)
                 if ev is None:
                     if r.pid is None and line.startswith("["):
                         r.pid = parse_pid(line)
                     elif shaped:
-                        _remember(key, _NO_EVENT)
+                        entry[2] = _NO_EVENT
                     continue
                 t = type(ev)
                 if t is CheckpointSavedEvent:  # touches nothing the locals mirror
@@ -257,7 +254,7 @@ def feed_chunk(state: "ClusterState", rank: int, data: Union[str, bytes], node: 
                     if shaped:
                         found = list(_CKPT_B.finditer(raw))
                         if len(found) == 1 and (int(found[0][1]), int(found[0][2])) == (ev.epoch, ev.step):
-                            _remember(key, (found[0].span(1), found[0].span(2)))
+                            entry[2] = (found[0].span(1), found[0].span(2))
                     continue
                 if t is GlobalBatchSizeEvent:
                     state.global_batch_size = ev.global_batch_size
