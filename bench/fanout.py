@@ -32,7 +32,7 @@ if __package__ in (None, ""):  # run as a script from a checkout: make `mfctl` i
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mfctl.remote.base import RunResult, Transport  # noqa: E402
-from mfctl.remote.group import failures, run_on_all  # noqa: E402
+from mfctl.remote.group import run_on_all  # noqa: E402
 
 from mfctl.jobs.ops import inline  # noqa: E402
 
@@ -92,7 +92,7 @@ def measure(
     finally:
         for t in transports:
             t.close()
-    failed = failures(results)
+    failed = {h: r for h, r in results.items() if isinstance(r, Exception)}  # serial: a plain dict
     if failed:
         raise RuntimeError("; ".join(f"{h}: {e}" for h, e in failed.items()))
     wall, cpu, machine1 = time.perf_counter() - wall0, time.process_time() - cpu0, _machine_cpu()

@@ -65,8 +65,23 @@ class GlobalBatch:
             "gradient_accumulation_steps": self.gradient_accumulation_steps,
             "micro_batch_num": self.micro_batch_num,
             "micro_batch_interleave_num": self.micro_batch_interleave_num,
+            "pipeline_stage": self.pipeline_stage,
+            "semi_auto": self.semi_auto,
+            "reference_sequences": self.reference_sequences,
             "formula": self.formula(),
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], layout: Layout | None = None) -> "GlobalBatch":
+        """The batch ``to_json`` wrote (plans recorded before the last three keys existed take
+        them from the ``layout``)."""
+        pp = data.get("pipeline_stage", layout.pipeline_stage if layout else 1)
+        return cls(
+            batch_size=data["batch_size"], gradient_accumulation_steps=data["gradient_accumulation_steps"],
+            micro_batch_num=data["micro_batch_num"], data_parallel=data["data_parallel"],
+            pipeline_stage=pp, micro_batch_interleave_num=data["micro_batch_interleave_num"],
+            semi_auto=data.get("semi_auto", pp > 1 or (layout is not None and layout.model_parallel > 1)),
+            seq_length=data["seq_length"], reference_sequences=data.get("reference_sequences", data["sequences"]))
 
 
 def sequences_per_step(batch: int, dp: int, grad_accum: int, micro_batch_num: int, pp: int,

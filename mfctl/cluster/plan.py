@@ -60,6 +60,35 @@ class NodePlan:
             "log_dir": self.log_dir,
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any], entry: HostEntry | None = None) -> "NodePlan":
+        """The node ``to_json`` wrote; ``entry``: the hosts-file entry (else one from the label)."""
+        return cls(
+            host=data["host"], entry=entry or entry_of_label(data["host"]), node_rank=data["node_rank"],
+            local_worker_num=data["local_worker_num"], ranks=tuple(data["ranks"]), job_dir=data["job_dir"],
+            log_dir=data["log_dir"], command=data["command"], cwd=data.get("cwd", data["job_dir"]))
+
+    def log_path(self, rank: int | None) -> str:
+        """The node's msrun log of ``rank`` (None: the scheduler's), as a path on the node.
+        The one join of the log dir with the job dir."""
+        return posixpath.join(self.log_dir_path, "scheduler.log" if rank is None else f"worker_{rank}.log")
+
+    @property
+    def log_dir_path(self) -> str:
+        """``log_dir`` on the node: relative ones are under the job dir."""
+        return self.log_dir if self.log_dir.startswith("/") else posixpath.join(self.job_dir, self.log_dir)
+
+
+def entry_of_label(label: str) -> HostEntry:
+    """``[user@]host[:port]`` (``HostEntry.label``) back to an entry."""
+    user, _, rest = label.rpartition("@")
+    host, port = rest, None
+    if rest.count(":") == 1 or (rest.startswith("[") and "]:" in rest):
+        head, _, tail = rest.rpartition(":")
+        if tail.isdigit():
+            host, port = head, int(tail)
+    return HostEntry(host=host, user=user or None, port=port)
+
 
 @dataclass(frozen=True, slots=True)
 class LaunchPlan:
@@ -88,7 +117,34 @@ class LaunchPlan:
             out["global_batch"] = self.batch.to_json()
         if self.layout_note:
             out["note"] = self.layout_note
+        out["local"] = self.local
         return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], entries: "list[HostEntry] | None" = None) -> "LaunchPlan":
+        """The plan ``to_json`` wrote (a job record's). ``entries``: the hosts-file entries, matched
+        to the nodes by label. Plans recorded before ``local`` was written: local when the only
+        node is this machine."""
+        by_label = {e.label: e for e in entries or ()}
+        nodes = tuple(NodePlan.from_json(n, by_label.get(n["host"])) for n in data["nodes"])
+        p = data["parallel"]
+        layout = Layout(p["data_parallel"], p["model_parallel"], p["pipeline_stage"], p["micro_batch_num"])
+        batch = data.get("global_batch")
+        local = data.get("local")
+        if local is None:
+            local = len(nodes) == 1 and nodes[0].entry.is_local
+        return cls(
+            job_name=data["job_name"], world_size=data["world_size"], master_addr=data["master_addr"],
+            master_port=data["master_port"], layout=layout, launcher=data["launcher"], local=local,
+            nodes=nodes, layout_note=data.get("note", data.get("layout_note")),
+            batch=GlobalBatch.from_json(batch, layout) if batch else None)
+
+    @property
+    def pipeline_stage(self) -> int:
+        return self.layout.pipeline_stage
+
+    def node(self, host: str) -> NodePlan:
+        return next(n for n in self.nodes if n.host == host)
 
     def node_of_rank(self, rank: int) -> NodePlan:
         for node in self.nodes:

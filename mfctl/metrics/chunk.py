@@ -41,7 +41,7 @@ from mfctl.metrics.parser import (
 )
 
 if TYPE_CHECKING:
-    from mfctl.metrics.state import ClusterState, RankState
+    from mfctl.metrics.state import ClusterState, RankTrack
 
 __all__ = ["feed_chunk", "PAIR_PATTERN", "MARKS_PATTERN"]
 
@@ -125,7 +125,7 @@ def _marked(data: Union[str, bytes], a: int, b: int) -> list[tuple[int, int]]:
     return out
 
 
-def _ordinary(r: "RankState") -> bool:
+def _ordinary(r: "RankTrack") -> bool:
     """Whether the next plain step may skip ``_on_step``: a running rank with nothing pending."""
     return (r.state == RUNNING and r.loss_ema is not None and r.gn_ema is not None
             and not (r.loss_spiking or r.loss_nonfinite or r.gn_spiking or r.gn_nonfinite or r.overflow_run))
@@ -160,7 +160,7 @@ def _lines_to_parse(data: Union[str, bytes], a: int, b: int, want_pid: bool) -> 
     return data, [[s, e, None] for s, e in _marked(data, a, b)]
 
 
-def _store(state: "ClusterState", r: "RankState", now: float, ema: Optional[float], seen: int,
+def _store(state: "ClusterState", r: "RankTrack", now: float, ema: Optional[float], seen: int,
            gema: Optional[float], gseen: int, lg: tuple, loss: float, overflow: bool, gn: float,
            pend: list, pend_ms: list) -> None:
     """Bring r up to date with the pairs fed so far: their history points and step times (the

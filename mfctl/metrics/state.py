@@ -72,6 +72,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional
 
 from mfctl.metrics.alerts import Alert, AlertLog
+from mfctl.metrics.types import RankState, Snapshot
 from mfctl.metrics.chunk import feed_chunk as _feed_chunk
 from mfctl.metrics.parser import (
     PROGRESS_MARK, STEP_MARK, STEP_RE, CheckpointSavedEvent, ErrorLineEvent, Event,
@@ -81,21 +82,22 @@ from mfctl.metrics.parser import (
     to_float,
 )
 
-__all__ = ["RankState", "Alert", "ClusterState", "MetricsState",
+__all__ = ["RankTrack", "RankState", "Alert", "ClusterState", "MetricsState",
            "STARTING", "RUNNING", "STALLED", "FINISHED", "FAILED"]
 
-STARTING = "starting"
-RUNNING = "running"
-STALLED = "stalled"
-FINISHED = "finished"
-FAILED = "failed"
+# The states as the enum (str members: the snapshot and the job database keep the same strings).
+STARTING = RankState.STARTING
+RUNNING = RankState.RUNNING
+STALLED = RankState.STALLED
+FINISHED = RankState.FINISHED
+FAILED = RankState.FAILED
 
 _NEG_INF = float("-inf")
 _POS_INF = float("inf")
 
 
 @dataclass(slots=True)
-class RankState:
+class RankTrack:
     """What one rank's log says now. ``history`` holds (step, loss, samples_per_s) points."""
 
     rank: int
@@ -117,7 +119,7 @@ class RankState:
     last_update: Optional[float] = None  # clock time of the last step or progress line
     percent: Optional[float] = None
     eta_s: Optional[int] = None
-    state: str = STARTING
+    state: RankState = STARTING
     reason: Optional[str] = None
     history: deque = field(default_factory=lambda: deque(maxlen=2048), repr=False)
     seq_length: Optional[int] = None
@@ -216,7 +218,7 @@ class ClusterState:
         self.loss_spike_ratio = loss_spike_ratio
         self.global_norm_spike_ratio = global_norm_spike_ratio
         self.overflow_streak = overflow_streak
-        self.ranks: dict[int, RankState] = {}
+        self.ranks: dict[int, RankTrack] = {}
         self.alerts = AlertLog(max_alerts, alert_window_steps, alert_window_s)
         self._straggler_ms: dict[int, float] = {}  # a straggler's median step time, for its alert
         self.global_batch_size: Optional[int] = None
@@ -235,11 +237,11 @@ class ClusterState:
         for r in self.ranks.values():
             r.seq_length = value
 
-    def rank(self, rank: int, node: Optional[str] = None) -> RankState:
+    def rank(self, rank: int, node: Optional[str] = None) -> RankTrack:
         """The state of ``rank`` (created in ``starting`` on first sight)."""
         r = self.ranks.get(rank)
         if r is None:
-            r = RankState(rank=rank, node=node, seq_length=self._seq_length,
+            r = RankTrack(rank=rank, node=node, seq_length=self._seq_length,
                           history=deque(maxlen=self.history_len),
                           recent_step_ms=deque(maxlen=self.step_window))
             self.ranks[rank] = r
@@ -440,7 +442,7 @@ class ClusterState:
                 r.eta_s = ev.eta_s
 
     @staticmethod
-    def _write_back(r: RankState, now: float, ema: Optional[float], seen: int, gema: Optional[float],
+    def _write_back(r: RankTrack, now: float, ema: Optional[float], seen: int, gema: Optional[float],
                     gseen: int, step: Optional[int], loss: Optional[float], ms: Optional[int],
                     overflow: Optional[bool], gn: Optional[float], sps: Optional[float]) -> None:
         r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen = ema, seen, gema, gseen
@@ -448,7 +450,7 @@ class ClusterState:
         r.samples_per_s = sps
         r.last_update = now
 
-    def _feed_guarded(self, r: RankState, line: Any, now: float) -> Optional[Event]:
+    def _feed_guarded(self, r: RankTrack, line: Any, now: float) -> Optional[Event]:
         ev = parse_line(line)  # never raises
         if ev is not None:
             self._apply(r, ev, now)
@@ -456,7 +458,7 @@ class ClusterState:
 
     # -- events of a rank
 
-    def _apply(self, r: RankState, ev: Event, now: float) -> None:
+    def _apply(self, r: RankTrack, ev: Event, now: float) -> None:
         t = type(ev)
         if t is StepEvent:
             final = ev.step == ev.total_steps and ev.epoch == ev.total_epochs
@@ -504,7 +506,7 @@ class ClusterState:
             # msrun's lines in a worker log (--tail_worker_log echoes them): the launcher decides.
             self._launcher_event(r.node, ev, now)
 
-    def _on_step(self, r: RankState, step: int, loss: Optional[float], ms: int,
+    def _on_step(self, r: RankTrack, step: int, loss: Optional[float], ms: int,
                  overflow: Optional[bool], gn: Optional[float], final: bool, now: float) -> None:
         """Everything a step line changes besides its latest-only fields (epoch, lr, ...).
 
@@ -577,14 +579,14 @@ class ClusterState:
                 self._alert("nonfinite_global_norm", r.rank,
                             f"global_norm is {gn} at step {step}", step, now)
 
-    def _on_progress(self, r: RankState, sps: Optional[float], now: float) -> None:
+    def _on_progress(self, r: RankTrack, sps: Optional[float], now: float) -> None:
         r.samples_per_s = sps
         r.last_update = now
         if r.step is not None:
             r.history.append((r.step, r.loss, sps))
 
     @staticmethod
-    def _set_step_fields(r: RankState, ev: StepEvent) -> None:
+    def _set_step_fields(r: RankTrack, ev: StepEvent) -> None:
         r.epoch, r.total_epochs = ev.epoch, ev.total_epochs
         r.step, r.total_steps = ev.step, ev.total_steps
         r.loss, r.loss_mean, r.separate_losses = ev.loss, ev.loss_mean, ev.separate_losses
@@ -647,7 +649,7 @@ class ClusterState:
         elif t is GlobalBatchSizeEvent:
             self.global_batch_size = ev.global_batch_size
 
-    def _rank_of_pid(self, pid: int, node: Optional[str]) -> Optional[RankState]:
+    def _rank_of_pid(self, pid: int, node: Optional[str]) -> Optional[RankTrack]:
         found = [r for r in self.ranks.values()
                  if r.pid == pid and (node is None or r.node is None or r.node == node)]
         return found[0] if len(found) == 1 else None
@@ -688,7 +690,7 @@ class ClusterState:
                 r.straggler = False
             return
         mid = _median(medians.values())
-        new: list[RankState] = []
+        new: list[RankTrack] = []
         for r in self.ranks.values():
             m = medians.get(r.rank)
             slow = m is not None and mid is not None and m > self.straggler_ratio * mid
@@ -710,7 +712,7 @@ class ClusterState:
                 a.set_detail(f"median step time up to {worst:g} ms, {worst / mid:.2f}x the cluster's "
                              f"{mid:g} ms (slowest: {named})")
 
-    def snapshot(self, now: float) -> dict[str, Any]:
+    def snapshot(self, now: float) -> Snapshot:
         """The JSON-ready view (``tick(now)`` first). Non-finite losses stay float nan/inf."""
         self.tick(now)
         ranks = [self.ranks[k] for k in sorted(self.ranks)]
@@ -725,16 +727,26 @@ class ClusterState:
         return {"ranks": rank_rows, "cluster": self._cluster(ranks),
                 "alerts": [a.to_dict() for a in self.alerts]}
 
-    def _loss_ranks(self, ranks: list[RankState]) -> list[RankState]:
-        """The ranks whose loss is the model's: with pipeline parallelism, the last stage only."""
-        world = self.world_size if self.world_size is not None else len(ranks)
+    def first_loss_rank(self, world: Optional[int] = None) -> int:
+        """The first rank whose loss is the model's: with pipeline parallelism only the last
+        stage's ranks (``world - world / pipeline_stage`` and up) see it; else every rank (0).
+        The one rule for the cluster's loss and the plots' loss band. ``world``: the ranks seen,
+        when the job's world size is not known."""
+        if self.world_size is not None:
+            world = self.world_size
+        elif world is None:
+            world = len(self.ranks)
         p = self.pipeline_stage
         if p > 1 and world >= p and world % p == 0:
-            first_of_last = world - world // p
-            return [r for r in ranks if r.rank >= first_of_last]
-        return ranks
+            return world - world // p
+        return 0
 
-    def _cluster(self, ranks: list[RankState]) -> dict[str, Any]:
+    def _loss_ranks(self, ranks: list[RankTrack]) -> list[RankTrack]:
+        """The ranks whose loss is the model's: with pipeline parallelism, the last stage only."""
+        first = self.first_loss_rank(len(ranks))
+        return [r for r in ranks if r.rank >= first] if first else ranks
+
+    def _cluster(self, ranks: list[RankTrack]) -> dict[str, Any]:
         world = self.world_size if self.world_size is not None else len(ranks)
         stepped = [r for r in ranks if r.step is not None]
         slowest = min(stepped, key=lambda r: (r.epoch or 0, r.step)) if stepped else None

@@ -1,15 +1,16 @@
 """The same operation on many nodes at once, one outcome per node.
 
 Like Fabric's ``GroupResult``: every host gets its own entry, a result or the exception it
-raised, so one unreachable node never hides what happened on the others. Parallelism is bounded
+raised (``NodeResults.ok`` / ``.failed``), so one unreachable node never hides what happened on the others. Parallelism is bounded
 (``fanout`` threads): SSH work is I/O bound, but a thousand simultaneous handshakes would trip
 sshd's MaxStartups and the controller's file-descriptor limit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable, Mapping, TypeVar
+from typing import Callable, Generic, Iterable, TypeVar
 
 from mfctl.remote.base import Transport
 
@@ -19,13 +20,38 @@ R = TypeVar("R")
 DEFAULT_FANOUT = 64
 
 
+class NodeResults(Mapping[str, "R | Exception"], Generic[R]):
+    """One outcome per host, in the order the hosts were given: ``ok`` (host -> result) and
+    ``failed`` (host -> the exception it raised). As a mapping it holds both, so a caller that
+    reports every host reads it in one loop."""
+
+    def __init__(self, ok: dict[str, R], failed: dict[str, Exception], order: list[str]) -> None:
+        self.ok = ok
+        self.failed = failed
+        self._order = order
+
+    def __getitem__(self, host: str) -> "R | Exception":
+        if host in self.ok:
+            return self.ok[host]
+        return self.failed[host]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._order)
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __repr__(self) -> str:
+        return f"NodeResults(ok={self.ok!r}, failed={self.failed!r})"
+
+
 def run_on_all(
     transports: Iterable[T], fn: Callable[[T], R], fanout: int = DEFAULT_FANOUT
-) -> dict[str, R | Exception]:
+) -> NodeResults[R]:
     """Call ``fn(transport)`` for every transport, at most ``fanout`` at a time.
 
-    Returns ``{transport.host: result or exception}`` in the input order. ``Exception``
-    subclasses are captured per host; ``KeyboardInterrupt`` and friends propagate.
+    Returns every host's outcome, in the input order: ``.ok`` the results, ``.failed`` the
+    ``Exception``s raised (``KeyboardInterrupt`` and friends propagate).
     Each transport is used by one thread only, as the Transport contract requires.
     """
     items = list(transports)
@@ -35,19 +61,15 @@ def run_on_all(
         raise ValueError(f"run_on_all: duplicate hosts {', '.join(dupes)}: results are keyed by host")
     if fanout < 1:
         raise ValueError(f"run_on_all: fanout must be >= 1, got {fanout}")
+    ok: dict[str, R] = {}
+    failed: dict[str, Exception] = {}
     if not items:
-        return {}
-    results: dict[str, R | Exception] = {}
+        return NodeResults(ok, failed, hosts)
     with ThreadPoolExecutor(max_workers=min(fanout, len(items)), thread_name_prefix="mfctl-node") as pool:
         futures = [(t.host, pool.submit(fn, t)) for t in items]
         for host, future in futures:
             try:
-                results[host] = future.result()
+                ok[host] = future.result()
             except Exception as e:  # noqa: BLE001 - one host's failure is that host's outcome
-                results[host] = e
-    return results
-
-
-def failures(results: Mapping[str, R | Exception]) -> dict[str, Exception]:
-    """The hosts whose outcome is an exception."""
-    return {host: r for host, r in results.items() if isinstance(r, Exception)}
+                failed[host] = e
+    return NodeResults(ok, failed, hosts)

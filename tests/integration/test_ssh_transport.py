@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mfctl.remote.base import NodeUnreachable, RunResult
-from mfctl.remote.group import failures, run_on_all
+from mfctl.remote.group import run_on_all
 from mfctl.remote.ssh import SshTransport, resolve_address
 from tests.lab import NetnsCluster, Node
 
@@ -325,7 +325,7 @@ def test_run_on_all_sixteen_nodes(netns_cluster):
         for t in transports:
             t.close()
     assert list(results) == [n.name for n in nodes]
-    assert failures(results) == {}
+    assert results.failed == {}
     for node in nodes:
         r = results[node.name]
         assert isinstance(r, RunResult) and r.ok
@@ -356,7 +356,7 @@ def test_run_on_all_sixteen_nodes(netns_cluster):
         for t in transports:
             t.close()
     assert peak <= 4
-    assert set(failures(results)) == {dead.name}
+    assert set(results.failed) == {dead.name}
     assert isinstance(results[dead.name], NodeUnreachable)
     for node in nodes:
         if node is not dead:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mfctl.remote.base import NodeUnreachable, RunResult
-from mfctl.remote.group import failures, run_on_all
+from mfctl.remote.group import run_on_all
 from mfctl.remote.local import LocalTransport
 
 pytestmark = pytest.mark.timeout(60)
@@ -142,7 +142,7 @@ def test_run_on_all_keeps_every_hosts_outcome():
     assert list(results) == ["a", "b", "c", "d"]
     assert results["a"] == "A" and results["d"] == "D"
     assert isinstance(results["b"], NodeUnreachable) and isinstance(results["c"], ValueError)
-    assert set(failures(results)) == {"b", "c"}
+    assert set(results.failed) == {"b", "c"}
 
 
 def test_run_on_all_runs_in_parallel_within_fanout():

@@ -105,3 +105,53 @@ def test_values_are_quoted_literally() -> None:
     plan = build_plan(spec, entries(1), Layout(8, 1, 1, 1), "/j")
     argv = shlex.split(plan.nodes[0].command)
     assert "/data/my set;$(touch pwned)" in argv
+
+
+def _plan_with_batch(hosts: list[HostEntry]):
+    from mfctl.cluster.batch import plan_batch
+
+    spec = parse_spec(SPEC)
+    world = 8 * len(hosts)
+    layout = Layout(1, 8, len(hosts), 16)
+    layout, batch, _ = plan_batch(layout, layout, batch_size=1, grad_accum=1, interleave=1, semi_auto=True,
+                                  seq_length=4096, grad_accum_fixed=False, micro_batch_num_fixed=True)
+    return build_plan(spec, hosts, layout, "/jobs/j", layout_note="kept the recipe", batch=batch), world
+
+
+@pytest.mark.parametrize("hosts", [
+    entries(2),
+    [HostEntry("node1", user="ops", port=2222, slots=8, line=1), HostEntry("10.0.0.2", slots=8, line=2)],
+    localhost_entries(8),
+])
+def test_plan_json_round_trip(hosts: list[HostEntry]) -> None:
+    """A job record keeps the plan as JSON; reading it back gives the same plan, typed."""
+    import json
+
+    from mfctl.cluster.plan import LaunchPlan
+
+    plan, world = _plan_with_batch(hosts)
+    data = json.loads(json.dumps(plan.to_json()))
+    assert LaunchPlan.from_json(data, hosts) == plan
+    # Without the entries (an old record): the nodes' entries come from their labels.
+    again = LaunchPlan.from_json(data)
+    assert [(n.entry.host, n.entry.user, n.entry.port) for n in again.nodes] == \
+        [(e.host, e.user, e.port) for e in hosts]
+    assert again.to_json() == plan.to_json() and again.local == plan.local
+    assert again.node_of_rank(world - 1).host == hosts[-1].label
+
+
+def test_plan_from_a_record_written_before_local_and_batch_keys() -> None:
+    from mfctl.cluster.plan import LaunchPlan
+
+    plan, _ = _plan_with_batch(localhost_entries(8))
+    data = plan.to_json()
+    del data["local"], data["global_batch"]
+    old = LaunchPlan.from_json(data)
+    assert old.local is True and old.batch is None and old.layout == plan.layout
+
+
+def test_log_paths_join_the_job_dir_once() -> None:
+    plan, _ = _plan_with_batch(entries(2))
+    node = plan.nodes[1]
+    assert node.log_path(9) == "mfctl-jobs/j/output/msrun_log/worker_9.log"
+    assert node.log_path(None) == "mfctl-jobs/j/output/msrun_log/scheduler.log"

@@ -1,0 +1,128 @@
+"""The shapes of what the metrics state hands out: the snapshot and the plots' history.
+
+``ClusterState.snapshot(now)`` returns a JSON-ready dict (``mfctl watch --once --json`` prints it
+as is, the job record stores its alerts); the dashboard, the CLI and the supervisor read it. These
+``TypedDict``s name its keys once so those readers are checked against the producer instead of
+each guessing at string keys. They describe plain dicts: nothing is converted at runtime.
+
+Pure: typing only.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Dict, List, Optional, Tuple, TypedDict
+
+__all__ = ["AlertView", "ClusterView", "History", "RankHistory", "RankRow", "RankState", "Snapshot"]
+
+
+class RankState(StrEnum):
+    """A rank's state, and the cluster's (``mfctl.metrics.state`` says when each applies). Members
+    are ``str``s: they compare equal to, and serialise as, the plain strings."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    STALLED = "stalled"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
+class RankRow(TypedDict):
+    """One rank in ``Snapshot["ranks"]`` (sorted by rank). Figures are None until the rank logs
+    them; ``loss`` keeps float nan/inf (a null would hide the one thing that matters)."""
+
+    rank: int
+    node: Optional[str]
+    step: Optional[int]
+    total_steps: Optional[int]
+    epoch: Optional[int]
+    loss: Optional[float]
+    loss_mean: Optional[float]
+    step_time_ms: Optional[float]
+    samples_per_s: Optional[float]
+    tokens_per_s: Optional[float]
+    tflops: Optional[float]
+    lr: Optional[float]
+    global_norm: Optional[float]
+    overflow: Optional[bool]
+    loss_scale: Optional[float]
+    percent: Optional[float]
+    eta_s: Optional[float]
+    state: RankState
+    reason: Optional[str]  # why the rank is stalled or failed
+    last_update_age_s: Optional[float]
+
+
+class ClusterView(TypedDict):
+    """``Snapshot["cluster"]``: the job as a whole (see ``mfctl.metrics.state``, "The cluster view")."""
+
+    world_size: int
+    step: Optional[int]  # the slowest rank's
+    total_steps: Optional[int]
+    samples_per_s: Optional[float]
+    tokens_per_s: Optional[float]
+    eta_s: Optional[float]
+    loss: Optional[float]
+    state: RankState
+    stragglers: List[int]
+    finished_ranks: List[int]
+    failed_ranks: List[int]
+
+
+class _AlertBase(TypedDict):
+    kind: str
+    rank: Optional[int]  # the rank when exactly one
+    message: str
+    step: Optional[int]
+    time: Optional[float]  # when it was raised
+
+
+class AlertView(_AlertBase, total=False):
+    """One entry of ``Snapshot["alerts"]`` (``Alert.to_dict()``), oldest first. An alert added by
+    the supervisor or an older job record may lack the grouping keys."""
+
+    ranks: List[int]  # every rank it concerns, sorted; empty for a launcher alert
+    count: int
+    last_time: Optional[float]  # when its latest rank joined
+
+
+class _SnapshotBase(TypedDict):
+    ranks: List[RankRow]
+    cluster: ClusterView
+    alerts: List[AlertView]
+
+
+class Snapshot(_SnapshotBase, total=False):
+    """What ``ClusterState.snapshot(now)`` returns; ``mfctl watch --once`` adds ``unreachable``
+    (``{host: why}``) for nodes whose logs could not be read."""
+
+    unreachable: Dict[str, str]
+
+
+# A band point: (step, min, median, max) over the ranks; a line point: (step, value).
+BandPoint = Tuple[int, float, float, float]
+Point = Tuple[int, float]
+
+
+class RankHistory(TypedDict, total=False):
+    """One rank's own lines: ``rank`` and a list of points per metric (``loss``,
+    ``tokens_per_s``, ``step_time_ms``)."""
+
+    rank: int
+    loss: List[Point]
+    tokens_per_s: List[Point]
+    step_time_ms: List[Point]
+
+
+class History(TypedDict, total=False):
+    """The plots' data. Either ``bands`` (per metric, over all ranks) with ``rank`` (the selected
+    rank's lines, or None), or, from a source without per-rank data, cluster lines per metric
+    (``loss``, ``tokens_per_s``). ``throughput`` is ``"samples/s"`` when the ``tokens_per_s``
+    series holds samples/s because the sequence length is unknown (else ``"tokens/s"``)."""
+
+    bands: Dict[str, List[BandPoint]]
+    rank: Optional[RankHistory]
+    throughput: str
+    loss: List[Point]
+    tokens_per_s: List[Point]
+    step_time_ms: List[Point]
