@@ -44,8 +44,9 @@ from textual.widgets import DataTable  # noqa: E402
 
 from mfctl.metrics.series import SeriesStore  # noqa: E402
 from mfctl.tui.app import make_app  # noqa: E402
-from mfctl.tui.sources import synthetic_snapshot  # noqa: E402
-from mfctl.tui.widgets import COLUMNS, RankTable, row_cells  # noqa: E402
+from mfctl.tui.rows import COLUMNS, row_cells  # noqa: E402
+from mfctl.tui.table import RankTable  # noqa: E402
+from tests.fakes.dashboard import synthetic_snapshot  # noqa: E402
 
 SIZE = (200, 60)
 PREFILL = 600  # steps already in the plots when measuring: band and rank lines at their bounds

@@ -19,7 +19,7 @@ from __future__ import annotations
 import gc
 import time
 from datetime import datetime
-from typing import Any, Callable, Mapping, Protocol, runtime_checkable
+from typing import Any, Callable, Mapping
 
 from rich.text import Text
 from textual import work
@@ -32,50 +32,16 @@ from textual.widgets import Button, Footer, Input, Log, Static
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
-from mfctl.tui.widgets import (
-    STATE_STYLE,
-    STRAGGLER,
-    AlertsPanel,
-    FilterInput,
-    HeaderBar,
-    RankTable,
-    alerts_text,
-    fmt_loss,
-    fmt_ms,
-    fmt_rate,
-    header_text,
-)
+from mfctl.tui.format import fmt_loss, fmt_ms, fmt_rate
+from mfctl.tui.panels import AlertsPanel, FilterInput, HeaderBar, alerts_text, header_text
 from mfctl.tui.plots import SeriesPlot
+from mfctl.tui.rows import STATE_STYLE, STRAGGLER
+from mfctl.tui.source import DashboardSource
+from mfctl.tui.table import RankTable
 
 LOG_LINES = 2000  # how much of a rank's log the log screen asks for
 ALERTS_SHOWN = 100  # the alerts panel keeps the newest this many
 DONE_STATES = ("finished", "failed")
-
-
-@runtime_checkable
-class DashboardSource(Protocol):
-    """What the dashboard reads. ``mfctl watch`` adapts a live job to it; tests script one."""
-
-    def snapshot(self) -> dict:
-        """The current ``{"ranks": [...], "cluster": {...}, "alerts": [...]}``. Cheap, thread-safe."""
-        ...
-
-    def history(self, rank: int | None = None) -> dict:
-        """The plots' data, bounded by the source and cheap. ``{"bands": {metric: [(step, min,
-        median, max)...]}, "rank": {"rank": n, metric: [(step, v)...]}}`` for the metrics
-        ``loss``, ``tokens_per_s``, ``step_time_ms``: the band over all ranks and ``rank``'s own
-        line. A source without per-rank data may give cluster lines instead:
-        ``{"loss": [(step, v)...], "tokens_per_s": [(step, v)...]}``. ``"throughput": "samples/s"``
-        says the ``tokens_per_s`` series holds samples/s (the sequence length is unknown)."""
-        ...
-
-    def rank_log(self, rank: int, lines: int) -> list[str]:
-        """The last ``lines`` lines of one rank's log. May block: only called from a thread worker."""
-        ...
-
-    def stop_job(self) -> str:
-        """Stop the job on every node; a one-line outcome for the user. May block (thread worker)."""
-        ...
 
 
 # --------------------------------------------------------------------------------------------------

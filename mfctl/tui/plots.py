@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Sequence
 from rich.text import Text
 from textual.widget import Widget
 
-from mfctl.tui.widgets import fmt_rate
+from mfctl.tui.format import fmt_rate
 
 
 # Braille dot bits: column 0 (left) and 1 (right), rows 0..3 top to bottom.

@@ -24,7 +24,7 @@ def test_dashboard_shows_ranks_live_and_a_killed_worker_fails_its_row(netns_clus
     from mfctl.jobs.store import JobStore
     from mfctl.jobs.watch import SupervisedSource, job_info
     from mfctl.tui.app import make_app
-    from mfctl.tui.widgets import RankTable
+    from mfctl.tui.table import RankTable
 
     cluster = netns_cluster(2)
     job = make_job(tmp_path, cluster, 2, str(small_dataset(tmp_path, 0.6)), name="watched")

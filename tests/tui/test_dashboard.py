@@ -13,18 +13,14 @@ from typing import Any, Awaitable, Callable
 
 import pytest
 
-from mfctl.tui.app import ConfirmScreen, DashboardApp, DashboardSource, HelpScreen, LogScreen, make_app
+from mfctl.tui.app import ConfirmScreen, DashboardApp, HelpScreen, LogScreen, make_app
+from mfctl.tui.format import fmt_duration, fmt_rate
+from mfctl.tui.panels import HeaderBar
 from mfctl.tui.plots import braille_plot
-from mfctl.tui.sources import FakeStopSource, StaticSource, synthetic_snapshot
-from mfctl.tui.widgets import (
-    HeaderBar,
-    RankFilter,
-    RankTable,
-    fmt_duration,
-    fmt_rate,
-    row_cells,
-    sort_ranks,
-)
+from mfctl.tui.rows import RankFilter, row_cells, sort_ranks
+from mfctl.tui.source import DashboardSource
+from mfctl.tui.table import RankTable
+from tests.fakes.dashboard import FakeStopSource, StaticSource, synthetic_snapshot
 
 JOB = {"id": "j-0001", "name": "tiny", "model": "llama2_7b", "nodes": 2, "devices_per_node": 8,
        "world_size": 16, "started_at": 900.0}

@@ -11,7 +11,7 @@ from typing import Any, Callable
 from mfctl.jobs.watch import LogDirSource
 from mfctl.tui.app import make_app
 from mfctl.tui.plots import SeriesPlot
-from mfctl.tui.widgets import RankTable
+from mfctl.tui.table import RankTable
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples" / "mindformers-1.9.0-cpu-msrun-dp2"
 JOB = {"id": "logs", "name": "logs", "model": "logs", "nodes": 1, "devices_per_node": 2,
@@ -67,7 +67,7 @@ def test_polls_run_off_the_ui_thread_one_at_a_time() -> None:
     """A slow source (200 ms a snapshot) must not hold the event loop, and polls never overlap."""
     import threading
 
-    from mfctl.tui.sources import StaticSource, synthetic_snapshot
+    from tests.fakes.dashboard import StaticSource, synthetic_snapshot
 
     class Slow(StaticSource):
         def __init__(self) -> None:
@@ -112,7 +112,7 @@ def test_freeze_heap_freezes_once_the_first_ranks_are_on_screen() -> None:
     """``mfctl watch`` keeps the long-lived heap out of full collections (they stalled the loop)."""
     import gc
 
-    from mfctl.tui.sources import StaticSource, synthetic_snapshot
+    from tests.fakes.dashboard import StaticSource, synthetic_snapshot
 
     app = make_app(StaticSource([synthetic_snapshot(16, 1)]), job=JOB, clock=lambda: 0.0, refresh_s=0.02,
                    freeze_heap=True)

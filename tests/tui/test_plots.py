@@ -11,8 +11,8 @@ import statistics
 from typing import Any
 
 from mfctl.tui.app import make_app
-from mfctl.tui.sources import StaticSource, synthetic_snapshot
 from mfctl.tui.plots import BAND, LINE, MEDIAN, SeriesPlot, band_plot
+from tests.fakes.dashboard import StaticSource, synthetic_snapshot
 
 JOB = {"id": "j-0001", "name": "tiny", "model": "llama2_7b", "nodes": 2, "devices_per_node": 8,
        "world_size": 16, "started_at": 900.0}

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from mfctl.tui.app import DashboardApp, make_app
-from mfctl.tui.sources import StaticSource, synthetic_snapshot
+from tests.fakes.dashboard import StaticSource, synthetic_snapshot
 
 SIZE = (180, 45)
 JOB = {"id": "j-20261128-0042", "name": "llama-70b-pretrain", "model": "llama3_70b", "nodes": 2,

@@ -1,9 +1,11 @@
 """Scripted dashboard sources: a fixed list of snapshots played back one by one.
 
-``StaticSource`` serves tests (a test calls ``advance()`` between frames) and replays
-(``mfctl watch --logs DIR`` turns saved logs into snapshots and lets the app step through them with
-``advance_on_call=True``). ``FakeStopSource`` adds a ``stop_job`` a test can count, hold and fail.
+``StaticSource`` serves the TUI tests (a test calls ``advance()`` between frames, or lets it move on
+after each ``snapshot()`` call with ``advance_on_call=True``). ``FakeStopSource`` adds a
+``stop_job`` a test can count, hold and fail. ``synthetic_snapshot`` builds a deterministic
+snapshot of any size for tests, snapshot tests and ``bench/dashboard.py``.
 
+Both meet ``mfctl.tui.source.DashboardSource``, as the real ``LiveSource`` and ``LogDirSource`` do.
 Nothing here imports textual: a source is plain data behind a lock.
 """
 

@@ -1,0 +1,143 @@
+"""The dashboard's panels around the rank table: the header bar (the job, then where it stands),
+the alerts panel (grouped by kind, newest first) and the ``/`` filter box.
+
+``header_text`` and ``alerts_text`` are pure functions of the snapshot's ``cluster`` and
+``alerts`` (``mfctl.metrics.types``) and of the app's clock, so tests check what they say without
+an app; the widgets only hold the text the app gives them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import Input, Static
+
+from mfctl.metrics.ranks import rank_label
+from mfctl.metrics.types import AlertView, ClusterView
+from mfctl.tui.format import as_number, fmt_clock, fmt_duration, fmt_loss, fmt_rate, fmt_step
+from mfctl.tui.rows import STATE_STYLE, STRAGGLER
+
+_CLUSTER_STYLE = {"failed": STATE_STYLE["failed"], "stalled": "bold " + STATE_STYLE["stalled"],
+                  "finished": "bold " + STATE_STYLE["finished"], "running": "bold", "starting": "dim"}
+
+
+def header_text(job: Mapping[str, Any], cluster: ClusterView, elapsed_s: float | None) -> Text:
+    """Two lines: what the job is, then where it stands."""
+    nodes = job.get("nodes", "?")
+    devices = job.get("devices_per_node", "?")
+    world = cluster.get("world_size") or job.get("world_size", "?")
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append("job ", style="dim").append(str(job.get("id", "?")), style="bold")
+    if job.get("name"):
+        text.append(f"  {job['name']}")
+    text.append("  model ", style="dim").append(str(job.get("model", "?")), style="bold")
+    text.append("  ", style="dim").append(f"{nodes} nodes x {devices} devices", style="bold")
+    text.append(f" = {world} ranks", style="dim")
+    text.append("\n")
+
+    state = str(cluster.get("state") or "starting")
+    text.append(state.upper(), style=_CLUSTER_STYLE.get(state, "bold"))
+    step, total = cluster.get("step"), cluster.get("total_steps")
+    text.append("  step ", style="dim").append(fmt_step(step, total), style="bold")
+    if as_number(step) is not None and as_number(total):
+        text.append(f" ({100.0 * step / total:.1f}%)", style="dim")
+    text.append("  ETA ", style="dim").append(fmt_duration(cluster.get("eta_s")), style="bold")
+    text.append("  tokens/s ", style="dim").append(fmt_rate(cluster.get("tokens_per_s")), style="bold")
+    text.append("  samples/s ", style="dim").append(fmt_rate(cluster.get("samples_per_s")), style="bold")
+    text.append("  loss ", style="dim").append(fmt_loss(cluster.get("loss")), style="bold")
+    text.append("  elapsed ", style="dim").append(fmt_clock(elapsed_s), style="bold")
+    stragglers = len(cluster.get("stragglers") or ())
+    failed = len(cluster.get("failed_ranks") or ())
+    finished = len(cluster.get("finished_ranks") or ())
+    if stragglers:
+        text.append(f"  {stragglers} straggler{'s' if stragglers != 1 else ''}", style=STATE_STYLE[STRAGGLER])
+    if failed:
+        text.append(f"  {failed} failed", style=STATE_STYLE["failed"])
+    if finished:
+        text.append(f"  {finished} finished", style=STATE_STYLE["finished"])
+    return text
+
+
+ALERT_STYLE = {"failed": STATE_STYLE["failed"], "error": STATE_STYLE["failed"],
+               "stalled": STATE_STYLE["stalled"], "straggler": STATE_STYLE[STRAGGLER],
+               "overflow": STATE_STYLE["stalled"], "finished": STATE_STYLE["finished"]}
+
+
+def _alert_time(a: AlertView) -> float:
+    """When an alert last grew (a grouped alert gains ranks after it is raised)."""
+    times = [t for t in (as_number(a.get("time")), as_number(a.get("last_time"))) if t is not None]
+    return max(times) if times else 0.0
+
+
+def _alert_ranks(a: AlertView) -> str:
+    """``rank 5`` / ``ranks 0-1023 (1024)`` (the state's own label), or "" for a launcher alert."""
+    ranks = a.get("ranks")
+    if isinstance(ranks, (list, tuple)) and len(ranks) > 1:
+        return rank_label(ranks)
+    if a.get("rank") is not None:
+        return f"rank {a['rank']}"
+    if isinstance(ranks, (list, tuple)) and ranks:
+        return f"rank {ranks[0]}"
+    return ""
+
+
+def alerts_text(alerts: Sequence[AlertView], now: float, limit: int) -> Text:
+    """The newest ``limit`` alerts grouped by kind: kinds in the order of their newest alert, each
+    kind's alerts newest first; ages relative to ``now`` (the app's clock).
+
+    Each alert is a heading line (age, kind, its ranks, step) and its message on the next line
+    (without the ranks, which the heading names), which the panel wraps: the panel is narrow and
+    the message is the part worth reading whole. A grouped alert (one event on many ranks) is one
+    entry: ``ranks 0-1023 (1024)``.
+    """
+    newest = sorted(alerts, key=_alert_time, reverse=True)[:limit]
+    kind_order: dict[str, int] = {}
+    for a in newest:
+        kind_order.setdefault(str(a.get("kind") or "alert"), len(kind_order))
+    newest.sort(key=lambda a: kind_order[str(a.get("kind") or "alert")])  # stable: newest first per kind
+    text = Text()
+    if not newest:
+        return text.append("no alerts", style="dim")
+    for i, a in enumerate(newest):
+        t = _alert_time(a) if a.get("time") is not None or a.get("last_time") is not None else None
+        age = fmt_duration(now - t) if t is not None else "-"
+        kind = str(a.get("kind") or "alert")
+        text.append(f"{age} ago ", style="dim")
+        text.append(kind, style=ALERT_STYLE.get(kind) or "bold")
+        ranks = _alert_ranks(a)
+        if ranks:
+            text.append(f"  {ranks}", style="bold")
+        if a.get("step") is not None:
+            text.append(f"  step {a['step']}", style="dim")
+        text.append("\n")
+        message = str(a.get("message") or "")
+        if ranks and message.startswith(ranks + ": "):
+            message = message[len(ranks) + 2:]
+        text.append(f"  {message}")
+        if i < len(newest) - 1:
+            text.append("\n")
+    return text
+
+
+class HeaderBar(Static):
+    """The job line and the cluster line."""
+
+
+class AlertsPanel(Static):
+    """Alerts, newest first (the app caps how many)."""
+
+
+class FilterInput(Input):
+    """The ``/`` filter box. Escape clears it and gives the focus back to the table."""
+
+    BINDINGS = [Binding("escape", "cancel", "clear filter", show=False)]
+
+    class Cancelled(Message):
+        pass
+
+    def action_cancel(self) -> None:
+        self.value = ""
+        self.post_message(self.Cancelled())
