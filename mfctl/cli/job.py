@@ -1,0 +1,125 @@
+"""Job commands: ``init`` (create a job), ``render`` (its files) and ``plan`` (what runs where)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mfctl.cli import app, views
+from mfctl.cli.options import AliasSshConfigOpt, DirOpt, MasterAddrOpt, NodesOpt, json_opt, resolver
+
+@app.command()
+def init(
+    directory: Path = typer.Argument(..., help="Directory for the new job (created if missing)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m",
+                                        help="Model preset: llama2-7b, llama3-70b or tiny-llama."),
+    model_config: Optional[Path] = typer.Option(
+        None, "--model-config", help="Your own MindFormers YAML instead of a preset's template."),
+    nodes: Optional[Path] = typer.Option(
+        None, "--nodes", "-n", help="Hosts file: one node per line ('host', 'user@host:port', "
+        "'host slots=8'); copied into the job. Default: this machine alone."),
+    devices_per_node: Optional[int] = typer.Option(None, "--devices-per-node",
+                                                   help="Devices (msrun workers) per node."),
+    dataset: Optional[str] = typer.Option(None, "--dataset",
+                                          help="MindRecord dataset path on the nodes."),
+    name: Optional[str] = typer.Option(None, "--name", help="Job name (default: the directory name)."),
+    launcher: str = typer.Option("msrun", "--launcher",
+                                 help="msrun (mfctl's entry under msrun) or mindformers "
+                                 "(scripts/msrun_launcher.sh from a MindFormers checkout)."),
+    mindformers_home: Optional[str] = typer.Option(
+        None, "--mindformers-home", help="MindFormers source dir on the nodes (launcher mindformers)."),
+    dp: Optional[int] = typer.Option(None, "--dp", help="Data-parallel degree."),
+    mp: Optional[int] = typer.Option(None, "--mp", help="Model-parallel degree."),
+    pp: Optional[int] = typer.Option(None, "--pp", help="Pipeline stages."),
+    micro_batch_num: Optional[int] = typer.Option(None, "--micro-batch-num",
+                                                  help="Micro batches (pipeline)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size",
+                                             help="Per-device batch size (the preset's by default)."),
+    grad_accum: Optional[int] = typer.Option(
+        None, "--grad-accum", help="Gradient accumulation steps (without pipeline stages); by default "
+        "the preset's, scaled to keep its global batch on another device count."),
+    master_port: int = typer.Option(8118, "--master-port", help="msrun scheduler port."),
+    master_addr: Optional[str] = typer.Option(
+        None, "--master-addr", help="MASTER_ADDR when the training network differs from SSH's."),
+    python: str = typer.Option("python3", "--python",
+                               help="Python on the nodes (with mindspore, mindformers, msrun)."),
+    workdir: str = typer.Option("mfctl-jobs", "--workdir",
+                                help="Work dir on SSH nodes (relative = under the user's home)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask; use defaults for what is missing."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing mfctl.yaml."),
+) -> None:
+    """Create a job: write DIR/mfctl.yaml (and copy the hosts file) after validating it all.
+
+    Example: mfctl init llama70b --model llama3-70b --nodes hosts.txt --devices-per-node 8
+    --dataset /data/wiki4096.mindrecord --yes
+    """
+    from mfctl.jobs.create import create_job
+
+    if not yes:
+        from mfctl.presets import PRESETS, preset_names
+
+        if model is None and model_config is None:
+            model = typer.prompt(f"Model preset ({', '.join(preset_names())})", default="tiny-llama")
+        if nodes is None:
+            answer = typer.prompt("Hosts file (or 'localhost' for this machine)", default="localhost")
+            nodes = None if answer == "localhost" else Path(answer)
+        if devices_per_node is None:
+            preset = PRESETS.get(model or "")
+            devices_per_node = typer.prompt("Devices per node", type=int,
+                                            default=preset.devices_per_node if preset else 8)
+        if dataset is None:
+            dataset = typer.prompt("Dataset (MindRecord path on the nodes)",
+                                   default="data/wiki.mindrecord")
+    job = create_job(
+        directory, model=model, model_config=model_config, nodes=nodes,
+        devices_per_node=devices_per_node, dataset=dataset, name=name, launcher=launcher,
+        mindformers_home=mindformers_home, dp=dp, mp=mp, pp=pp, micro_batch_num=micro_batch_num,
+        master_port=master_port, master_addr=master_addr, python=python, workdir=workdir, force=force,
+        train={k: v for k, v in (("batch_size", batch_size), ("gradient_accumulation_steps", grad_accum))
+               if v is not None} or None,
+    )
+    views.print_created(job, directory)
+
+
+@app.command()
+def render(
+    directory: Path = DirOpt,
+    nodes: Optional[str] = NodesOpt,
+    master_addr: Optional[str] = MasterAddrOpt,
+    ssh_config: Optional[Path] = AliasSshConfigOpt,
+) -> None:
+    """Write the job's MindFormers YAML, one launch script per node and plan.json into rendered/.
+
+    Example: mfctl render --nodes hosts.txt
+    """
+    from mfctl.jobdir import load_job, make_plan, render_job
+    from mfctl.jobs.ids import preview_job_id
+
+    job = load_job(directory, nodes)
+    plan = make_plan(job, master_addr, resolve=resolver(ssh_config))
+    for path in render_job(job, plan, preview_job_id(job.spec.name)):
+        views.out.print(str(path))
+
+
+@app.command()
+def plan(
+    directory: Path = DirOpt,
+    nodes: Optional[str] = NodesOpt,
+    master_addr: Optional[str] = MasterAddrOpt,
+    ssh_config: Optional[Path] = AliasSshConfigOpt,
+    as_json: bool = json_opt("Print the plan as JSON."),
+) -> None:
+    """Show the launch plan: each node's NODE_RANK, global ranks and the exact command it runs.
+
+    Example: mfctl plan --json
+    """
+    from mfctl.jobdir import load_job, make_plan
+
+    job = load_job(directory, nodes)
+    launch_plan = make_plan(job, master_addr, resolve=resolver(ssh_config))
+    if as_json:
+        views.print_json(launch_plan.to_json())
+        return
+    views.print_plan(job, launch_plan)
