@@ -34,10 +34,9 @@ unseen no end rule applies (its processes may still run).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from typing import Any, Mapping, Sequence
 
-from mfctl.metrics.types import RankState, Snapshot
+from mfctl.metrics.types import RankState, Snapshot, StrEnum
 
 
 class JobState(StrEnum):

@@ -10,10 +10,24 @@ Pure: typing only.
 
 from __future__ import annotations
 
-from enum import StrEnum
-from typing import Dict, List, Optional, Tuple, TypedDict
+import sys
+from enum import Enum
+from typing import Dict, List, NamedTuple, Optional, Tuple, TypedDict
 
-__all__ = ["AlertView", "ClusterView", "History", "RankHistory", "RankRow", "RankState", "Snapshot"]
+if sys.version_info >= (3, 11):
+    from enum import StrEnum
+else:  # pragma: no cover - Python 3.10
+    class StrEnum(str, Enum):
+        """``enum.StrEnum`` of 3.11: members print and format as their value."""
+
+        def __str__(self) -> str:
+            return str.__str__(self)
+
+        def __format__(self, spec: str) -> str:
+            return str.__format__(str.__str__(self), spec)
+
+__all__ = ["AlertView", "ClusterView", "History", "LogLine", "RankHistory", "RankRow", "RankState", "Snapshot",
+           "StrEnum"]
 
 
 class RankState(StrEnum):
@@ -126,3 +140,12 @@ class History(TypedDict, total=False):
     loss: List[Point]
     tokens_per_s: List[Point]
     step_time_ms: List[Point]
+
+
+class LogLine(NamedTuple):
+    """One log line on its way into the metrics state: which node and rank it is from (rank None:
+    the scheduler's log or msrun's own output; node None: a log directory that is no one node's)."""
+
+    node: Optional[str]
+    rank: Optional[int]
+    text: str

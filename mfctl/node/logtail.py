@@ -18,11 +18,21 @@ import sys
 import time
 
 KEEP = re.compile(
-    rb"step:\[|samples/s/p|Training Over|saving ckpt|global_batch_size|Traceback|Error|ERROR|"
-    rb"exit with exception|[Tt]ime ?out|[Tt]imed out|Worker process|kill all|^\s+File \"|"
-    rb"^[A-Za-z_.]*(Error|Exception)\b"
+    rb"step:\[|samples/s/p|Training Over|saving ckpt|global_batch_size|Traceback|Error|ERROR|CRITICAL|"
+    rb"Fatal Python error|exit with exception|[Tt]ime ?out|[Tt]imed out|Worker process|kill all|"
+    rb"^\s+File \"|^[A-Za-z_.]*(Error|Exception|Exit|Interrupt)\b"
 )
 NAME = re.compile(r"^(worker_\d+|scheduler)\.log$")
+
+
+def split_tagged(raw):
+    """One output line of this script -> (NAME, END_OFFSET, TEXT), or None for ``#idle`` and
+    anything else that is not a tagged line. The one reader of the format ``main`` writes."""
+    name, tab, rest = raw.partition("\t")
+    pos, tab2, text = rest.partition("\t")
+    if not tab or not tab2 or not pos.isdigit():
+        return None
+    return name, int(pos), text
 
 
 def main():
