@@ -32,14 +32,14 @@ def mfctl(capsys, monkeypatch):
     from mfctl.cli import main
 
     def run(*args: str, cwd: Path | None = None, columns: int = 200) -> Result:
-        import mfctl.cli as cli
+        from mfctl.cli import views
 
         if cwd is not None:
             monkeypatch.chdir(cwd)
         capsys.readouterr()
         monkeypatch.setenv("COLUMNS", str(columns))
-        # The consoles were made when mfctl.cli was first imported: give them this terminal's width.
-        for console in (cli.out, cli.err):
+        # The consoles were made when mfctl.cli.views was first imported: give them this terminal's width.
+        for console in (views.out, views.err):
             monkeypatch.setattr(console, "_width", columns)
         try:
             main([str(a) for a in args])
