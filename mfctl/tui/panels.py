@@ -8,7 +8,8 @@ an app; the widgets only hold the text the app gives them.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from rich.text import Text
 from textual.binding import Binding

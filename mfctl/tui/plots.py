@@ -11,13 +11,13 @@ number of ranks.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from rich.text import Text
 from textual.widget import Widget
 
 from mfctl.tui.format import fmt_rate
-
 
 # Braille dot bits: column 0 (left) and 1 (right), rows 0..3 top to bottom.
 _DOTS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))
@@ -50,7 +50,7 @@ def _line_dots(pts: Sequence[tuple[float, float]], x0: float, x1: float, y0: flo
             pc, pr = prev
             last = pr
             for cc in range(pc + 1, c + 1):
-                target = int(round(pr + (r - pr) * (cc - pc) / (c - pc)))
+                target = round(pr + (r - pr) * (cc - pc) / (c - pc))
                 for rr in range(min(last, target), max(last, target) + 1):
                     dots.add((cc, rr))
                 last = target
@@ -61,7 +61,7 @@ def _line_dots(pts: Sequence[tuple[float, float]], x0: float, x1: float, y0: flo
 def _row(y: float, y0: float, y1: float, rows: int) -> int:
     if y1 == y0:
         return rows // 2
-    return min(rows - 1, max(0, int(round((y1 - y) / (y1 - y0) * (rows - 1)))))
+    return min(rows - 1, max(0, round((y1 - y) / (y1 - y0) * (rows - 1))))
 
 
 def _finite(points: Iterable[tuple[Any, Any]]) -> list[tuple[float, float]]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from mfctl.metrics.types import RankRow
 from mfctl.tui.format import as_number, fmt_loss, fmt_ms, fmt_rate, fmt_step

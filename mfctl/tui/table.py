@@ -12,7 +12,7 @@ numbers (``mfctl.tui.rows``); nothing is rebuilt.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
@@ -171,7 +171,8 @@ class RankTable(ScrollView, can_focus=True):
     def describe(self) -> str:
         """Summary for the table's border: rows shown, sort, filter."""
         arrow = "↓" if self.sort_descending else "↑"
-        text = f"ranks {len(self._order)}/{self.total_ranks} · sort {COLUMN_BY_KEY[self.sort_column].label} {arrow}"
+        label = COLUMN_BY_KEY[self.sort_column].label
+        text = f"ranks {len(self._order)}/{self.total_ranks} · sort {label} {arrow}"
         if self.filter.active:
             text += f" · filter {self.filter.text!r}"
         return text

@@ -12,7 +12,8 @@ Nothing here imports textual: a source is plain data behind a lock.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from mfctl.metrics.series import SeriesStore
 
@@ -28,8 +29,8 @@ class StaticSource:
     ``history`` is either one fixed ``{"loss": [...], "tokens_per_s": [...]}`` dict, a list of them
     parallel to ``snapshots``, or None to derive it from the snapshots served so far: the cluster
     ``step``/``loss``/``tokens_per_s`` lines, and the band over ranks and each rank's line from the
-    ranks' ``step``/``loss``/``tokens_per_s``/``step_time_ms`` (as ``mfctl watch`` keeps them). ``logs`` maps a rank to its lines, or is a function
-    ``(rank, lines) -> lines``.
+    ranks' ``step``/``loss``/``tokens_per_s``/``step_time_ms`` (as ``mfctl watch`` keeps them).
+    ``logs`` maps a rank to its lines, or is a function ``(rank, lines) -> lines``.
     """
 
     def __init__(self, snapshots: Sequence[Mapping[str, Any]],
@@ -217,7 +218,8 @@ def synthetic_snapshot(world_size: int, step: int, *, total_steps: int = 1000, d
         "tokens_per_s": round(samples_total * seq_length, 1) if running else None,
         "eta_s": max((x["eta_s"] for x in running), default=None),
         "loss": round(sum(losses) / len(losses), 6) if losses else None, "state": cstate,
-        "stragglers": sorted(stragglers), "finished_ranks": [x["rank"] for x in ranks if x["state"] == "finished"],
+        "stragglers": sorted(stragglers),
+        "finished_ranks": [x["rank"] for x in ranks if x["state"] == "finished"],
         "failed_ranks": sorted(failed),
     }
     return {"ranks": ranks, "cluster": cluster, "alerts": [dict(a) for a in alerts]}

@@ -4,12 +4,16 @@ tmp directory while the dashboard is open (follower thread -> collector -> poll 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from mfctl.jobs.watch import LogDirSource
+from mfctl.metrics.logdir import ranks_of_files
 from mfctl.tui.app import make_app
+from mfctl.tui.panels import AlertsPanel, HeaderBar
 from mfctl.tui.plots import SeriesPlot
 from mfctl.tui.table import RankTable
 
@@ -126,3 +130,84 @@ def test_freeze_heap_freezes_once_the_first_ranks_are_on_screen() -> None:
         asyncio.run(main())
     finally:
         gc.unfreeze()
+
+
+# --------------------------------------------------------------------------------------------------
+# The sample logs as ``mfctl watch --logs DIR`` opens them
+# --------------------------------------------------------------------------------------------------
+
+STEP_LINE = re.compile(rb"step:\[\s*(\d+)/\s*(\d+)\], loss:\[?([-+0-9.eE]+)")
+TIMEOUT_LINE = (b"[ERROR] DISTRIBUTED(23276,7f85d3fff6c0,python):2026-11-28-06:20:01.100.000 "
+                b"[mindspore/ccsrc/cluster/topology/meta_server_node.cc:470] UpdateTopoState] The node: 1 is "
+                b"timed out. It may exit with exception, please check this node's log.\n")
+
+
+def last_step(log: bytes) -> tuple[str, str]:
+    """The step and loss cells a user expects for a log: read off its last step line."""
+    step, total, loss = STEP_LINE.findall(log)[-1]
+    return f"{int(step)}/{int(total)}", f"{float(loss):.4f}"
+
+
+def logs_app(directory: Path) -> tuple[LogDirSource, Any]:
+    """The dashboard over ``directory`` built as ``mfctl watch --logs DIR`` builds it."""
+    source = LogDirSource(directory, None, 1, follow=True, interval_s=0.05)
+    devices = len(ranks_of_files(source.files)) or "?"
+    job = {"id": str(directory), "name": directory.name, "model": "logs", "nodes": 1,
+           "devices_per_node": devices, "world_size": None, "started_at": None}
+    return source.start(), make_app(source, job=job, clock=lambda: 0.0, refresh_s=0.05)
+
+
+def test_dashboard_on_the_sample_logs_shows_each_ranks_last_step_and_loss(tmp_path: Path) -> None:
+    for log in SAMPLES.iterdir():
+        (tmp_path / log.name).write_bytes(log.read_bytes())
+    expected = {r: last_step((SAMPLES / f"worker_{r}.log").read_bytes()) for r in (0, 1)}
+    assert expected[0] != expected[1]  # the two ranks report their own losses
+    source, app = logs_app(tmp_path)
+
+    async def main() -> None:
+        async with app.run_test(size=(200, 50)) as pilot:
+            table = app.query_one(RankTable)
+            await until(pilot, lambda: table.visible_ranks == [0, 1]
+                        and all(table.row_texts(r)[2] == expected[r][0] for r in (0, 1)))
+            for r in (0, 1):
+                cells = table.row_texts(r)
+                assert (cells[2], cells[3], cells[7]) == (*expected[r], "finished")
+            text = str(app.query_one(HeaderBar).render())
+            # scheduler.log is not a device.
+            assert "1 nodes x 2 devices = 2 ranks" in text
+            assert "FINISHED" in text and "step 32/32 (100.0%)" in text
+            loss = app.query_one("#loss-plot", SeriesPlot)
+            assert loss.border_title == f"loss  rank 0 {expected[0][1]} @ 32"
+
+    try:
+        asyncio.run(main())
+    finally:
+        source.close()
+
+
+def test_a_rank_the_scheduler_timed_out_is_failed_in_the_table_too(tmp_path: Path) -> None:
+    """The alerts say rank 1 timed out: its row must not go on saying running."""
+    worker1 = (SAMPLES / "worker_1.log").read_bytes()
+    cut = worker1.rindex(b"\n", 0, worker1.index(b"step:[   11/")) + 1  # rank 1 at step 10
+    (tmp_path / "worker_0.log").write_bytes((SAMPLES / "worker_0.log").read_bytes())
+    (tmp_path / "worker_1.log").write_bytes(worker1[:cut])
+    (tmp_path / "scheduler.log").write_bytes((SAMPLES / "scheduler.log").read_bytes())
+    source, app = logs_app(tmp_path)
+
+    async def main() -> None:
+        async with app.run_test(size=(200, 50)) as pilot:
+            table = app.query_one(RankTable)
+            await until(pilot, lambda: table.visible_ranks == [0, 1] and table.row_texts(1)[2] == "10/32")
+            assert table.row_texts(1)[7] == "running"
+            append(tmp_path / "scheduler.log", TIMEOUT_LINE)
+            await until(pilot, lambda: table.row_texts(1)[7] == "failed")
+            assert table.row_texts(1)[8].startswith("timed out")
+            assert table.row_texts(0)[7] == "finished"
+            alerts = str(app.query_one(AlertsPanel).render())
+            assert "timeout  rank 1  step 10" in alerts
+            assert "FAILED" in str(app.query_one(HeaderBar).render())
+
+    try:
+        asyncio.run(main())
+    finally:
+        source.close()
