@@ -4,8 +4,9 @@ Decisions that live here:
 
 * OpenSSH parity: where and how to connect comes from OpenSSH itself (``ssh -G``, see
   ``sshconfig``), the host-key verdict and the keys offered follow ``ssh -o BatchMode=yes``
-  (``knownhosts``, ``sshauth``), for the node and every ProxyJump hop. Fabric's default host-key
-  policy (paramiko's ``AutoAddPolicy``: trust any key, silently) is replaced on every connection.
+  (``knownhosts``, ``hostkeys``, ``sshauth``), for the node and every ProxyJump hop. Fabric's
+  default host-key policy (paramiko's ``AutoAddPolicy``: trust any key, silently) is replaced on
+  every connection.
   ``accept_new_hosts`` turns StrictHostKeyChecking yes into accept-new; a changed or revoked key
   is refused unless the ssh_config says StrictHostKeyChecking no (then, like ssh, mfctl connects
   and warns on stderr).
@@ -24,6 +25,10 @@ Decisions that live here:
 * Failures to reach a node become ``NodeUnreachable(host, one-line reason)``; a non-zero exit is
   a normal ``RunResult`` (``exit_code`` -1: the session ended without an exit status, i.e. killed
   by a signal).
+
+Size: a little over 400 lines: one transport whose connect, run, put, stream and close share the
+connection and its failure handling; the connection building blocks are already in
+``sshconnect``, authentication in ``sshauth``, host keys in ``hostkeys``.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from paramiko.client import SSHClient
 from paramiko.ssh_exception import SSHException
 
 from mfctl.errors import BadInput
-from mfctl.remote import sshauth, sshconfig
+from mfctl.remote import hostkeys, sshauth, sshconfig
 from mfctl.remote.base import NodeUnreachable, RunResult
 from mfctl.remote.sshconnect import HopFailed, OpenSshConnection, reason_at, resolve_address, split_host
 
@@ -156,7 +161,7 @@ class SshTransport:
             transport_factory=lambda sock, **kw: self._make_transport(sock, r, **kw),
         )
         client = SSHClient()  # its host-key tables stay empty: every key goes to HostKeyCheck
-        client.set_missing_host_key_policy(sshauth.HostKeyCheck(r, self._accept_new, hop=depth > 0))
+        client.set_missing_host_key_policy(hostkeys.HostKeyCheck(r, self._accept_new, hop=depth > 0))
         conn.client = client
         if own_proxy and r.proxy_jump:
             hops = [sshconfig.parse_jump(spec) for spec in r.proxy_jump]
@@ -208,7 +213,7 @@ class SshTransport:
         if isinstance(sock, socket.socket):
             self._tune_socket(sock)
         transport = _Transport(sock, **kwargs)  # type: ignore[arg-type]
-        sshauth.restrict_algorithms(r, transport)
+        hostkeys.restrict_algorithms(r, transport)
         # SSH-level keepalives put data on the wire; TCP_USER_TIMEOUT then aborts the connection
         # when that data stays unacknowledged (a partition) instead of retransmitting for ~15 min.
         transport.set_keepalive(max(1, int(self._keepalive)))
@@ -235,7 +240,7 @@ class SshTransport:
                                     None)
             if inner is None:
                 return None
-            if isinstance(e.inner, sshauth.HostKeyRefused):
+            if isinstance(e.inner, hostkeys.HostKeyRefused):
                 return inner  # already names the hop
             return f"ProxyJump hop {e.hop.user}@{e.hop.host}:{e.hop.port}: {inner}"
         return reason_at(e, self._conn.host, self._conn.port, self._conn.user, self.connect_timeout,

@@ -15,7 +15,7 @@ import paramiko
 from fabric import Connection
 from paramiko.ssh_exception import AuthenticationException, NoValidConnectionsError, SSHException
 
-from mfctl.remote import sshauth, sshconfig
+from mfctl.remote import hostkeys, sshconfig
 
 
 def split_host(alias: str) -> tuple[str | None, str, int | None]:
@@ -79,7 +79,7 @@ class OpenSshConnection(Connection):
 def reason_at(e: BaseException, host: str, port: int, user: str, t: float,
                proxy_command: str | None) -> str | None:
     where = f"{host}:{port}"
-    if isinstance(e, sshauth.HostKeyRefused):
+    if isinstance(e, hostkeys.HostKeyRefused):
         return str(e)
     if isinstance(e, paramiko.ChannelException):
         return f"it could not open the tunnel onward (to the next hop or the node): {e}"
