@@ -144,7 +144,7 @@ class Preset(_Strict):
 
     # The names the rest of mfctl reads (layout choice, rendering, status).
     @property
-    def model(self) -> ModelShape:  # type: ignore[override]
+    def model(self) -> ModelShape:
         m = self.llama
         return ModelShape(m.seq_length, m.hidden_size, m.num_layers, m.num_heads,
                           m.n_kv_heads or m.num_heads, m.vocab_size)

@@ -160,13 +160,15 @@ def _refuse_duplicates(node: yaml.Node, filename: str, path: str = "") -> None:
         _refuse_duplicates(value_node, filename, f"{path}{key}.")
 
 
-def yaml_error_mark(exc: yaml.YAMLError) -> Any:
+def yaml_error_mark(exc: yaml.YAMLError) -> yaml.Mark | None:
     """The mark to name for a YAML error: where an unclosed bracket or quote began beats where
     the parser gave up, but a block mapping's start (maybe the top of the file) does not."""
-    context = getattr(exc, "context", None) or ""
-    if getattr(exc, "context_mark", None) is not None and ("flow" in context or "quoted" in context):
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return None
+    context = exc.context or ""
+    if exc.context_mark is not None and ("flow" in context or "quoted" in context):
         return exc.context_mark
-    return getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    return exc.problem_mark or exc.context_mark
 
 
 def parse_spec(text: str, filename: str = SPEC_FILE) -> JobSpec:
