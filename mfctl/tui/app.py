@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from rich.text import Text
 from textual import work
@@ -28,18 +29,25 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Input, Log, Static
 from textual.timer import Timer
+from textual.widgets import Footer, Input
 from textual.worker import Worker, WorkerState
 
 from mfctl.tui.format import fmt_loss, fmt_ms, fmt_rate
-from mfctl.tui.panels import AlertsPanel, FilterInput, HeaderBar, alerts_text, header_text
+from mfctl.tui.panels import (
+    AlertsPanel,
+    ConfirmScreen,
+    FilterInput,
+    HeaderBar,
+    HelpScreen,
+    LogScreen,
+    alerts_text,
+    header_text,
+)
 from mfctl.tui.plots import SeriesPlot
-from mfctl.tui.rows import STATE_STYLE, STRAGGLER
 from mfctl.tui.source import DashboardSource
 from mfctl.tui.table import RankTable
 
-LOG_LINES = 2000  # how much of a rank's log the log screen asks for
 ALERTS_SHOWN = 100  # the alerts panel keeps the newest this many
 DONE_STATES = ("finished", "failed")
 
@@ -59,135 +67,10 @@ class Polled(Message):
         self.rank = rank
 
 
-class LogLoaded(Message):
-    def __init__(self, rank: int, lines: tuple[str, ...]) -> None:
-        super().__init__()
-        self.rank = rank
-        self.lines = lines
-
-
 class StopFinished(Message):
     def __init__(self, outcome: str) -> None:
         super().__init__()
         self.outcome = outcome
-
-
-# --------------------------------------------------------------------------------------------------
-# Screens
-# --------------------------------------------------------------------------------------------------
-
-class LogScreen(ModalScreen[None]):
-    """One rank's recent log, fetched in a thread worker."""
-
-    BINDINGS = [
-        Binding("escape", "dismiss", "close"),
-        Binding("q", "dismiss", "close", show=False),
-        Binding("r", "reload", "reload"),
-    ]
-
-    def __init__(self, source: DashboardSource, rank: int, lines: int = LOG_LINES) -> None:
-        super().__init__()
-        self.source = source
-        self.rank = rank
-        self.lines = lines
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="log-dialog") as dialog:
-            dialog.border_title = f"rank {self.rank} log"
-            dialog.border_subtitle = "escape: close · r: reload"
-            yield Static(f"reading the last {self.lines} lines of rank {self.rank}'s log...", id="log-status")
-            yield Log(id="log-lines", highlight=False, max_lines=self.lines)
-
-    def on_mount(self) -> None:
-        self.query_one("#log-lines", Log).focus()
-        self.fetch()
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="log")
-    def fetch(self) -> None:
-        lines = self.source.rank_log(self.rank, self.lines)
-        self.post_message(LogLoaded(self.rank, tuple(lines)))
-
-    def on_log_loaded(self, message: LogLoaded) -> None:
-        log = self.query_one("#log-lines", Log)
-        log.clear()
-        log.write_lines(message.lines)
-        shown = len(message.lines)
-        self.query_one("#log-status", Static).update(
-            f"rank {message.rank}: last {shown} line{'s' if shown != 1 else ''}" if shown
-            else f"rank {message.rank}: no log lines yet")
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group == "log" and event.state == WorkerState.ERROR:
-            self.query_one("#log-status", Static).update(
-                Text(f"could not read rank {self.rank}'s log: {event.worker.error}", style=STATE_STYLE["failed"]))
-
-    def action_reload(self) -> None:
-        self.query_one("#log-status", Static).update(f"reloading rank {self.rank}'s log...")
-        self.fetch()
-
-
-class ConfirmScreen(ModalScreen[bool]):
-    """A yes/no question; the focus starts on "no" so a stray enter does nothing harmful."""
-
-    BINDINGS = [
-        Binding("y", "answer(True)", "yes"),
-        Binding("n", "answer(False)", "no"),
-        Binding("escape", "answer(False)", "no", show=False),
-    ]
-    AUTO_FOCUS = "#no"
-
-    def __init__(self, question: str | Text) -> None:
-        super().__init__()
-        self.question = question
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="confirm-dialog"):
-            yield Static(self.question, id="confirm-question")
-            with Horizontal(id="confirm-buttons"):
-                yield Button("Yes, stop (y)", id="yes", variant="error")
-                yield Button("No (n)", id="no", variant="primary")
-
-    def action_answer(self, yes: bool) -> None:
-        self.dismiss(yes)
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        self.dismiss(event.button.id == "yes")
-
-
-HELP = """\
-[b]Keys[/b]
-
-  [b]↑ ↓ PgUp PgDn[/b]  move through the ranks
-  [b]o[/b]              sort by the next column (rank, node, step, loss, step ms, samples/s, tokens/s, state)
-  [b]O[/b]              reverse the sort order      (clicking a column header sorts by it too)
-  [b]/[/b]              filter rows: a rank [dim]12[/dim], a range [dim]8-15[/dim], a state
-                 [dim]failed stalled straggler starting running finished[/dim], or part of a node name;
-                 several terms show rows matching any of them. enter keeps it, escape clears it
-  [b]l[/b]              open the selected rank's log (escape closes it, r reloads)
-                 the plots draw the selected rank's line over the band of all ranks
-                 (min..max shaded, median inside): move the cursor to follow another rank
-  [b]y[/b]              loss plot: logarithmic / linear y axis
-  [b]s[/b]              stop the job on every node (asks first: y / n)
-  [b]?[/b]              this help
-  [b]q[/b]              quit the dashboard (the job keeps running)
-
-[b]Row colours[/b]  """ + "  ".join(f"[{STATE_STYLE[s]}]{s}[/]" if STATE_STYLE[s] else s for s in
-                                   ("starting", "running", STRAGGLER, "stalled", "finished", "failed")) + "\n"
-
-
-class HelpScreen(ModalScreen[None]):
-    BINDINGS = [
-        Binding("escape", "dismiss", "close"),
-        Binding("q", "dismiss", "close", show=False),
-        Binding("question_mark", "dismiss", "close", show=False),
-    ]
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="help-dialog") as dialog:
-            dialog.border_title = "mfctl watch"
-            dialog.border_subtitle = "escape: close"
-            yield Static(HELP, id="help-text")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -263,9 +146,7 @@ class DashboardApp(App[str | None]):
                                "toggle_log"})
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in self._MAIN_ACTIONS and isinstance(self.screen, ModalScreen):
-            return False
-        return True
+        return not (action in self._MAIN_ACTIONS and isinstance(self.screen, ModalScreen))
 
     # -- layout --------------------------------------------------------------------------------
 

@@ -13,9 +13,9 @@ from typing import Any, Awaitable, Callable
 
 import pytest
 
-from mfctl.tui.app import ConfirmScreen, DashboardApp, HelpScreen, LogScreen, make_app
+from mfctl.tui.app import DashboardApp, make_app
 from mfctl.tui.format import fmt_duration, fmt_rate
-from mfctl.tui.panels import HeaderBar
+from mfctl.tui.panels import ConfirmScreen, HeaderBar, HelpScreen, LogScreen
 from mfctl.tui.plots import braille_plot
 from mfctl.tui.rows import RankFilter, row_cells, sort_ranks
 from mfctl.tui.source import DashboardSource
