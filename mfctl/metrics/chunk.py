@@ -35,9 +35,9 @@ import re
 from itertools import chain
 from typing import TYPE_CHECKING, Any, Optional, Union
 
+from mfctl.metrics.events import CheckpointSavedEvent, GlobalBatchSizeEvent, ProgressEvent, StepEvent
 from mfctl.metrics.parser import (
-    STEP_RE, CheckpointSavedEvent, GlobalBatchSizeEvent, ProgressEvent, StepEvent, parse_line,
-    parse_pid, parse_progress, step_event_from_match, PROGRESS_MARK, STEP_MARK,
+    STEP_RE, parse_line, parse_pid, parse_progress, step_event_from_match, PROGRESS_MARK, STEP_MARK,
 )
 
 if TYPE_CHECKING:

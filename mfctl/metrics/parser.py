@@ -36,132 +36,20 @@ The progress line needs no regex: it is found from its ``samples/s/p`` mark back
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Iterable, Optional, Union
+from typing import Iterable, Optional
+
+from mfctl.metrics.events import (
+    CheckpointSavedEvent, ErrorLineEvent, Event, ExceptionEvent, GlobalBatchSizeEvent,
+    KillAllWorkersEvent, ProgressEvent, SchedulerExitEvent, StepEvent, TimeoutEvent, TracebackEvent,
+    TrainingOverEvent, WorkerExitEvent,
+)
 
 __all__ = [
-    "StepEvent", "ProgressEvent", "TrainingOverEvent", "CheckpointSavedEvent", "GlobalBatchSizeEvent",
-    "WorkerExitEvent", "KillAllWorkersEvent", "SchedulerExitEvent", "TimeoutEvent", "TracebackEvent",
-    "ExceptionEvent", "ErrorLineEvent", "Event",
     "parse_line", "parse_lines", "parse_other", "parse_pid", "parse_timedelta",
     "step_event_from_match", "parse_progress", "to_float", "first_float", "to_bool",
     "STEP_RE", "STEP_MARK", "PROGRESS_MARK",
 ]
 
-
-# ---------------------------------------------------------------------------------------------
-# Events
-
-
-@dataclass(frozen=True, slots=True)
-class StepEvent:
-    """The per-step line. Numbers are exactly what the log printed (``None`` when unreadable)."""
-
-    epoch: int
-    total_epochs: int
-    step: int
-    total_steps: int
-    loss: Optional[float]
-    loss_mean: Optional[float]  # the running mean MindFormers prints in non-sink mode
-    separate_losses: tuple[tuple[str, Optional[float]], ...]
-    step_time_ms: int
-    lr: Optional[float]
-    overflow: Optional[bool]
-    loss_scale: Optional[float]
-    global_norm: Optional[float]
-    tflops: Optional[float]  # train_throughput_per_npu, in TFLOPS
-
-
-@dataclass(frozen=True, slots=True)
-class ProgressEvent:
-    """The progress line that follows each step line."""
-
-    percent: Optional[float]  # can exceed 100
-    samples_per_s: Optional[float]  # samples/s per device ("samples/s/p")
-    eta_s: Optional[int]  # time left; negative when MindFormers prints "-1 day, 23:59:57"
-
-
-@dataclass(frozen=True, slots=True)
-class TrainingOverEvent:
-    """``.........Training Over!.............``"""
-
-
-@dataclass(frozen=True, slots=True)
-class CheckpointSavedEvent:
-    """``Finish saving ckpt of epoch 1 step 30 using 0.018 seconds``"""
-
-    epoch: int
-    step: int
-    seconds: Optional[float]
-
-
-@dataclass(frozen=True, slots=True)
-class GlobalBatchSizeEvent:
-    """``global_batch_size = batch_size_per_card * device_num * gradient_accumulation_steps = 8 = 4 * 2 * 1``"""
-
-    global_batch_size: int
-    batch_size_per_card: int
-    device_num: int
-    gradient_accumulation_steps: int
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerExitEvent:
-    """msrun: ``Worker process <pid> exit with exception. Error code: -9.``"""
-
-    pid: int
-    code: int
-
-
-@dataclass(frozen=True, slots=True)
-class KillAllWorkersEvent:
-    """msrun: ``There's worker exits with exception, kill all other workers.``"""
-
-
-@dataclass(frozen=True, slots=True)
-class SchedulerExitEvent:
-    """msrun: ``Scheduler process <pid> exit with exception.``"""
-
-    pid: int
-
-
-@dataclass(frozen=True, slots=True)
-class TimeoutEvent:
-    """A warning or error about a timeout (cluster building, heartbeats, HCCL, receive...).
-
-    ``node_id`` is set for the scheduler's ``The node: <id> is timed out`` (msrun's node ids are
-    the global ranks).
-    """
-
-    message: str
-    node_id: Optional[str] = None
-
-
-@dataclass(frozen=True, slots=True)
-class TracebackEvent:
-    """``Traceback (most recent call last):``"""
-
-
-@dataclass(frozen=True, slots=True)
-class ExceptionEvent:
-    """The last line of a traceback (``RuntimeError: ...``), or ``Fatal Python error: ...``."""
-
-    exc_type: str
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorLineEvent:
-    """Any other line logged at ERROR or CRITICAL level."""
-
-    message: str
-
-
-Event = Union[
-    StepEvent, ProgressEvent, TrainingOverEvent, CheckpointSavedEvent, GlobalBatchSizeEvent,
-    WorkerExitEvent, KillAllWorkersEvent, SchedulerExitEvent, TimeoutEvent, TracebackEvent,
-    ExceptionEvent, ErrorLineEvent,
-]
 
 _TRAINING_OVER = TrainingOverEvent()
 _KILL_ALL = KillAllWorkersEvent()

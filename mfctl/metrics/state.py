@@ -74,12 +74,14 @@ from typing import Any, Callable, Iterable, Optional
 from mfctl.metrics.alerts import Alert, AlertLog
 from mfctl.metrics.types import RankState, Snapshot
 from mfctl.metrics.chunk import feed_chunk as _feed_chunk
+from mfctl.metrics.events import (
+    CheckpointSavedEvent, ErrorLineEvent, Event, ExceptionEvent, GlobalBatchSizeEvent,
+    KillAllWorkersEvent, ProgressEvent, SchedulerExitEvent, StepEvent, TimeoutEvent, TracebackEvent,
+    TrainingOverEvent, WorkerExitEvent,
+)
 from mfctl.metrics.parser import (
-    PROGRESS_MARK, STEP_MARK, STEP_RE, CheckpointSavedEvent, ErrorLineEvent, Event,
-    ExceptionEvent, GlobalBatchSizeEvent, KillAllWorkersEvent, ProgressEvent, SchedulerExitEvent,
-    StepEvent, TimeoutEvent, TracebackEvent, TrainingOverEvent, WorkerExitEvent, first_float,
-    parse_line, parse_other, parse_pid, parse_progress, step_event_from_match, to_bool,
-    to_float,
+    PROGRESS_MARK, STEP_MARK, STEP_RE, first_float, parse_line, parse_other, parse_pid,
+    parse_progress, step_event_from_match, to_bool, to_float,
 )
 
 __all__ = ["RankTrack", "RankState", "Alert", "ClusterState", "MetricsState",

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from mfctl.metrics.parser import (
+from mfctl.metrics.events import (
     CheckpointSavedEvent, ErrorLineEvent, ExceptionEvent, GlobalBatchSizeEvent, KillAllWorkersEvent,
     ProgressEvent, SchedulerExitEvent, StepEvent, TimeoutEvent, TracebackEvent, TrainingOverEvent,
-    WorkerExitEvent, parse_line, parse_lines, parse_pid, parse_timedelta,
+    WorkerExitEvent,
 )
+from mfctl.metrics.parser import parse_line, parse_lines, parse_pid, parse_timedelta
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples" / "mindformers-1.9.0-cpu-msrun-dp2"
 
