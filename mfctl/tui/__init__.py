@@ -1,1 +1,1 @@
-"""The ``mfctl watch`` dashboard (Textual): renders snapshots from a ``DashboardSource``; imports only metrics types, never remote, jobs, live or an SSH library."""
+"""The `mfctl watch` dashboard (Textual); may import metrics/cluster types only, not remote/jobs/live/SSH."""

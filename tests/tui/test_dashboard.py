@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -221,7 +222,8 @@ def test_o_cycles_the_sort_column_and_shift_o_reverses_it() -> None:
         # The order follows the values as they change: no new sort needed.
         source.advance()
         later = snaps[1]["ranks"]
-        await until(pilot, lambda: t.visible_ranks == sorted(range(16), key=lambda r: later[r]["step_time_ms"]))
+        by_step_time = sorted(range(16), key=lambda r: later[r]["step_time_ms"])
+        await until(pilot, lambda: t.visible_ranks == by_step_time)
 
     run(app_for(source), body)
 
@@ -373,7 +375,7 @@ def test_q_quits() -> None:
 
 @pytest.mark.parametrize("final, kwargs", [("finished", {"finished": True}), ("failed", {"failed": FAILED})])
 def test_exit_when_done_exits_by_itself_with_the_final_state(final: str, kwargs: dict) -> None:
-    source = StaticSource(scripted(2) + [synthetic_snapshot(16, 3, **kwargs)])
+    source = StaticSource([*scripted(2), synthetic_snapshot(16, 3, **kwargs)])
     app = app_for(source, exit_when_done=True, done_pause_s=0.1)
 
     async def body(pilot: Any) -> None:
@@ -465,13 +467,14 @@ def test_sort_ranks_puts_unknown_values_last_in_both_directions() -> None:
     assert sort_ranks(ranks, "step_ms", descending=False) == [2, 0, 3, 1]
 
 
-@pytest.mark.parametrize("value, text", [(None, "-"), (812.34, "812.3"), (45_210, "45.2k"), (1_234_567, "1.23M")])
+@pytest.mark.parametrize("value, text", [(None, "-"), (812.34, "812.3"), (45_210, "45.2k"),
+                                         (1_234_567, "1.23M")])
 def test_fmt_rate(value: Any, text: str) -> None:
     assert fmt_rate(value) == text
 
 
-@pytest.mark.parametrize("value, text", [(None, "-"), (-5, "-"), (45, "45s"), (725, "12m05s"), (11220, "3h07m"),
-                                         (187200, "2d04h")])
+@pytest.mark.parametrize("value, text", [(None, "-"), (-5, "-"), (45, "45s"), (725, "12m05s"),
+                                         (11220, "3h07m"), (187200, "2d04h")])
 def test_fmt_duration(value: Any, text: str) -> None:
     assert fmt_duration(value) == text
 
