@@ -14,10 +14,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from mfctl.metrics.types import RankRow
+from mfctl.metrics.types import RankRow, RankState
 from mfctl.tui.format import as_number, fmt_loss, fmt_ms, fmt_rate, fmt_step
 
-STATES = ("starting", "running", "stalled", "finished", "failed")
+STATES: tuple[str, ...] = tuple(s.value for s in RankState)  # the states a rank reports
 # The label a running rank gets in the table when the cluster reports it as a straggler.
 STRAGGLER = "straggler"
 
