@@ -14,9 +14,10 @@ Pure: no I/O, no clock (times are given).
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Hashable, Iterator, Optional
+from typing import Hashable, Iterator, Optional
 
 from mfctl.metrics.ranks import rank_label
+from mfctl.metrics.types import AlertView
 
 __all__ = ["Alert", "AlertLog"]
 
@@ -81,7 +82,7 @@ class Alert:
         if rank == self._first:
             self._first = min(self._ranks) if self._ranks else None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> AlertView:
         return {"kind": self.kind, "rank": self.rank, "ranks": self.ranks, "count": self.count,
                 "message": self.message, "step": self.step, "time": self.time, "last_time": self.last_time}
 

@@ -74,12 +74,14 @@ PAIR_PATTERN = (
 MARKS_PATTERN = (r"Epoch:\[|/s/p|T(?:raceback|raining Over)|xception|WARNING|E(?:RROR|rror|xit)|CRITICAL"
                  r"|Interrupt|F(?:atal Python error|inish saving ckpt)|_batch_size = ")
 
-_PAIR = {str: re.compile(PAIR_PATTERN), bytes: re.compile(PAIR_PATTERN.encode())}
-_MARKS = {str: re.compile(MARKS_PATTERN), bytes: re.compile(MARKS_PATTERN.encode())}
+# Per kind of data (str or bytes), the value of that kind (typed Any: mypy cannot tie a value's
+# type to its key's).
+_PAIR: dict[type, Any] = {str: re.compile(PAIR_PATTERN), bytes: re.compile(PAIR_PATTERN.encode())}
+_MARKS: dict[type, Any] = {str: re.compile(MARKS_PATTERN), bytes: re.compile(MARKS_PATTERN.encode())}
 RUNNING = "running"  # state.RUNNING (state.py imports this module)
-_NL = {str: "\n", bytes: b"\n"}
-_OPEN = {str: "[", bytes: b"["}
-_MARK = {str: PROGRESS_MARK, bytes: PROGRESS_MARK.encode()}
+_NL: dict[type, Any] = {str: "\n", bytes: b"\n"}
+_OPEN: dict[type, Any] = {str: "[", bytes: b"["}
+_MARK: dict[type, Any] = {str: PROGRESS_MARK, bytes: PROGRESS_MARK.encode()}
 
 
 def _text(s: Union[str, bytes]) -> str:
@@ -91,7 +93,7 @@ def _text(s: Union[str, bytes]) -> str:
 # (the checkpoint notes every N steps, a periodic warning) are scanned once. Bytes only (a str
 # translate costs more than the scan), short stretches only, and a bounded table.
 _DIGITS = bytes.maketrans(b"123456789", b"000000000")
-_SEEN: dict[bytes, list[list]] = {}  # shape of a stretch -> [[start, end, shape], ...]
+_SEEN: dict[Any, list[list[Any]]] = {}  # shape of a stretch (bytes) -> [[start, end, shape], ...]
 _SEEN_MAX = 4096
 _SEEN_LONGEST = 16384
 
@@ -161,8 +163,8 @@ def _lines_to_parse(data: Union[str, bytes], a: int, b: int, want_pid: bool) -> 
 
 
 def _store(state: "ClusterState", r: "RankTrack", now: float, ema: Optional[float], seen: int,
-           gema: Optional[float], gseen: int, lg: tuple, loss: float, overflow: bool, gn: float,
-           pend: list, pend_ms: list) -> None:
+           gema: Optional[float], gseen: int, lg: Any, loss: Optional[float], overflow: Optional[bool],
+           gn: Optional[float], pend: list[Any], pend_ms: list[Any]) -> None:
     """Bring r up to date with the pairs fed so far: their history points and step times (the
     newest that r's deques keep), the counters and the last pair's values."""
     keep = r.history.maxlen
@@ -199,10 +201,20 @@ def feed_chunk(state: "ClusterState", rank: int, data: Union[str, bytes], node: 
     # overflow, gn) are ahead of r, and `pend` / `pend_ms` hold the pairs whose history points /
     # step times are not in r yet (only the newest of them survive r's bounded deques, so the rest
     # are never converted).
+    # ema and gema are floats whenever `ordinary` is true (_ordinary checks both); lg is the last
+    # pair's groups once `dirty`.
+    ema: Any
+    gema: Any
+    lg: Any
+    loss: Optional[float]
+    overflow: Optional[bool]
+    gn: Optional[float]
+    # An Event, dispatched on `t = type(ev)` (cheaper than isinstance); mypy cannot narrow through t.
+    ev: Any
     ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
     lg = loss = overflow = gn = None
-    pend: list = []
-    pend_ms: list = []
+    pend: list[Any] = []
+    pend_ms: list[Any] = []
     pend_append, pend_ms_append = pend.append, pend_ms.append
     ordinary = _ordinary(r)
     dirty = False

@@ -72,7 +72,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional
 
 from mfctl.metrics.alerts import Alert, AlertLog
-from mfctl.metrics.types import RankState, Snapshot
+from mfctl.metrics.types import ClusterView, RankRow, RankState, Snapshot
 from mfctl.metrics.chunk import feed_chunk as _feed_chunk
 from mfctl.metrics.events import (
     CheckpointSavedEvent, ErrorLineEvent, Event, ExceptionEvent, GlobalBatchSizeEvent,
@@ -319,6 +319,11 @@ class ClusterState:
         total_s: Optional[str] = None
         total_i = 0
         # The rank's counters as locals; `dirty` says they are ahead of `r`.
+        loss: Optional[float]
+        gn: Optional[float]
+        sps: Optional[float]
+        gema: Any  # a float whenever the inline branch reads it (gn is not None there)
+        ev: Any  # an Event, dispatched on `t = type(ev)`; mypy cannot narrow through t
         ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
         c_step, c_loss, c_ms, c_ov, c_gn, c_sps = (r.step, r.loss, r.step_time_ms, r.overflow,
                                                    r.global_norm, r.samples_per_s)
@@ -460,7 +465,9 @@ class ClusterState:
 
     # -- events of a rank
 
-    def _apply(self, r: RankTrack, ev: Event, now: float) -> None:
+    # `ev` is an Event; typed Any because it is dispatched on `t = type(ev)` (cheaper than an
+    # isinstance chain), which mypy cannot narrow through.
+    def _apply(self, r: RankTrack, ev: Any, now: float) -> None:
         t = type(ev)
         if t is StepEvent:
             final = ev.step == ev.total_steps and ev.epoch == ev.total_epochs
@@ -602,7 +609,7 @@ class ClusterState:
         if ev is not None:
             self._launcher_event(node, ev, now)
 
-    def _launcher_event(self, node: Optional[str], ev: Event, now: float) -> None:
+    def _launcher_event(self, node: Optional[str], ev: Any, now: float) -> None:  # ev: as _apply's
         where = f" on {node}" if node else ""
         t = type(ev)
         if t is WorkerExitEvent:
@@ -683,10 +690,10 @@ class ClusterState:
                 r.state = STALLED
                 self._alert("stalled", r.rank, f"no step for {now - r.last_update:.0f} s "
                             f"(threshold {threshold:.0f} s) after step {r.step}", r.step, now)
-        medians = {}
+        medians: dict[int, float] = {}
         for r in self.ranks.values():
             if r.state == RUNNING and len(r.recent_step_ms) >= 3:
-                medians[r.rank] = _median(r.recent_step_ms)
+                medians[r.rank] = statistics.median(r.recent_step_ms)
         if len(medians) < self.straggler_min_ranks:
             for r in self.ranks.values():
                 r.straggler = False
@@ -696,12 +703,14 @@ class ClusterState:
         for r in self.ranks.values():
             m = medians.get(r.rank)
             slow = m is not None and mid is not None and m > self.straggler_ratio * mid
-            if slow:
+            if slow and m is not None:  # slow implies m is known: said again for the type checker
                 self._straggler_ms[r.rank] = m
                 if not r.straggler:
                     new.append(r)
             r.straggler = slow
-        if new:  # one alert for the ranks found slow together, the slowest named with by how much
+        # One alert for the ranks found slow together, the slowest named with by how much (new
+        # ranks imply a median: said again for the type checker).
+        if new and mid is not None:
             a = self._alert("straggler", new[0].rank, "", new[0].step, now)
             for r in new[1:]:
                 a.add(r.rank, "", now)
@@ -718,7 +727,7 @@ class ClusterState:
         """The JSON-ready view (``tick(now)`` first). Non-finite losses stay float nan/inf."""
         self.tick(now)
         ranks = [self.ranks[k] for k in sorted(self.ranks)]
-        rank_rows = [{
+        rank_rows: list[RankRow] = [{
             "rank": r.rank, "node": r.node, "step": r.step, "total_steps": r.total_steps,
             "epoch": r.epoch, "loss": r.loss, "loss_mean": r.loss_mean, "step_time_ms": r.step_time_ms,
             "samples_per_s": r.samples_per_s, "tokens_per_s": r.tokens_per_s, "tflops": r.tflops,
@@ -748,7 +757,7 @@ class ClusterState:
         first = self.first_loss_rank(len(ranks))
         return [r for r in ranks if r.rank >= first] if first else ranks
 
-    def _cluster(self, ranks: list[RankTrack]) -> dict[str, Any]:
+    def _cluster(self, ranks: list[RankTrack]) -> ClusterView:
         world = self.world_size if self.world_size is not None else len(ranks)
         stepped = [r for r in ranks if r.step is not None]
         slowest = min(stepped, key=lambda r: (r.epoch or 0, r.step)) if stepped else None
