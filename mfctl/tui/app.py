@@ -20,7 +20,7 @@ import gc
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from rich.text import Text
 from textual import work
@@ -33,6 +33,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Input
 from textual.worker import Worker, WorkerState
 
+from mfctl.metrics.types import History, Snapshot
 from mfctl.tui.format import fmt_loss, fmt_ms, fmt_rate
 from mfctl.tui.panels import (
     AlertsPanel,
@@ -60,7 +61,7 @@ class Polled(Message):
     """One poll of the source, taken off the UI thread: the snapshot and the plots' data for
     ``rank`` (the rank under the table's cursor when the poll started)."""
 
-    def __init__(self, snapshot: dict, history: dict, rank: int | None) -> None:
+    def __init__(self, snapshot: Snapshot, history: History, rank: int | None) -> None:
         super().__init__()
         self.snapshot = snapshot
         self.history = history
@@ -127,7 +128,7 @@ class DashboardApp(App[str | None]):
         self.exit_when_done = exit_when_done
         self.done_pause_s = done_pause_s
         self.started_at = _epoch(self.job.get("started_at"))
-        self.last_snapshot: dict = {}
+        self.last_snapshot: Snapshot | dict[str, Any] = {}
         self._stopping = False
         self._exit_armed = False
         self._header: Text | None = None
@@ -227,7 +228,7 @@ class DashboardApp(App[str | None]):
         rank = self._table.selected_rank()
         self.apply_poll(self.source.snapshot(), self.source.history(rank), rank)
 
-    def apply_poll(self, snap: dict, history: dict, rank: int | None) -> None:
+    def apply_poll(self, snap: Snapshot, history: History, rank: int | None) -> None:
         """Patch whatever changed on screen (UI thread)."""
         self.last_snapshot = snap
         now = self.clock()
@@ -266,15 +267,16 @@ class DashboardApp(App[str | None]):
         if pane.border_title != title:
             pane.border_title = title
 
-    def _show_history(self, history: dict, rank: int | None) -> None:
+    def _show_history(self, history: History, rank: int | None) -> None:
         """The plots: the band of all ranks and ``rank``'s own line."""
         unit = history.get("throughput") or "tokens/s"
         plot = self._tokens_plot
         if plot.title != unit:
             plot.title = plot.border_title = unit  # set_series fills in the figures when they change
         bands = history.get("bands")
-        plots = ((self._loss_plot, "loss"), (self._tokens_plot, "tokens_per_s"),
-                 (self._steptime_plot, "step_time_ms"))
+        plots: tuple[tuple[SeriesPlot, Literal["loss", "tokens_per_s", "step_time_ms"]], ...] = (
+            (self._loss_plot, "loss"), (self._tokens_plot, "tokens_per_s"),
+            (self._steptime_plot, "step_time_ms"))
         if bands is None:  # cluster lines only
             for plot, metric in plots:
                 plot.set_points(history.get(metric) or [])
@@ -285,7 +287,7 @@ class DashboardApp(App[str | None]):
 
     def on_rank_table_selected(self, _: RankTable.Selected) -> None:
         # Answered at once, not at the next poll: history() is cheap by contract (bounded series).
-        if self.is_mounted and hasattr(self, "_steptime_plot"):
+        if hasattr(self, "_steptime_plot"):  # mounted
             rank = self._table.selected_rank()
             self._show_history(self.source.history(rank), rank)
 

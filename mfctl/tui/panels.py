@@ -34,7 +34,8 @@ _CLUSTER_STYLE = {"failed": STATE_STYLE["failed"], "stalled": "bold " + STATE_ST
                   "finished": "bold " + STATE_STYLE["finished"], "running": "bold", "starting": "dim"}
 
 
-def header_text(job: Mapping[str, Any], cluster: ClusterView, elapsed_s: float | None) -> Text:
+def header_text(job: Mapping[str, Any], cluster: ClusterView | Mapping[str, Any],
+                elapsed_s: float | None) -> Text:
     """Two lines: what the job is, then where it stands."""
     nodes = job.get("nodes", "?")
     devices = job.get("devices_per_node", "?")
@@ -52,8 +53,9 @@ def header_text(job: Mapping[str, Any], cluster: ClusterView, elapsed_s: float |
     text.append(state.upper(), style=_CLUSTER_STYLE.get(state, "bold"))
     step, total = cluster.get("step"), cluster.get("total_steps")
     text.append("  step ", style="dim").append(fmt_step(step, total), style="bold")
-    if as_number(step) is not None and as_number(total):
-        text.append(f" ({100.0 * step / total:.1f}%)", style="dim")
+    done, whole = as_number(step), as_number(total)
+    if done is not None and whole:
+        text.append(f" ({100.0 * done / whole:.1f}%)", style="dim")
     text.append("  ETA ", style="dim").append(fmt_duration(cluster.get("eta_s")), style="bold")
     text.append("  tokens/s ", style="dim").append(fmt_rate(cluster.get("tokens_per_s")), style="bold")
     text.append("  samples/s ", style="dim").append(fmt_rate(cluster.get("samples_per_s")), style="bold")

@@ -276,9 +276,10 @@ class RankTable(ScrollView, can_focus=True):
             if row >= len(self._order):
                 return Strip.blank(width, base)
             rank = self._order[row]
-            strip = self._lines.get(rank)
-            if strip is None:
-                strip = self._lines[rank] = self._row_strip(rank, base)
+            cached = self._lines.get(rank)
+            if cached is None:
+                cached = self._lines[rank] = self._row_strip(rank, base)
+            strip = cached
             if rank == self._cursor_rank:
                 # On top of the row's styles (Strip.apply_style would put it underneath).
                 strip = Strip(Segment.apply_style(strip, post_style=cursor), strip.cell_length)
