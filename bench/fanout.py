@@ -34,7 +34,7 @@ if __package__ in (None, ""):  # run as a script from a checkout: make `mfctl` i
 from mfctl.remote.base import RunResult, Transport  # noqa: E402
 from mfctl.remote.group import run_on_all  # noqa: E402
 
-from mfctl.jobs.ops import inline  # noqa: E402
+from mfctl.jobs.nodeops import inline  # noqa: E402
 
 # What `mfctl check` runs on each node (the master also checks its port), with the python the
 # test cluster's nodes can run.

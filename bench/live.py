@@ -235,7 +235,7 @@ def steps_of(snap: dict) -> set[int]:
 
 
 async def measure(directory: Path, ranks: int, seconds: float, prefill_steps: int) -> Run:
-    from mfctl.jobs.watch import LogDirSource
+    from mfctl.live.sources import LogDirSource
     from mfctl.tui.app import make_app
     from mfctl.tui.table import RankTable
 

@@ -17,10 +17,12 @@ SEQ_LENGTH = 64  # what the sample run trained with
 
 
 def make_sample_job(job_dir: Path, job_id: str, host: str = "localhost", feed: bool = True, name: str = "sample"):
-    from mfctl.jobs.follow import LogLine
+    from mfctl.metrics.types import LogLine
     from mfctl.jobs.status import new_state
-    from mfctl.jobs.store import JobRecord, JobStore
-    from mfctl.jobs.watch import MetricsCollector
+    from mfctl.cluster.plan import LaunchPlan
+    from mfctl.records.record import JobRecord
+    from mfctl.records.store import JobStore
+    from mfctl.live.collector import MetricsCollector
 
     logs = job_dir / "output" / "msrun_log"
     logs.mkdir(parents=True)
@@ -34,9 +36,10 @@ def make_sample_job(job_dir: Path, job_id: str, host: str = "localhost", feed: b
         id=job_id, name=name, job_dir=str(job_dir), transport="local",
         spec={"name": "sample", "model": "tiny-llama", "env": {},
               "train": {"seq_length": SEQ_LENGTH, "steps": 32}},
-        plan={"job_name": "sample", "world_size": 2, "master_addr": host, "master_port": 8118,
-              "launcher": "msrun", "nodes": [node],
-              "parallel": {"data_parallel": 2, "model_parallel": 1, "pipeline_stage": 1, "micro_batch_num": 1}},
+        plan=LaunchPlan.from_json({
+            "job_name": "sample", "world_size": 2, "master_addr": host, "master_port": 8118,
+            "launcher": "msrun", "nodes": [node],
+            "parallel": {"data_parallel": 2, "model_parallel": 1, "pipeline_stage": 1, "micro_batch_num": 1}}),
         hosts=[{"host": host, "user": None, "port": None, "slots": 2, "line": 1}],
         state="finished", exit_cause="all ranks finished (32 steps)", created_at=now - 120,
         started_at=now - 110, ended_at=now - 5)

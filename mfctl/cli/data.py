@@ -58,7 +58,7 @@ def data_prepare(
         raise BadInput("give exactly one of --tokenizer FILE or --train-tokenizer VOCAB")
     max_vocab = None
     if (directory / "mfctl.yaml").exists():
-        from mfctl.jobdir import load_job
+        from mfctl.jobs.jobdir import load_job
         from mfctl.render import model_shape
 
         job = load_job(directory)
@@ -96,7 +96,10 @@ def demo(
 
     Example: mfctl demo --headless --dir demo1
     """
-    from mfctl.jobs.demo import run_demo_cli
+    from mfctl.live.demo import run_demo_cli
 
-    rc = run_demo_cli(directory, headless or as_json, as_json, views.out, views.err)
+    from mfctl.cli.watch import dashboard_or_none
+
+    rc = run_demo_cli(directory, headless or as_json, as_json, views.out, views.err,
+                      dashboard=dashboard_or_none(exit_when_done=True))
     raise typer.Exit(rc)

@@ -94,8 +94,8 @@ def render(
 
     Example: mfctl render --nodes hosts.txt
     """
-    from mfctl.jobdir import load_job, make_plan, render_job
-    from mfctl.jobs.ids import preview_job_id
+    from mfctl.jobs.jobdir import load_job, make_plan, render_job
+    from mfctl.records.ids import preview_job_id
 
     job = load_job(directory, nodes)
     plan = make_plan(job, master_addr, resolve=resolver(ssh_config))
@@ -115,7 +115,7 @@ def plan(
 
     Example: mfctl plan --json
     """
-    from mfctl.jobdir import load_job, make_plan
+    from mfctl.jobs.jobdir import load_job, make_plan
 
     job = load_job(directory, nodes)
     launch_plan = make_plan(job, master_addr, resolve=resolver(ssh_config))

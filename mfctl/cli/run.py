@@ -28,16 +28,13 @@ def check(
 
     Example: mfctl check --nodes hosts.txt
     """
-    from mfctl.jobs.launch import prepare
-    from mfctl.jobs.ops import close_all, open_all, preflight
+    from mfctl.jobs.backend import backend_for_job
+    from mfctl.jobs.launch import load
 
     opts = ssh_opts(ssh_config, accept_new_hosts, fanout, connect_timeout)
-    job, launch_plan = prepare(directory, nodes, opts, None, False)
-    transports = open_all(job.entries, str(job.dir), opts)
-    try:
-        checks = preflight(launch_plan, job.spec, transports, fanout)
-    finally:
-        close_all(transports)
+    job, launch_plan = load(directory, nodes, opts, None, None)
+    with backend_for_job(launch_plan, job.entries, str(job.dir), opts, job.spec) as backend:
+        checks = backend.preflight(job.spec)
     views.print_checks(checks, as_json)
     bad = [c for c in checks if not c.ok]
     if bad:
@@ -83,7 +80,7 @@ def launch(
     Example: mfctl launch --nodes hosts.txt
     """
     from mfctl.jobs.launch import LaunchRefused, launch as do_launch
-    from mfctl.jobs.store import JobStore
+    from mfctl.records.store import JobStore
 
     opts = ssh_opts(ssh_config, accept_new_hosts, fanout, connect_timeout)
     previous = None
@@ -107,7 +104,7 @@ def launch(
         return
     rec = result.record
     if supervise:
-        from mfctl.jobs.supervise import run_supervised
+        from mfctl.live.supervise import run_supervised
 
         rc = run_supervised(rec, directory, nodes, opts, master_addr, sync_dataset, max_restarts,
                             stall_timeout, unreachable_timeout, as_json, say=views.say)
@@ -134,8 +131,8 @@ def supervise_cmd(
 
     Example: mfctl supervise my-job-20261128-101500
     """
-    from mfctl.jobs.store import JobStore
-    from mfctl.jobs.supervise import supervise
+    from mfctl.live.supervise import supervise
+    from mfctl.records.store import JobStore
 
     store = JobStore()
     record = store.find(job, directory)
@@ -154,7 +151,7 @@ def jobs(as_json: bool = json_opt()) -> None:
 
     Example: mfctl jobs
     """
-    from mfctl.jobs.store import JobStore
+    from mfctl.records.store import JobStore
 
     records = JobStore().all()
     if as_json:

@@ -173,8 +173,8 @@ def print_jobs(records) -> None:
     for r in records:
         when = dt.datetime.fromtimestamp(r.started_at or r.created_at).strftime("%Y-%m-%d %H:%M:%S")
         colour = STATE_COLOURS.get(r.state, "white")
-        rows.append([escape(r.id), f"[{colour}]{r.state}[/]", str(len(r.plan.get("nodes", []))),
-                     str(r.plan.get("world_size", "")), when, escape(r.exit_cause or "")])
+        rows.append([escape(r.id), f"[{colour}]{r.state}[/]", str(len(r.plan.nodes)),
+                     str(r.plan.world_size), when, escape(r.exit_cause or "")])
     # The state too keeps its width: it is one word, and "finishe/d" reads worse than a taller cause.
     out.print(table(["job", "state", "nodes", "world", "started", "cause"], rows, keep=(0, 1)))
 

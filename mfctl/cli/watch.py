@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -42,7 +41,7 @@ def watch(
     Example: mfctl watch   |   mfctl watch --once --json   |   mfctl watch --logs copied/ --once --json
     """
     if logs is not None:
-        from mfctl.jobs.watch import LogDirSource
+        from mfctl.live.sources import LogDirSource
 
         if not logs.is_dir():
             raise BadInput(f"{logs}: not a directory of logs; give the folder that holds worker_N.log files")
@@ -67,17 +66,39 @@ def watch(
         finally:
             source.close()
         return
-    from mfctl.jobs.store import JobStore
-    from mfctl.jobs.watch import collect_once, run_dashboard
+    from mfctl.live.session import LiveSession
+    from mfctl.records.store import JobStore
 
     store = JobStore()
     record = store.find(job, directory)
-    if once or as_json:
-        snap = collect_once(record, store)
-        snap = {"job": record.to_json(), **snap}
-        views.print_state(snap, as_json)
-        return
-    run_dashboard(record, store=store, supervise=supervise)
+    session = LiveSession(record, store)
+    try:
+        if once or as_json:
+            snap = {"job": record.to_json(), **session.read_once()}
+            views.print_state(snap, as_json)
+            return
+        session.start()
+        if supervise:
+            session.start_supervisor()
+        show_dashboard(session)
+    finally:
+        session.close()
+
+
+def show_dashboard(session, exit_when_done: bool = False) -> None:
+    """The dashboard on a live session (the one place that hands a session to the TUI)."""
+    from mfctl.tui.app import make_app
+
+    make_app(session.source, job=session.job_info(), exit_when_done=exit_when_done, freeze_heap=True).run()
+
+
+def dashboard_or_none(exit_when_done: bool = False):
+    """``show_dashboard`` for the demo, or None when the dashboard cannot load (no textual)."""
+    try:
+        import mfctl.tui.app  # noqa: F401
+    except ImportError:
+        return None
+    return lambda session: show_dashboard(session, exit_when_done)
 
 
 @app.command()
@@ -91,30 +112,20 @@ def export(
 
     Example: mfctl export my-job-20261128-101500 --format csv -o metrics.csv
     """
-    from mfctl.jobs.store import JobStore
+    from mfctl.records.export import check_format, export_metrics
+    from mfctl.records.store import JobStore
 
-    if fmt not in ("csv", "jsonl"):
-        raise BadInput(f"--format must be csv or jsonl, got {fmt!r}")
+    check_format(fmt)
     store = JobStore()
     record = store.find(job, directory)
-    cols = ("rank", "step", "total_steps", "loss", "step_time_ms", "samples_per_s", "time")
-    rows = list(store.metrics(record.id))
     handle = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
     try:
-        if fmt == "csv":
-            import csv
-
-            writer = csv.writer(handle)
-            writer.writerow(cols)
-            writer.writerows(rows)
-        else:
-            for row in rows:
-                handle.write(json.dumps(dict(zip(cols, row))) + "\n")
+        rows = export_metrics(store, record.id, fmt, handle)
     finally:
         if output:
             handle.close()
     if output:
-        views.err.print(f"{len(rows)} rows of {record.id} -> {output}")
+        views.err.print(f"{rows} rows of {record.id} -> {output}")
 
 
 @app.command()
@@ -131,14 +142,25 @@ def report(
     Example: mfctl report my-job-20261128-101500 -o run.html
     """
     from mfctl.jobs.report import write_report
-    from mfctl.jobs.store import JobStore
+    from mfctl.records.store import JobStore
 
     if output is not None and output.is_dir():
         raise BadInput(f"{output}: is a directory; give -o a file name such as report.html")
     store = JobStore()
     record = store.find(job, directory)
-    result = write_report(record, store, output)
+    result = write_report(record, store, output, collect=read_once)
     if as_json:
         views.print_json(result)
         return
     views.print_report_written(result)
+
+
+def read_once(record, store):
+    """A job's logs read once through a live session, every step with its time (``report``)."""
+    from mfctl.live.session import LiveSession
+
+    session = LiveSession(record, store)
+    try:
+        return session.read_once(every_step_time=True)
+    finally:
+        session.close()

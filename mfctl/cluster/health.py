@@ -10,7 +10,7 @@ The rules, first match wins (``RULES`` names them; the unit tests walk this tabl
 ==================  ==========================================================  ========
 rule                when                                                        verdict
 ==================  ==========================================================  ========
-look_failed         a node answered, but the look itself failed                 failed
+look_failed         a node answered, but the look itself failed          [early] failed
 unreachable         a node unreachable for ``unreachable_after_s`` or longer    failed
 rank_failed         a rank failed in the logs (traceback, worker exit)   [early] failed
 rank_stalled        a rank stalled (past ``stall_after_s`` when set)     [early] failed
@@ -33,8 +33,9 @@ unseen no end rule applies (its processes may still run).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from mfctl.metrics.types import RankState, Snapshot, StrEnum
 
@@ -139,12 +140,12 @@ class Memory:
     unreachable_since: Mapping[str, float] = field(default_factory=dict)
 
     @classmethod
-    def one_look(cls) -> "Memory":
+    def one_look(cls) -> Memory:
         """``mfctl status``: one look, nothing to stop; unreachable nodes leave the state as is."""
         return cls(early=False, unreachable_after_s=float("inf"))
 
     @classmethod
-    def launch(cls) -> "Memory":
+    def launch(cls) -> Memory:
         """Launch verification: every node must answer, and be running or done cleanly."""
         return cls(early=True, unreachable_after_s=0.0)
 
@@ -186,7 +187,7 @@ def judge(nodes: Sequence[NodeStatus], snapshot: Snapshot | None, memory: Memory
     for st in nodes:
         if st.seen:
             continue
-        if st.reachable:
+        if st.reachable and memory.early:
             return verdict(JobState.FAILED, "look_failed", f"{st.host}: {st.error}", host=st.host)
         since = unreachable.setdefault(st.host, now)
         if now - since >= memory.unreachable_after_s:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from mfctl.cluster.hostfile import parse_hostfile
 from mfctl.errors import BadInput
-from mfctl.jobdir import Job, get_preset, load_job, read_text, resolve_layout
-from mfctl.render import check_own_config
+from mfctl.jobs.jobdir import Job, get_preset, load_job, read_text, resolve_layout
 from mfctl.jobspec.schema import SPEC_FILE, JobSpec, ParallelSpec, dump_spec
-from pydantic import ValidationError
+from mfctl.render import check_own_config
 
 
 def create_job(

@@ -7,21 +7,24 @@ turns spec + hosts + preset into a validated layout and launch plan.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from mfctl.cluster.batch import GlobalBatch, plan_batch
 from mfctl.cluster.hostfile import HostEntry, localhost_entries, parse_hostfile
 from mfctl.cluster.layout import Layout, LayoutError, choose_layout
 from mfctl.cluster.plan import LaunchPlan, build_plan
 from mfctl.errors import BadInput
-from mfctl.render import (
-    check_own_config, config_device_target, render_launch_script, render_model_config,
-)
+from mfctl.jobspec.presets import Preset
 from mfctl.jobspec.schema import SPEC_FILE, JobSpec, parse_spec
 from mfctl.presets import PRESETS, preset_names
-from mfctl.jobspec.presets import Preset
+from mfctl.render import (
+    check_own_config,
+    config_device_target,
+    render_launch_script,
+    render_model_config,
+)
 
 RENDERED_DIR = "rendered"
 

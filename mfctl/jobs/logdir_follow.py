@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from mfctl.jobs.follow import LogLine
+from mfctl.metrics.types import LogLine
 from mfctl.metrics.logdir import find_logs
 
 # Big reads, few calls; a file longer than this is read over several chunks in the same pass.

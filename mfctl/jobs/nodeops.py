@@ -1,8 +1,8 @@
-"""Cluster operations: check, launch, status, stop and logs, over any transport.
+"""Node operations over any transport: preflight, push, start, status, stop, read logs.
 
 Every operation fans out to all nodes at once (bounded by ``fanout``) and returns one outcome per
-node, so a failure on one node never hides what happened on the others. Launch is all or
-nothing: if any node fails to start, what started elsewhere is stopped before it returns.
+node (``NodeResults``), so a failure on one node never hides what happened on the others. The
+commands each builds are quoted with ``shlex``; ``HostsBackend`` (``backend.py``) puts them together.
 """
 
 from __future__ import annotations
@@ -10,18 +10,19 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import shlex
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
+from mfctl.cluster.health import NodeStatus, parse_procs
 from mfctl.cluster.hostfile import HostEntry
-from mfctl.cluster.plan import BUNDLE_DIR, CONFIG_FILE, LAUNCH_SCRIPT, RUN_DIR, LaunchPlan
-from mfctl.errors import BadInput, OperationFailed
+from mfctl.cluster.plan import BUNDLE_DIR, LAUNCH_SCRIPT, RUN_DIR, LaunchPlan, NodePlan
+from mfctl.errors import OperationFailed
 from mfctl.remote.base import NodeUnreachable, Transport
 from mfctl.remote.connect import SshOptions, open_transport
-from mfctl.remote.group import run_on_all
+from mfctl.remote.group import NodeResults, run_on_all
 
 T = TypeVar("T")
 
@@ -41,7 +42,7 @@ def inline(script_name: str, *args: str) -> str:
 
 
 def on_all(transports: dict[str, Transport], fn: Callable[[Transport], T],
-           fanout: int = 64) -> dict[str, T | Exception]:
+           fanout: int = 64) -> NodeResults[T]:
     """``fn`` on every node, at most ``fanout`` at once; exceptions are returned, not raised."""
     return run_on_all(transports.values(), fn, fanout)
 
@@ -111,13 +112,11 @@ def preflight(plan: LaunchPlan, spec, transports: dict[str, Transport], fanout: 
     checks: list[NodeCheck] = []
     for node in plan.nodes:
         nc = NodeCheck(node.host, node.node_rank)
-        got = results.get(node.host)
-        if isinstance(got, Exception):
-            nc.problems.append(describe_error(got))
+        if node.host in results.failed:
+            nc.problems.append(describe_error(results.failed[node.host]))
             checks.append(nc)
             continue
-        nc.facts = got
-        f = got
+        f = nc.facts = results.ok[node.host]
         if "error" in f:
             nc.problems.append(f"preflight failed: {f['error']}")
         if f.get("setup_failed"):
@@ -248,58 +247,9 @@ def start_command(job_dir: str, log_dir: str, job_id: str) -> str:
             "echo started $!")
 
 
-@dataclass
-class ProcInfo:
-    pid: int
-    pgid: int
-    stat: str
-    etimes: int
-    role: str  # msrun's MS_ROLE (MS_WORKER, MS_SCHED) or "-" (msrun itself, the launch script)
-    rank: int | None  # RANK_ID of a worker
-    args: str
-
-
-@dataclass
-class NodeStatus:
-    host: str
-    node_rank: int
-    reachable: bool = True
-    error: str | None = None
-    procs: list[ProcInfo] = field(default_factory=list)
-    exit_code: int | None = None
-    started_at: float | None = None
-    logs: dict[str, int] = field(default_factory=dict)
-    lines: list[tuple[str, str]] = field(default_factory=list)  # (log file name, line)
-
-    @property
-    def alive(self) -> bool:
-        return bool(self.procs)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"host": self.host, "node_rank": self.node_rank, "reachable": self.reachable,
-                "error": self.error, "alive": self.alive, "exit_code": self.exit_code,
-                "processes": [{"pid": p.pid, "pgid": p.pgid, "stat": p.stat, "elapsed_s": p.etimes,
-                               "role": p.role, "rank": p.rank, "command": p.args} for p in self.procs],
-                "logs": self.logs}
-
-
-def parse_procs(stdout: str) -> list[ProcInfo]:
-    procs = []
-    for line in stdout.splitlines():
-        if not line.startswith("proc "):
-            continue
-        parts = line[5:].split(None, 6)
-        if len(parts) >= 6 and parts[0].isdigit() and parts[1].isdigit() and parts[3].isdigit():
-            procs.append(ProcInfo(int(parts[0]), int(parts[1]), parts[2], int(parts[3]), parts[4],
-                                  int(parts[5]) if parts[5].isdigit() else None,
-                                  parts[6] if len(parts) > 6 else ""))
-    return procs
-
-
-def node_status(t: Transport, job_id: str, node: dict[str, Any], timeout: float = 60) -> NodeStatus:
-    log_dir = node["log_dir"]
-    res = t.run(inline("nodectl.sh", "status", job_id, node["job_dir"], log_dir), timeout=timeout)
-    st = NodeStatus(t.host, node["node_rank"], procs=parse_procs(res.stdout))
+def node_status(t: Transport, job_id: str, node: NodePlan, timeout: float = 60) -> NodeStatus:
+    res = t.run(inline("nodectl.sh", "status", job_id, node.job_dir, node.log_dir), timeout=timeout)
+    st = NodeStatus(t.host, node.node_rank, procs=parse_procs(res.stdout), ranks=node.ranks)
     for line in res.stdout.splitlines():
         key, _, rest = line.partition(" ")
         if key == "exit_code" and rest.strip().lstrip("-").isdigit():
@@ -326,21 +276,43 @@ def stop_node(t: Transport, job_id: str, grace: float = 10.0, job_dir: str | Non
 
 
 def stop_all(transports: dict[str, Transport], job_id: str, grace: float = 10.0,
-             fanout: int = 64, job_dirs: dict[str, str] | None = None) -> dict[str, int | Exception]:
+             fanout: int = 64, job_dirs: dict[str, str] | None = None) -> NodeResults[int]:
     """Stop the job everywhere; ``job_dirs`` (host -> job dir) also blocks starts still on their way."""
     dirs = job_dirs or {}
     return on_all(transports, lambda t: stop_node(t, job_id, grace, dirs.get(t.host)), fanout)
-
-
-def log_path(node: dict[str, Any], rank: int | None) -> str:
-    name = "scheduler.log" if rank is None else f"worker_{rank}.log"
-    log_dir = node["log_dir"]
-    if not log_dir.startswith("/"):
-        log_dir = posixpath.join(node["job_dir"], log_dir)
-    return posixpath.join(log_dir, name)
 
 
 def tail_command(path: str, lines: int, follow: bool) -> str:
     if follow:
         return shlex.join(["tail", "-n", str(lines), "-F", path])
     return shlex.join(["tail", "-n", str(lines), path])
+
+
+def failed_look(node: NodePlan, exc: Exception) -> NodeStatus:
+    """The status of a node whose look raised: unreachable (``NodeUnreachable``: wait and see), or
+    a look that failed on a node that answered."""
+    return NodeStatus(node.host, node.node_rank, reachable=not isinstance(exc, NodeUnreachable),
+                      error=describe_error(exc), ranks=node.ranks)
+
+
+#: msrun's own output (worker exits, teardown) lands in the launch script's output file.
+MSRUN_OUT = "launch.out"
+
+
+def logtail_command(python: str, setup: str | None, log_dir: str, offsets: dict[str, int],
+                    all_lines: bool = False, once: bool = False, job_dir: str | None = None) -> str:
+    """``node/logtail.py`` run by the node's python: the metric lines of every msrun log (and of
+    msrun's own output under ``job_dir``) from ``offsets`` on, followed or read ``once``."""
+    script = resources.files("mfctl.node").joinpath("logtail.py").read_text(encoding="utf-8")
+    argv = [python, "-u", "-c", script, log_dir]
+    if job_dir is not None:
+        argv.append(f"--extra={MSRUN_OUT}={posixpath.join(job_dir, RUN_DIR, MSRUN_OUT)}")
+    argv += [f"--offset={name}={pos}" for name, pos in sorted(offsets.items())]
+    if all_lines:
+        argv.append("--all")
+    if once:
+        argv.append("--once")
+    command = shlex.join(argv)
+    if setup:
+        command = f"{setup} >/dev/null 2>&1; exec {command}"
+    return command

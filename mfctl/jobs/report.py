@@ -16,12 +16,18 @@ import datetime as dt
 import html
 import json
 import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
-from mfctl.jobs.store import JobRecord
 from mfctl.metrics.series import SeriesStore
+from mfctl.metrics.types import Snapshot
+from mfctl.records.record import JobRecord
+from mfctl.records.store import JobStore
+
+#: Reads a job's logs once, saving its steps to the store; returns the snapshot.
+Collect = Callable[[JobRecord, JobStore], Snapshot]
 
 MANY_RANKS = 32  # above this, ranks start hidden and the band carries the picture
 SHOWN_WHEN_MANY = 8
@@ -69,20 +75,18 @@ def _duration(a: float | None, b: float | None) -> str:
 def summary_rows(data: ReportData) -> list[tuple[str, str]]:
     rec = data.record
     plan, spec = rec.plan, rec.spec
-    par = plan.get("parallel") or {}
-    nodes = plan.get("nodes") or []
+    par = plan.layout.as_dict()
     rows = [
         ("job", rec.id), ("name", rec.name), ("model", str(spec.get("model", "-"))),
         ("state", rec.state), ("exit cause", rec.exit_cause or "-"),
         ("created", _when(rec.created_at)), ("started", _when(rec.started_at)),
         ("ended", _when(rec.ended_at)), ("run time", _duration(rec.started_at, rec.ended_at)),
         ("restarts", str(rec.restarts) + (f" (resumed from {rec.resumed_from})" if rec.resumed_from else "")),
-        ("world size", str(plan.get("world_size", "-"))),
-        ("nodes", ", ".join(f"{n['host']} (NODE_RANK {n['node_rank']}, ranks "
-                            f"{n['ranks'][0]}-{n['ranks'][-1]})" for n in nodes if n.get("ranks")) or "-"),
+        ("world size", str(plan.world_size)),
+        ("nodes", ", ".join(f"{n.host} (NODE_RANK {n.node_rank}, ranks "
+                            f"{n.ranks[0]}-{n.ranks[-1]})" for n in plan.nodes if n.ranks) or "-"),
         ("layout", " ".join(f"{k} {v}" for k, v in par.items()) or "-"),
-        ("launcher", f"{plan.get('launcher', '-')}, master {plan.get('master_addr', '-')}:"
-                     f"{plan.get('master_port', '-')}"),
+        ("launcher", f"{plan.launcher}, master {plan.master_addr}:{plan.master_port}"),
         ("job directory", rec.job_dir),
     ]
     train = spec.get("train") or {}
@@ -192,7 +196,7 @@ def _table(headers: Sequence[str] | None, rows: Iterable[Sequence[str]], key_col
 def build_html(data: ReportData) -> str:
     """The whole page as one string: styles, plotly.js, data and markup inline."""
     rec = data.record
-    world = int(rec.plan.get("world_size") or 0)
+    world = rec.plan.world_size
     series = per_rank(data.rows, data.seq_length)
     if not data.seq_length:
         series_titles = {"tokens_per_s": ("throughput per rank", "samples/s")}
@@ -262,19 +266,19 @@ double-click to see only that rank.</p>
 """
 
 
-def load_report_data(record: JobRecord, store, collect: bool = True) -> ReportData:
+def load_report_data(record: JobRecord, store, collect: Collect | None = None) -> ReportData:
     """What the store keeps about ``record``; with ``collect`` and no saved steps, the nodes'
-    logs are read once (and saved) first."""
-    from mfctl.jobs.status import new_state
+    logs are read once (and saved) first: ``collect(record, store)`` returns the snapshot (live's
+    read-once, handed in by the CLI: one-shot jobs code does not run the live pipeline itself)."""
+    from mfctl.jobs.status import seq_length_of
 
     notes: list[str] = []
     rows = list(store.metrics(record.id))
-    if not rows and collect:
+    if not rows and collect is not None:
         from mfctl.errors import MfctlError
-        from mfctl.jobs.watch import collect_once
 
         try:
-            snap = collect_once(record, store, every_step_time=True)
+            snap = collect(record, store)
             rows = list(store.metrics(record.id))
             for host, why in (snap.get("unreachable") or {}).items():
                 notes.append(f"{host}: could not read its logs: {why}")
@@ -289,12 +293,13 @@ def load_report_data(record: JobRecord, store, collect: bool = True) -> ReportDa
             seen.add(key)
             alerts.append(a)
     events = [e for e in store.events(record.id) if e[1] != "alert"]
-    return ReportData(record, rows, alerts, events, new_state(record).seq_length, notes)
+    return ReportData(record, rows, alerts, events, seq_length_of(record), notes)
 
 
-def write_report(record: JobRecord, store, output: Path | None = None) -> dict[str, Any]:
+def write_report(record: JobRecord, store, output: Path | None = None,
+                 collect: Collect | None = None) -> dict[str, Any]:
     """Write the page (default ``<job dir>/report.html``); returns what was written."""
-    data = load_report_data(record, store)
+    data = load_report_data(record, store, collect)
     path = output or Path(record.job_dir) / "report.html"
     page = build_html(data)
     path.parent.mkdir(parents=True, exist_ok=True)

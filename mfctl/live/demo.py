@@ -12,11 +12,15 @@ import math
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from mfctl.errors import BadInput, OperationFailed
+
+if TYPE_CHECKING:
+    from mfctl.live.session import LiveSession
 
 DEMO_SEQ = 64
 DEMO_VOCAB = 1000
@@ -143,54 +147,43 @@ def summarize(record, state_snapshot: dict[str, Any], history: dict[int, list[tu
 
 
 class LossHistory:
-    """The metrics pipeline of ``mfctl watch`` plus what the demo prints: every new step's loss."""
+    """What the demo prints of the session's steps: every new step's loss, per rank."""
 
-    def __init__(self, state, store=None, job_id: str | None = None) -> None:
-        from mfctl.jobs.watch import MetricsCollector
-
+    def __init__(self) -> None:
         self.lock = threading.Lock()
         self.points: dict[int, list[tuple[int, float]]] = {}
         self.new_lines: list[tuple[int, int, float]] = []
-        # With a store, the steps and alerts are kept with the job record (export, report).
-        self.store, self.job_id = store, job_id
-        self.collector = MetricsCollector(state, self._on_steps,
-                                          on_alerts=self._on_alerts if store is not None else None)
 
-    def _on_alerts(self, alerts: list[dict]) -> None:
-        with self.lock:
-            self.store.add_alerts(self.job_id, alerts)
-
-    def _on_steps(self, rows: list[tuple]) -> None:
+    def on_steps(self, rows: list[tuple]) -> None:
         # rows: (rank, step, total_steps, loss, step_time_ms, samples_per_s, time)
         with self.lock:
-            if self.store is not None:
-                self.store.add_metrics(self.job_id, rows)
             for rank, step, _total, loss, *_ in rows:
                 if loss is not None:
                     self.points.setdefault(rank, []).append((step, loss))
                     self.new_lines.append((rank, step, loss))
-
-    def feed(self, batch) -> None:
-        self.collector.feed(batch)
 
     def drain(self) -> list[tuple[int, int, float]]:
         with self.lock:
             lines, self.new_lines = self.new_lines, []
             return lines
 
-    def snapshot(self) -> dict[str, Any]:
-        return self.collector.snapshot()
+
+#: Shows the dashboard on a session until the job ends: (session) -> None. The CLI passes it in
+#: (``live`` does not import the dashboard).
+Dashboard = Callable[["LiveSession"], None]
 
 
-def run_demo_cli(directory: Path | None, headless: bool, as_json: bool, out, err) -> int:
+def run_demo_cli(directory: Path | None, headless: bool, as_json: bool, out, err,
+                 dashboard: Dashboard | None = None) -> int:
     """The whole demo with rich output; returns the exit code (0: trained and the loss fell)."""
     import json
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from mfctl.jobs.follow import JobFollower
     from mfctl.jobs.launch import launch
-    from mfctl.jobs.status import new_state, stop_job
+    from mfctl.jobs.status import stop_job
+    from mfctl.live.session import LiveSession
+    from mfctl.records.store import JobStore
     from mfctl.remote.connect import SshOptions
 
     directory = directory or default_dir()
@@ -206,26 +199,25 @@ def run_demo_cli(directory: Path | None, headless: bool, as_json: bool, out, err
     say(f"launched {record.id}: msrun with {job.world_size} workers; logs in "
         f"{job.dir / 'output' / 'msrun_log'}")
 
-    from mfctl.jobs.store import JobStore
-
-    history = LossHistory(new_state(record), JobStore(), record.id)
-    follower = JobFollower.for_record(record, history.feed)
-    follower.start()
-    use_tui = not headless and sys.stdout.isatty()
+    # One session: one follower and one metrics state, for the printed lines and the dashboard.
+    history = LossHistory()
+    session = LiveSession(record, JobStore(), on_steps=history.on_steps).start()
+    use_tui = dashboard is not None and not headless and sys.stdout.isatty()
     try:
         if use_tui:
-            report = _watch_with_dashboard(record, history)
+            session.start_supervisor()
+            dashboard(session)
+            report = wait_for_end(record, poll_s=1.0)
         else:
-            report = _watch_headless(record, history, err, as_json)
+            report = _watch_headless(record, session, history, err, as_json)
     except KeyboardInterrupt:
-        follower.stop()
+        session.close()
         stop_job(record.id, job.dir, grace=5, cause="demo interrupted")
         err.print(f"interrupted: job {record.id} stopped")
         return 130
     finally:
-        follower.stop()
-    # Read what the follower may not have delivered yet, straight from the (local) logs.
-    summary = summarize(record, history.snapshot(), history.points, report, time.monotonic() - t0)
+        session.close()
+    summary = summarize(record, session.snapshot(), history.points, report, time.monotonic() - t0)
     if as_json:
         print(json.dumps(summary.to_json(), indent=2))
     else:
@@ -235,7 +227,7 @@ def run_demo_cli(directory: Path | None, headless: bool, as_json: bool, out, err
     return 0 if ok else 1
 
 
-def _watch_headless(record, history: LossHistory, err, quiet: bool):
+def _watch_headless(record, session: LiveSession, history: LossHistory, err, quiet: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("[dim]-[/] training"), BarColumn(), MofNCompleteColumn(),
@@ -244,13 +236,12 @@ def _watch_headless(record, history: LossHistory, err, quiet: bool):
         task = bar.add_task("train", total=None, info="compiling the graph...")
 
         def tick() -> None:
-            snap_total = (history.snapshot().get("cluster") or {}).get("total_steps") or 0
+            snap_total = (session.snapshot().get("cluster") or {}).get("total_steps") or 0
             for rank, step, loss in history.drain():
                 # A line per rank every 16 steps (and the first and last) keeps the output readable.
                 if not quiet and (step == 1 or step % 16 == 0 or step == snap_total):
                     bar.console.print(f"  rank {rank} step {step:>4}  loss {loss:.6f}", highlight=False)
-            snap = history.snapshot()
-            cluster = snap.get("cluster", {})
+            cluster = session.snapshot().get("cluster", {})
             if cluster.get("total_steps"):
                 tps = cluster.get("tokens_per_s")
                 info = f"{tps:,.0f} tokens/s" if tps else ""
@@ -260,17 +251,6 @@ def _watch_headless(record, history: LossHistory, err, quiet: bool):
         time.sleep(0.5)
         tick()
     return report
-
-
-def _watch_with_dashboard(record, history: LossHistory):
-    try:
-        from mfctl.jobs.watch import run_dashboard
-    except ImportError:
-        from rich.console import Console
-
-        return _watch_headless(record, history, Console(stderr=True), False)
-    run_dashboard(record, exit_when_done=True)
-    return wait_for_end(record, poll_s=1.0)
 
 
 def _print_summary(s: DemoSummary, out) -> None:

@@ -8,24 +8,17 @@ never one by one, so a busy cluster cannot flood the consumer.
 
 from __future__ import annotations
 
-import posixpath
-import shlex
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
-from typing import Callable
 
-from mfctl.cluster.hostfile import HostEntry
+from mfctl.jobs.backend import NodeLogs
+from mfctl.jobs.nodeops import logtail_command
 from mfctl.metrics.logdir import rank_of_path
+from mfctl.metrics.types import LogLine
+from mfctl.node.logtail import split_tagged
 from mfctl.remote.base import Transport
-
-
-@dataclass(frozen=True, slots=True)
-class LogLine:
-    node: str | None  # None: a local log directory that is not one node's
-    rank: int | None  # None: scheduler.log, msrun's own output
-    text: str
 
 
 @dataclass
@@ -35,32 +28,6 @@ class FollowStats:
     connected: bool = False
     last_error: str | None = None
     last_seen: float = 0.0
-
-
-#: msrun's own output (worker exits, teardown) lands in the launch script's output file.
-MSRUN_OUT = "launch.out"
-
-
-def logtail_command(python: str, setup: str | None, log_dir: str, offsets: dict[str, int],
-                    all_lines: bool = False, once: bool = False, job_dir: str | None = None) -> str:
-    script = resources.files("mfctl.node").joinpath("logtail.py").read_text(encoding="utf-8")
-    argv = [python, "-u", "-c", script, log_dir]
-    if job_dir is not None:
-        argv.append(f"--extra={MSRUN_OUT}={posixpath.join(job_dir, 'run', MSRUN_OUT)}")
-    argv += [f"--offset={name}={pos}" for name, pos in sorted(offsets.items())]
-    if all_lines:
-        argv.append("--all")
-    if once:
-        argv.append("--once")
-    command = shlex.join(argv)
-    if setup:
-        command = f"{setup} >/dev/null 2>&1; exec {command}"
-    return command
-
-
-def resolve_log_dir(node: dict) -> str:
-    log_dir = node["log_dir"]
-    return log_dir if log_dir.startswith("/") else posixpath.join(node["job_dir"], log_dir)
 
 
 class NodeFollower(threading.Thread):
@@ -122,12 +89,9 @@ class NodeFollower(threading.Thread):
                 self.stats.last_seen = time.time()
                 if self._halt.is_set():
                     break
-                if raw and raw[0] != "#":
-                    name, _, rest = raw.partition("\t")
-                    pos, _, text = rest.partition("\t")
-                    if not pos.isdigit():
-                        continue
-                    offset = int(pos)
+                tagged = split_tagged(raw) if raw and raw[0] != "#" else None
+                if tagged is not None:
+                    name, offset, text = tagged
                     if offset <= self.offsets.get(name, 0):
                         continue  # already seen before a reconnect
                     self.offsets[name] = offset
@@ -157,24 +121,13 @@ class JobFollower:
     followers: list[NodeFollower] = field(default_factory=list)
 
     @classmethod
-    def for_record(cls, record, sink: Callable[[list[LogLine]], None],
-                   offsets: dict[str, dict[str, int]] | None = None,
-                   retry_s: float = 1.0) -> "JobFollower":
-        from mfctl.jobs.status import entries_of
-        from mfctl.remote.connect import SshOptions, open_transport
-
-        opts = SshOptions.from_json(record.ssh)
-        entries = {e.label: e for e in entries_of(record)}
-        python = record.spec.get("python", "python3")
-        setup = record.spec.get("setup")
-        out = cls()
-        for node in record.plan["nodes"]:
-            entry: HostEntry = entries[node["host"]]
-            out.followers.append(NodeFollower(
-                node["host"], lambda e=entry: open_transport(e, record.job_dir, opts), python, setup,
-                resolve_log_dir(node), sink, retry_s=retry_s, offsets=(offsets or {}).get(node["host"]),
-                job_dir=node["job_dir"]))
-        return out
+    def for_sources(cls, sources: Sequence[NodeLogs], sink: Callable[[list[LogLine]], None],
+                    offsets: dict[str, dict[str, int]] | None = None,
+                    retry_s: float = 1.0) -> JobFollower:
+        """One follower per node the backend names (``Backend.log_sources()``)."""
+        return cls([NodeFollower(src.host, src.connect, src.python, src.setup, src.log_dir, sink,
+                                 retry_s=retry_s, offsets=(offsets or {}).get(src.host), job_dir=src.job_dir)
+                    for src in sources])
 
     def start(self) -> None:
         for f in self.followers:

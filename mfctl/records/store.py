@@ -11,11 +11,13 @@ import json
 import os
 import sqlite3
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+from mfctl.cluster.health import ACTIVE_STATES, JobState
 from mfctl.errors import BadInput
+from mfctl.records.record import JobRecord
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -54,39 +56,8 @@ CREATE TABLE IF NOT EXISTS events (
 );
 """
 
-ACTIVE_STATES = ("launching", "running")
-
-
 def mfctl_home() -> Path:
     return Path(os.environ.get("MFCTL_HOME") or Path.home() / ".mfctl")
-
-
-@dataclass
-class JobRecord:
-    id: str
-    name: str
-    job_dir: str
-    transport: str
-    spec: dict[str, Any]
-    plan: dict[str, Any]
-    hosts: list[dict[str, Any]]
-    ssh: dict[str, Any] = field(default_factory=dict)
-    state: str = "launching"
-    exit_cause: str | None = None
-    created_at: float = 0.0
-    started_at: float | None = None
-    ended_at: float | None = None
-    restarts: int = 0
-    resumed_from: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "name": self.name, "job_dir": self.job_dir, "transport": self.transport,
-            "state": self.state, "exit_cause": self.exit_cause, "created_at": self.created_at,
-            "started_at": self.started_at, "ended_at": self.ended_at, "restarts": self.restarts,
-            "resumed_from": self.resumed_from, "world_size": self.plan.get("world_size"),
-            "nodes": [n["host"] for n in self.plan.get("nodes", [])],
-        }
 
 
 class JobStore:
@@ -106,14 +77,11 @@ class JobStore:
 
     # -- jobs
     def add(self, rec: JobRecord) -> None:
+        row = rec.to_row()
         self._db.execute(
             "INSERT INTO jobs (id, name, job_dir, transport, spec, plan, hosts, ssh, state, exit_cause,"
             " created_at, started_at, ended_at, restarts, resumed_from)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (rec.id, rec.name, rec.job_dir, rec.transport, json.dumps(rec.spec), json.dumps(rec.plan),
-             json.dumps(rec.hosts), json.dumps(rec.ssh), rec.state, rec.exit_cause,
-             rec.created_at or time.time(), rec.started_at, rec.ended_at, rec.restarts,
-             rec.resumed_from))
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", (*row[:10], row[10] or time.time(), *row[11:]))
 
     def update(self, job_id: str, **values: Any) -> None:
         if not values:
@@ -121,8 +89,9 @@ class JobStore:
         cols = ", ".join(f"{k} = ?" for k in values)
         self._db.execute(f"UPDATE jobs SET {cols} WHERE id = ?", (*values.values(), job_id))
 
-    def set_state(self, job_id: str, state: str, cause: str | None = None) -> None:
-        values: dict[str, Any] = {"state": state}
+    def set_state(self, job_id: str, state: JobState, cause: str | None = None) -> None:
+        state = JobState(state)
+        values: dict[str, Any] = {"state": str(state)}
         if cause is not None:
             values["exit_cause"] = cause
         if state not in ACTIVE_STATES:
@@ -131,11 +100,7 @@ class JobStore:
         self.event(job_id, "state", f"{state}" + (f": {cause}" if cause else ""))
 
     def _row(self, row: tuple) -> JobRecord:
-        (id_, name, job_dir, transport, spec, plan, hosts, ssh, state, cause, created, started, ended,
-         restarts, resumed) = row
-        return JobRecord(id_, name, job_dir, transport, json.loads(spec), json.loads(plan),
-                         json.loads(hosts), json.loads(ssh), state, cause, created, started, ended,
-                         restarts, resumed)
+        return JobRecord.from_row(row)
 
     _COLS = ("id, name, job_dir, transport, spec, plan, hosts, ssh, state, exit_cause, created_at,"
              " started_at, ended_at, restarts, resumed_from")

@@ -8,9 +8,9 @@ sshd's MaxStartups and the controller's file-descriptor limit.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Generic, Iterable, TypeVar
+from typing import Generic, TypeVar
 
 from mfctl.remote.base import Transport
 
@@ -30,7 +30,7 @@ class NodeResults(Mapping[str, "R | Exception"], Generic[R]):
         self.failed = failed
         self._order = order
 
-    def __getitem__(self, host: str) -> "R | Exception":
+    def __getitem__(self, host: str) -> R | Exception:
         if host in self.ok:
             return self.ok[host]
         return self.failed[host]

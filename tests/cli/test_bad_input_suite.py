@@ -119,7 +119,9 @@ def job_file(name: str, text: str) -> Setup:
 def recorded_job(state: str = "finished") -> Setup:
     """A launched job in the database: 2 nodes x 1 device, ranks 0 and 1, unreachable hosts."""
     def do(c: Ctx) -> None:
-        from mfctl.jobs.store import JobRecord, JobStore
+        from mfctl.cluster.plan import LaunchPlan
+        from mfctl.records.record import JobRecord
+        from mfctl.records.store import JobStore
 
         nodes = [{"host": h, "node_rank": k, "local_worker_num": 1, "ranks": [k],
                   "command": "msrun ...", "job_dir": "mfctl-jobs/job", "log_dir": "output/msrun_log"}
@@ -128,10 +130,11 @@ def recorded_job(state: str = "finished") -> Setup:
         store.add(JobRecord(
             id="job-20260101-000000", name="job", job_dir=str(c.job), transport="ssh",
             spec={"name": "job", "model": "tiny-llama", "env": {}},
-            plan={"job_name": "job", "world_size": 2, "master_addr": "n1.invalid", "master_port": 8118,
-                  "launcher": "msrun", "nodes": nodes,
-                  "parallel": {"data_parallel": 2, "model_parallel": 1, "pipeline_stage": 1,
-                               "micro_batch_num": 1}},
+            plan=LaunchPlan.from_json({
+                "job_name": "job", "world_size": 2, "master_addr": "n1.invalid", "master_port": 8118,
+                "launcher": "msrun", "nodes": nodes,
+                "parallel": {"data_parallel": 2, "model_parallel": 1, "pipeline_stage": 1,
+                             "micro_batch_num": 1}}),
             hosts=[{"host": h, "user": None, "port": None, "slots": None, "line": k + 1}
                    for k, h in enumerate(["n1.invalid", "n2.invalid"])],
             state=state, created_at=time.time()))

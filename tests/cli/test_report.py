@@ -74,7 +74,7 @@ def test_report_reads_the_logs_when_no_metrics_were_saved(mfctl, tmp_path: Path)
 
 
 def test_report_shows_saved_alerts_and_restarts(mfctl, tmp_path: Path) -> None:
-    from mfctl.jobs.store import JobStore
+    from mfctl.records.store import JobStore
 
     make_sample_job(tmp_path / "job", JOB)
     store = JobStore()
@@ -102,12 +102,18 @@ def test_report_draws_both_ranks_in_a_headless_browser(mfctl, tmp_path: Path) ->
 
 def test_a_large_job_draws_the_band_and_starts_with_few_ranks_shown(tmp_path: Path) -> None:
     from mfctl.jobs.report import ReportData, build_html
-    from mfctl.jobs.store import JobRecord
+    from mfctl.cluster.plan import LaunchPlan
+    from mfctl.records.record import JobRecord
 
-    nodes = [{"host": f"node-{i:02d}", "node_rank": i, "local_worker_num": 8, "ranks": list(range(8 * i, 8 * i + 8))}
+    nodes = [{"host": f"node-{i:02d}", "node_rank": i, "local_worker_num": 8, "ranks": list(range(8 * i, 8 * i + 8)),
+              "command": "msrun ...", "job_dir": "mfctl-jobs/big", "log_dir": "output/msrun_log"}
              for i in range(8)]
+    plan = LaunchPlan.from_json({
+        "job_name": "big", "world_size": 64, "master_addr": "node-00", "master_port": 8118, "launcher": "msrun",
+        "parallel": {"data_parallel": 1, "model_parallel": 8, "pipeline_stage": 8, "micro_batch_num": 256},
+        "nodes": nodes})
     record = JobRecord(id="big-20261129-041500", name="big", job_dir=str(tmp_path), transport="ssh",
-                       spec={"model": "llama3-70b"}, plan={"world_size": 64, "nodes": nodes}, hosts=[],
+                       spec={"model": "llama3-70b"}, plan=plan, hosts=[],
                        state="failed", exit_cause="rank 5: exit code 1", created_at=1.0)
     rows = [(r, s, 100, 2.0 + 8.0 / s, 400.0 + (200.0 if r == 3 else 0.0), 8.0, 1.0)
             for r in range(64) for s in range(1, 51)]

@@ -20,8 +20,9 @@ KEEP = re.compile(r"step:\[|samples/s/p")
 
 
 def test_sshd_restart_mid_run_loses_and_duplicates_no_line(netns_cluster, tmp_path: Path) -> None:
-    from mfctl.jobs.follow import JobFollower
-    from mfctl.jobs.store import JobStore
+    from mfctl.jobs.backend import backend_for_record
+    from mfctl.live.follow import JobFollower
+    from mfctl.records.store import JobStore
 
     cluster = netns_cluster(2)
     job = make_job(tmp_path, cluster, 2, str(small_dataset(tmp_path, 0.6)), name="follow")
@@ -39,7 +40,7 @@ def test_sshd_restart_mid_run_loses_and_duplicates_no_line(netns_cluster, tmp_pa
                 if line.rank is not None:
                     got[line.rank].append(line.text)
 
-    follower = JobFollower.for_record(record, sink, retry_s=0.5)
+    follower = JobFollower.for_sources(backend_for_record(record).log_sources(), sink, retry_s=0.5)
     follower.start()
     try:
         def steps(rank: int) -> int:

@@ -72,7 +72,7 @@ def test_demo_headless_trains_for_real(tmp_path: Path) -> None:
 
 
 def test_local_launch_status_logs_stop_leaves_nothing(tmp_path: Path) -> None:
-    from mfctl.jobs.demo import prepare_demo_job
+    from mfctl.live.demo import prepare_demo_job
 
     d = tmp_path / "job"
     prepare_demo_job(d, lambda _: None)
@@ -112,9 +112,16 @@ def test_local_launch_status_logs_stop_leaves_nothing(tmp_path: Path) -> None:
 
 
 def test_logs_bad_rank(tmp_path: Path) -> None:
-    from mfctl.jobs.store import JobRecord, JobStore
+    from mfctl.cluster.plan import LaunchPlan
+    from mfctl.records.record import JobRecord
+    from mfctl.records.store import JobStore
 
+    plan = LaunchPlan.from_json({
+        "job_name": "x", "world_size": 2, "master_addr": "127.0.0.1", "master_port": 8118, "launcher": "msrun",
+        "parallel": {"data_parallel": 2, "model_parallel": 1, "pipeline_stage": 1, "micro_batch_num": 1},
+        "nodes": [{"host": "localhost", "node_rank": 0, "local_worker_num": 2, "ranks": [0, 1],
+                   "command": "msrun ...", "job_dir": str(tmp_path), "log_dir": "output/msrun_log"}]})
     JobStore().add(JobRecord(id="x-20260101-000000", name="x", job_dir=str(tmp_path), transport="local",
-                             spec={}, plan={"world_size": 2, "nodes": []}, hosts=[]))
+                             spec={}, plan=plan, hosts=[{"host": "localhost"}]))
     r = run_mfctl_process("logs", "x-20260101-000000", "--rank", "7")
     assert r.exit_code == 2 and "--rank 7: job x-20260101-000000 has ranks 0..1" in r.stderr

@@ -62,7 +62,7 @@ def _watch(d: Path) -> dict:
 @pytest.mark.skipif(mindspore_missing() is not None, reason=str(mindspore_missing()))
 @pytest.mark.skipif(checkout_missing() is not None, reason=str(checkout_missing()))
 def test_mindformers_launcher_trains_to_checkpoints_in_the_job_dir(tmp_path: Path) -> None:
-    from mfctl.jobs.demo import prepare_demo_job
+    from mfctl.live.demo import prepare_demo_job
 
     home = Path(os.environ["MFCTL_MINDFORMERS_HOME"])
     d = tmp_path / "job"
@@ -206,7 +206,7 @@ print("not refused")
 def test_cpu_site_gives_mindformers_build_context_the_cpu_fixes(tmp_path: Path) -> None:
     """The shipped cpu_site, as the launch script puts it on PYTHONPATH, with MindFormers itself
     (upstream's run_mindformer.py calls the same build_context; the checkout test runs it)."""
-    from mfctl.jobs.ops import CPU_SITE_FILES, bundle_files
+    from mfctl.jobs.nodeops import CPU_SITE_FILES, bundle_files
 
     rendered = tmp_path / "rendered"
     rendered.mkdir()

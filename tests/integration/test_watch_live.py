@@ -21,8 +21,8 @@ pytestmark = [pytest.mark.cluster, pytest.mark.train, pytest.mark.timeout(900),
 
 
 def test_dashboard_shows_ranks_live_and_a_killed_worker_fails_its_row(netns_cluster, tmp_path: Path) -> None:
-    from mfctl.jobs.store import JobStore
-    from mfctl.jobs.watch import SupervisedSource, job_info
+    from mfctl.live.session import LiveSession
+    from mfctl.records.store import JobStore
     from mfctl.tui.app import make_app
     from mfctl.tui.table import RankTable
 
@@ -33,8 +33,10 @@ def test_dashboard_shows_ranks_live_and_a_killed_worker_fails_its_row(netns_clus
     job_id = json.loads(r.stdout)["id"]
     store = JobStore()
     record = store.get(job_id)
-    source = SupervisedSource(record, store).start()
-    app = make_app(source, job=job_info(record), refresh_s=0.2)
+    session = LiveSession(record, store).start()
+    session.start_supervisor()
+    source = session.source
+    app = make_app(source, job=session.job_info(), refresh_s=0.2)
     outcome: dict = {}
 
     async def body() -> None:
@@ -69,7 +71,7 @@ def test_dashboard_shows_ranks_live_and_a_killed_worker_fails_its_row(netns_clus
     try:
         asyncio.run(body())
     finally:
-        source.close()
+        session.close()
     assert outcome["failed_after"] <= 10, outcome
     assert outcome["row"][-1], f"the failed row gives no reason: {outcome['row']}"
     wait_clean(cluster, job_id, timeout=30)  # and the supervisor stopped the job on both nodes

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mfctl.jobs.watch import LogDirSource
+from mfctl.live.sources import LogDirSource
 from mfctl.metrics.logdir import ranks_of_files
 from mfctl.tui.app import make_app
 from mfctl.tui.panels import AlertsPanel, HeaderBar

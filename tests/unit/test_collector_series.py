@@ -9,8 +9,8 @@ from tests.sample_job import SAMPLES, SEQ_LENGTH
 
 
 def test_collector_history_has_each_ranks_line_and_the_band_from_the_logs() -> None:
-    from mfctl.jobs.follow import LogLine
-    from mfctl.jobs.watch import MetricsCollector
+    from mfctl.metrics.types import LogLine
+    from mfctl.live.collector import MetricsCollector
     from mfctl.metrics.state import MetricsState
 
     collector = MetricsCollector(MetricsState(world_size=2, pipeline_stage=1, seq_length=SEQ_LENGTH))
@@ -36,7 +36,7 @@ def test_collector_history_has_each_ranks_line_and_the_band_from_the_logs() -> N
 
 def test_a_log_directory_read_at_once_fills_the_plots() -> None:
     # mfctl watch --logs DIR: the files are read into the state before the dashboard asks.
-    from mfctl.jobs.watch import LogDirSource
+    from mfctl.live.sources import LogDirSource
 
     source = LogDirSource(SAMPLES, SEQ_LENGTH, 1)
     text = (SAMPLES / "worker_0.log").read_text()

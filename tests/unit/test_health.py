@@ -178,3 +178,9 @@ def test_workers_are_group_leaders_only() -> None:
     st = NodeStatus("n0", 0, procs=[proc(10, "MS_WORKER", 0), proc(11, "MS_WORKER", 0, pgid=10),
                                      proc(12, "MS_WORKER", 1, pgid=10)], ranks=(0, 1))
     assert st.workers() == {0}
+
+
+def test_status_leaves_a_failed_look_open() -> None:
+    """``mfctl status`` stops nothing: a look that failed is a node not seen, not a failed job."""
+    v = judge([NodeStatus("n0", 0, error="OperationFailed: ps broke", ranks=(0, 1))], None, Memory.one_look(), NOW)
+    assert v.state == JobState.RUNNING and v.unseen == ("n0",)

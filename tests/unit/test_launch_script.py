@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from mfctl.jobdir import load_job, make_plan, render_job
-from mfctl.jobs.ops import bundle_files
+from mfctl.jobs.jobdir import load_job, make_plan, render_job
+from mfctl.jobs.nodeops import bundle_files
 
 
 def _job(tmp_path: Path, model: str, devices: int, home: str) -> Path:

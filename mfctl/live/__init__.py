@@ -1,0 +1,1 @@
+"""Long-running work on a job: log followers, the metrics collector, ``LiveSession`` (one follower and one metrics state per job), the supervisor, the dashboard sources, the demo. May import jobs, records, remote and the pure core; never tui."""

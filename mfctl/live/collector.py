@@ -1,0 +1,118 @@
+"""The metrics pipeline's one consumer: log lines in, one metrics state, snapshots and plot series out.
+
+Followers (SSH or a local directory) push batches from their threads; the dashboard, the
+supervisor and ``watch --once`` pull snapshots. Every new step of every rank goes to the plot
+series as it arrives (so a plot costs the same at step 10 and step 100000) and to ``on_steps``
+(the job record, so the history outlives the session).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from mfctl.metrics.series import SeriesStore
+from mfctl.metrics.state import ClusterState
+from mfctl.metrics.types import History, LogLine, Snapshot
+
+
+class MetricsCollector:
+    """Feeds log lines into a metrics state under a lock and notes each new step of each rank:
+    to ``on_steps`` (the job record) and to the plot series (band over ranks, each rank's line).
+    New alerts of each snapshot go to ``on_alerts`` (the job record, for ``mfctl report``)."""
+
+    def __init__(self, state: ClusterState, on_steps: Callable[[list[tuple]], None] | None = None,
+                 clock: Callable[[], float] = time.time,
+                 on_alerts: Callable[[list[dict]], None] | None = None) -> None:
+        self.state = state
+        self.lock = threading.Lock()
+        self.clock = clock
+        self._on_steps = on_steps
+        self._on_alerts = on_alerts
+        self._last_step: dict[int, int] = {}
+        self._saved_alerts: set[tuple] = set()
+        self.series = SeriesStore()
+
+    def feed(self, batch: Sequence[LogLine]) -> None:
+        with self.lock:
+            # Consecutive lines of one rank go in together: the state's batch path is ~2x faster.
+            start = 0
+            for i in range(1, len(batch) + 1):
+                if i == len(batch) or (batch[i].rank, batch[i].node) != (batch[start].rank, batch[start].node):
+                    first = batch[start]
+                    self.state.feed_many(first.rank, [line.text for line in batch[start:i]], first.node)
+                    start = i
+            rows = self._note_steps({line.rank for line in batch if line.rank is not None}, self.clock())
+        if rows and self._on_steps is not None:
+            self._on_steps(rows)
+
+    def backfill(self) -> None:
+        """Take the steps of a state that was fed before this collector saw it (a log directory
+        read at once) into the plot series."""
+        with self.lock:
+            rows = self._note_steps(list(self.state.ranks), self.clock())
+        if rows and self._on_steps is not None:
+            self._on_steps(rows)
+
+    def _note_steps(self, ranks, now: float) -> list[tuple]:
+        """The steps of ``ranks`` not noted yet, as job-record rows; each also goes to the plot
+        series. Called with the lock held."""
+        rows: list[tuple] = []
+        # The state's own rule (with pipeline stages only the last stage's ranks print the
+        # model's loss); without a world size, the ranks seen so far stand for it.
+        self.series.loss_from_rank = self.state.first_loss_rank(max(self.state.ranks, default=-1) + 1)
+        for rank in ranks:
+            r = self.state.ranks.get(rank)
+            if r is None:
+                continue
+            last = self._last_step.get(rank, -1)
+            seq = self.state.seq_length
+            # Only the points after the last one seen: walk the history back from its newest
+            # end (it holds up to 2048 points per rank; reading all of them every batch was
+            # 2M points a second at 1024 ranks).
+            history = r.history
+            new = 0
+            while new < len(history) and history[-1 - new][0] > last:
+                new += 1
+            for i in range(len(history) - new, len(history)):
+                step, loss, sps = history[i]
+                ms = r.step_time_ms if step == r.step else None
+                rows.append((rank, step, r.total_steps, loss, ms, sps, now))
+                # Without a sequence length the throughput series holds samples/s (history() says so).
+                self.series.add(rank, step, loss, sps * seq if sps is not None and seq else sps, ms)
+            if history:
+                self._last_step[rank] = max(last, history[-1][0])
+        return rows
+
+    def snapshot(self) -> Snapshot:
+        with self.lock:
+            now = self.clock()
+            self.state.tick(now)
+            snap = self.state.snapshot(now)
+            new: list[dict] = []
+            if self._on_alerts is not None:
+                keys = set()
+                for a in snap.get("alerts") or ():
+                    key = (a.get("kind"), a.get("rank"), a.get("step"), a.get("message"), a.get("time"))
+                    keys.add(key)
+                    if key not in self._saved_alerts:
+                        new.append(a)
+                # Only the alerts still shown are remembered: the set stays as small as the list.
+                self._saved_alerts = keys
+        if new:
+            self._on_alerts(new)
+        return snap
+
+    def history(self, rank: int | None = None) -> History:
+        """The plots' data: ``bands`` (per metric, (step, min, median, max) over the ranks),
+        ``rank`` (the given rank's own (step, value) points per metric) and ``throughput``, the
+        unit of the ``tokens_per_s`` series ("samples/s" when the sequence length is unknown,
+        rather than an empty plot). Both are bounded and kept
+        up to date as lines arrive, so this costs the same at step 10 and at step 100000 (it used
+        to sum every rank's whole history: 2M points a second at 1024 ranks)."""
+        with self.lock:
+            bands = self.series.bands()
+            own = {"rank": rank, **self.series.rank(rank)} if rank is not None else None
+            unit = "tokens/s" if self.state.seq_length else "samples/s"
+        return {"bands": bands, "rank": own, "throughput": unit}
