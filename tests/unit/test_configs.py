@@ -55,7 +55,7 @@ def host_aliases(ssh_config: Path) -> list[str]:
     return names
 
 
-def test_the_wheel_and_the_checkout_read_the_same_configs() -> None:
+def test_mfctl_reads_the_configs_of_this_checkout() -> None:
     assert configs_dir() == CONFIGS
     assert ALL_FILES, "configs/ is empty"
 
