@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mfctl.metrics.types import RankState, Snapshot, StrEnum
+from mfctl.metrics.types import RankRow, RankState, Snapshot, StrEnum
 
 
 class JobState(StrEnum):
@@ -196,7 +196,7 @@ def judge(nodes: Sequence[NodeStatus], snapshot: Snapshot | None, memory: Memory
                            host=st.host)
         unseen.append(st.host)
     seen = [st for st in nodes if st.seen]
-    ranks = (snapshot or {}).get("ranks") or []
+    ranks: list[RankRow] = snapshot["ranks"] if snapshot is not None else []
     finished = {r["rank"] for r in ranks if r.get("state") == RankState.FINISHED}
 
     if memory.early:

@@ -1,1 +1,3 @@
-"""One-shot orchestration of a job: load it (jobdir), create, launch, status/stop/logs, checkpoints, the HTML report, node operations and the backend they run on. May import records, remote, render, presets and the pure core; never live or tui."""
+"""One-shot orchestration of a job: load (jobdir), create, launch, status/stop/logs, checkpoints, report,
+node operations and the backend they run on. May import records, remote, render, presets, the pure core;
+never live or tui."""

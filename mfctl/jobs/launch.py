@@ -37,6 +37,13 @@ class LaunchResult:
     checks: list[NodeCheck]
     dry_run: bool = False
 
+    @property
+    def launched(self) -> JobRecord:
+        """The launched job's record (a dry run launches none)."""
+        if self.record is None:
+            raise OperationFailed("a dry run launches no job")
+        return self.record
+
 
 class Progress:
     """What launch reports as it goes; the CLI draws bars, tests ignore it."""

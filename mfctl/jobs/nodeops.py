@@ -217,7 +217,7 @@ def push_bundle(t: Transport, job_dir: str, files: dict[str, tuple[bytes, int]],
         digest, _, path = line.partition("  ")
         remote_sums[path.strip()] = digest
     copied = 0
-    for (rel, (content, mode)), path in zip(files.items(), paths):
+    for (content, mode), path in zip(files.values(), paths):
         if remote_sums.get(path) != _sha256(content):
             with tempfile.NamedTemporaryFile(delete=True) as tmp:
                 tmp.write(content)
@@ -238,12 +238,14 @@ def start_command(job_dir: str, log_dir: str, job_id: str) -> str:
     # The cd is its own statement: backgrounding a '&&' list would keep the session's pipes open.
     # A stop that came first (mfctl killed mid-launch, then 'mfctl stop') wins over this start.
     return (f"cd {shlex.quote(job_dir)} || exit 97\n"
-            f"if [ \"$(cat {RUN_DIR}/stopped 2>/dev/null)\" = {shlex.quote(job_id)} ]; then echo refused stopped; exit 0; fi\n"
+            f"if [ \"$(cat {RUN_DIR}/stopped 2>/dev/null)\" = {shlex.quote(job_id)} ]; "
+            "then echo refused stopped; exit 0; fi\n"
             + rotate +
             f"rm -f {RUN_DIR}/exit_code {RUN_DIR}/launch.pid\n"
             f"echo {shlex.quote(job_id)} > {RUN_DIR}/job_id\n"
             # The marker is in the launch shell's own environment, so a stop finds it from its first instant.
-            f"MFCTL_JOB={shlex.quote(job_id)} nohup setsid sh {LAUNCH_SCRIPT} > {RUN_DIR}/launch.out 2>&1 < /dev/null &\n"
+            f"MFCTL_JOB={shlex.quote(job_id)} nohup setsid sh {LAUNCH_SCRIPT} "
+            f"> {RUN_DIR}/launch.out 2>&1 < /dev/null &\n"
             "echo started $!")
 
 

@@ -231,6 +231,8 @@ def build_html(data: ReportData) -> str:
     event_rows = [(_when(t), kind, message) for t, kind, message in data.events]
     notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in data.notes)
     generated = dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    alerts_table = (_table(("time", "kind", "rank", "step", "message"), alert_rows) if alert_rows
+                    else '<p class="muted">no alerts were recorded</p>')
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -258,7 +260,7 @@ double-click to see only that rank.</p>
 {("· resumed from <b>" + html.escape(rec.resumed_from) + "</b>") if rec.resumed_from else ""}</p>
 {divs[3]}
 <h3>Alerts ({len(alert_rows)})</h3>
-{_table(("time", "kind", "rank", "step", "message"), alert_rows) if alert_rows else '<p class="muted">no alerts were recorded</p>'}
+{alerts_table}
 <h3>Job events</h3>
 {_table(("time", "kind", "message"), event_rows) if event_rows else '<p class="muted">no events</p>'}
 </body>

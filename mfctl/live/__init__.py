@@ -1,1 +1,2 @@
-"""Long-running work on a job: log followers, the metrics collector, ``LiveSession`` (one follower and one metrics state per job), the supervisor, the dashboard sources, the demo. May import jobs, records, remote and the pure core; never tui."""
+"""Long-running work on a job: followers, the collector, LiveSession (one follower and one metrics state per
+job), the supervisor, dashboard sources, the demo. May import jobs, records, remote, the core; never tui."""

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from mfctl.metrics.series import SeriesStore
 from mfctl.metrics.state import ClusterState
-from mfctl.metrics.types import History, LogLine, Snapshot
+from mfctl.metrics.types import AlertView, History, LogLine, RankHistory, Snapshot
 
 
 class MetricsCollector:
@@ -24,7 +24,7 @@ class MetricsCollector:
 
     def __init__(self, state: ClusterState, on_steps: Callable[[list[tuple]], None] | None = None,
                  clock: Callable[[], float] = time.time,
-                 on_alerts: Callable[[list[dict]], None] | None = None) -> None:
+                 on_alerts: Callable[[list[AlertView]], None] | None = None) -> None:
         self.state = state
         self.lock = threading.Lock()
         self.clock = clock
@@ -55,7 +55,7 @@ class MetricsCollector:
         if rows and self._on_steps is not None:
             self._on_steps(rows)
 
-    def _note_steps(self, ranks, now: float) -> list[tuple]:
+    def _note_steps(self, ranks: Iterable[int], now: float) -> list[tuple]:
         """The steps of ``ranks`` not noted yet, as job-record rows; each also goes to the plot
         series. Called with the lock held."""
         rows: list[tuple] = []
@@ -90,7 +90,7 @@ class MetricsCollector:
             now = self.clock()
             self.state.tick(now)
             snap = self.state.snapshot(now)
-            new: list[dict] = []
+            new: list[AlertView] = []
             if self._on_alerts is not None:
                 keys = set()
                 for a in snap.get("alerts") or ():
@@ -100,7 +100,7 @@ class MetricsCollector:
                         new.append(a)
                 # Only the alerts still shown are remembered: the set stays as small as the list.
                 self._saved_alerts = keys
-        if new:
+        if new and self._on_alerts is not None:
             self._on_alerts(new)
         return snap
 
@@ -113,6 +113,10 @@ class MetricsCollector:
         to sum every rank's whole history: 2M points a second at 1024 ranks)."""
         with self.lock:
             bands = self.series.bands()
-            own = {"rank": rank, **self.series.rank(rank)} if rank is not None else None
+            own: RankHistory | None = None
+            if rank is not None:
+                points = self.series.rank(rank)
+                own = {"rank": rank, "loss": points["loss"], "tokens_per_s": points["tokens_per_s"],
+                       "step_time_ms": points["step_time_ms"]}
             unit = "tokens/s" if self.state.seq_length else "samples/s"
         return {"bands": bands, "rank": own, "throughput": unit}

@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 from mfctl.errors import BadInput, OperationFailed
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
+    from mfctl.jobs.jobdir import Job
+    from mfctl.jobs.status import StatusReport
     from mfctl.live.session import LiveSession
+    from mfctl.metrics.types import Snapshot
+    from mfctl.records.record import JobRecord
 
 DEMO_SEQ = 64
 DEMO_VOCAB = 1000
@@ -70,7 +76,7 @@ def default_dir() -> Path:
 
 def prepare_demo_job(directory: Path, say: Callable[[str], None],
                      progress: Callable[[int, int], None] | None = None, workers: int = DEMO_WORKERS,
-                     min_steps: int = MIN_STEPS):
+                     min_steps: int = MIN_STEPS) -> Job:
     """Corpus, tokenizer, dataset and job spec in ``directory``; returns the loaded Job."""
     from mfctl.data.corpus import write_pydoc_corpus
     from mfctl.data.prepare import prepare_dataset
@@ -100,8 +106,8 @@ def prepare_demo_job(directory: Path, say: Callable[[str], None],
     )
 
 
-def wait_for_end(record, on_tick: Callable[[], None] | None = None, poll_s: float = 2.0,
-                 timeout_s: float = 3600.0):
+def wait_for_end(record: JobRecord, on_tick: Callable[[], None] | None = None, poll_s: float = 2.0,
+                 timeout_s: float = 3600.0) -> StatusReport:
     """Poll until no process of the job is left; return the final status report."""
     from mfctl.jobs.status import collect_status
 
@@ -130,8 +136,8 @@ def checkpoints(job_dir: Path) -> dict[int, list[Path]]:
     return out
 
 
-def summarize(record, state_snapshot: dict[str, Any], history: dict[int, list[tuple[int, float]]],
-              report, wall_s: float) -> DemoSummary:
+def summarize(record: JobRecord, state_snapshot: Snapshot, history: dict[int, list[tuple[int, float]]],
+              report: StatusReport, wall_s: float) -> DemoSummary:
     job_dir = Path(record.job_dir)
     ranks = state_snapshot.get("ranks", [])
     cluster = state_snapshot.get("cluster", {})
@@ -173,7 +179,7 @@ class LossHistory:
 Dashboard = Callable[["LiveSession"], None]
 
 
-def run_demo_cli(directory: Path | None, headless: bool, as_json: bool, out, err,
+def run_demo_cli(directory: Path | None, headless: bool, as_json: bool, out: Console, err: Console,
                  dashboard: Dashboard | None = None) -> int:
     """The whole demo with rich output; returns the exit code (0: trained and the loss fell)."""
     import json
@@ -194,17 +200,16 @@ def run_demo_cli(directory: Path | None, headless: bool, as_json: bool, out, err
         task = bar.add_task("tok", total=None)
         job = prepare_demo_job(directory, say, lambda d, t: bar.update(task, completed=d, total=t))
     say(f"job: {job.spec_path} (tiny-llama, {job.world_size} data-parallel workers on this machine)")
-    result = launch(job.dir, opts=SshOptions())
-    record = result.record
+    record = launch(job.dir, opts=SshOptions()).launched
     say(f"launched {record.id}: msrun with {job.world_size} workers; logs in "
         f"{job.dir / 'output' / 'msrun_log'}")
 
     # One session: one follower and one metrics state, for the printed lines and the dashboard.
     history = LossHistory()
     session = LiveSession(record, JobStore(), on_steps=history.on_steps).start()
-    use_tui = dashboard is not None and not headless and sys.stdout.isatty()
+    use_tui = not headless and sys.stdout.isatty()
     try:
-        if use_tui:
+        if dashboard is not None and use_tui:
             session.start_supervisor()
             dashboard(session)
             report = wait_for_end(record, poll_s=1.0)
@@ -227,7 +232,8 @@ def run_demo_cli(directory: Path | None, headless: bool, as_json: bool, out, err
     return 0 if ok else 1
 
 
-def _watch_headless(record, session: LiveSession, history: LossHistory, err, quiet: bool):
+def _watch_headless(record: JobRecord, session: LiveSession, history: LossHistory, err: Console,
+                    quiet: bool) -> StatusReport:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("[dim]-[/] training"), BarColumn(), MofNCompleteColumn(),
@@ -253,7 +259,7 @@ def _watch_headless(record, session: LiveSession, history: LossHistory, err, qui
     return report
 
 
-def _print_summary(s: DemoSummary, out) -> None:
+def _print_summary(s: DemoSummary, out: Console) -> None:
     colour = "green" if s.state == "finished" else "red"
     out.print(f"\n[bold]{s.job_id}[/]: [{colour}]{s.state}[/]" + (f" ({s.cause})" if s.cause else "")
               + f" in {s.wall_s:.0f} s")

@@ -26,7 +26,7 @@ from mfctl.jobs.backend import Backend, backend_for_record
 from mfctl.jobs.status import new_state
 from mfctl.live.collector import MetricsCollector
 from mfctl.live.follow import JobFollower
-from mfctl.metrics.types import History, Snapshot
+from mfctl.metrics.types import AlertView, History, Snapshot
 from mfctl.records.record import JobRecord
 from mfctl.records.store import JobStore
 
@@ -59,7 +59,7 @@ class LiveSession:
         if self._on_steps_extra is not None:
             self._on_steps_extra(rows)
 
-    def _save_alerts(self, alerts: list[dict]) -> None:
+    def _save_alerts(self, alerts: list[AlertView]) -> None:
         if self.store is not None:
             with self._store_lock:
                 self.store.add_alerts(self.record.id, alerts)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from mfctl.cluster.health import JobState
 from mfctl.jobs.status import stop_job
 from mfctl.live.collector import MetricsCollector
-from mfctl.metrics.types import History, Snapshot
+from mfctl.metrics.types import History, RankState, Snapshot
 from mfctl.records.record import JobRecord
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class LiveSource:
         snap = self.session.snapshot()
         verdict = self.session.verdict
         if verdict is not None and verdict.state == JobState.FAILED:
-            snap["cluster"]["state"] = "failed"
+            snap["cluster"]["state"] = RankState.FAILED
             snap["alerts"] = list(snap.get("alerts", [])) + [{
                 "kind": "supervisor", "rank": None, "step": snap["cluster"].get("step"),
                 "message": f"job stopped on every node: {verdict.cause}", "time": time.time()}]

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from mfctl.cluster.health import JobState, Memory, Verdict, judge
 from mfctl.jobs.backend import Backend, backend_for_record
@@ -27,6 +28,7 @@ from mfctl.jobs.checkpoints import has_checkpoint
 from mfctl.metrics.types import Snapshot
 from mfctl.records.record import JobRecord
 from mfctl.records.store import JobStore
+from mfctl.remote.connect import SshOptions
 
 
 @dataclass
@@ -128,7 +130,8 @@ def supervise(record: JobRecord, store: JobStore, *, unreachable_after_s: float 
         session.close()
 
 
-def run_supervised(record: JobRecord, directory, nodes, opts, master_addr, sync_dataset: bool,
+def run_supervised(record: JobRecord, directory: Path, nodes: str | None, opts: SshOptions,
+                   master_addr: str | None, sync_dataset: bool,
                    max_restarts: int, stall_after_s: float | None, unreachable_after_s: float,
                    as_json: bool, say: Callable[[str], None]) -> int:
     """``launch --supervise``: supervise, and resume from the last checkpoint after a failure."""
@@ -153,7 +156,7 @@ def run_supervised(record: JobRecord, directory, nodes, opts, master_addr, sync_
         restarts += 1
         say(f"resuming from the last checkpoint (restart {restarts} of {max_restarts})")
         record = launch(directory, nodes, opts, master_addr, sync_dataset=sync_dataset,
-                        resume_from=record, store=store).record
+                        resume_from=record, store=store).launched
     if as_json:
         print(json.dumps({"job": record.id, "state": verdict.state, "cause": verdict.cause,
                           "restarts": restarts}))

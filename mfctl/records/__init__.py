@@ -1,1 +1,2 @@
-"""Job records: the job store (SQLite), job ids, the typed ``JobRecord`` and metrics export. May import the pure core (cluster, jobspec, metrics) and errors only."""
+"""Job records: the job store (SQLite), job ids, the typed JobRecord, metrics export.
+May import the pure core (cluster, jobspec, metrics) and errors only."""

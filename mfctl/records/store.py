@@ -11,7 +11,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +144,7 @@ class JobStore:
             "SELECT rank, step, total_steps, loss, step_time_ms, samples_per_s, time FROM metrics"
             " WHERE job_id = ? ORDER BY time, rank", (job_id,))
 
-    def add_alerts(self, job_id: str, alerts: list[dict[str, Any]]) -> None:
+    def add_alerts(self, job_id: str, alerts: Sequence[Mapping[str, Any]]) -> None:
         """The dashboard's alerts (kind, rank, step, message, time and whatever else an alert
         carries, such as the ranks of a grouped one), kept for ``mfctl report``."""
         if alerts:

@@ -1,7 +1,8 @@
 """The same operation on many nodes at once, one outcome per node.
 
 Like Fabric's ``GroupResult``: every host gets its own entry, a result or the exception it
-raised (``NodeResults.ok`` / ``.failed``), so one unreachable node never hides what happened on the others. Parallelism is bounded
+raised (``NodeResults.ok`` / ``.failed``), so one unreachable node never hides what happened on the
+others. Parallelism is bounded
 (``fanout`` threads): SSH work is I/O bound, but a thousand simultaneous handshakes would trip
 sshd's MaxStartups and the controller's file-descriptor limit.
 """
