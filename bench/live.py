@@ -52,7 +52,6 @@ import os
 import random
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -88,7 +87,8 @@ def step_text(tpl: Templates, rank: int, step: int, t: float) -> bytes:
     loss = 10.4 * math.exp(-step / 3000) + 2.0 + rng.gauss(0, 0.02) + rank * 1e-4
     gn = "%.8g" % abs(rng.gauss(0.55, 0.05))
     step_line = stamp(t) + tpl.step_prefix + STEP_FMT % (
-        1, 1, step, TOTAL_STEPS, loss, loss, ms, "%.8g" % 1e-4, False, 1024.0, gn, 277610496 / (ms / 1000) / 1e12)
+        1, 1, step, TOTAL_STEPS, loss, loss, ms, "%.8g" % 1e-4, False, 1024.0, gn,
+        277610496 / (ms / 1000) / 1e12)
     percent = 100.0 * step / TOTAL_STEPS
     bar = ("|%%-%ds|" % 50) % (int(50 * percent / 100) * "\u2588")
     prog = stamp(t) + tpl.prog_prefix + PROGRESS_FMT % (percent, bar, 8 / (ms / 1000), "1 day, 3:00:00")
@@ -139,7 +139,8 @@ class Run:
     render_ms: list[float] = field(default_factory=list)
     poll_ms: list[float] = field(default_factory=list)
     late_ms: list[float] = field(default_factory=list)
-    gc_ms: list[tuple[int, float, float, int]] = field(default_factory=list)  # (generation, ms, CPU ms, freed)
+    # (generation, ms, CPU ms, objects freed) of each collection
+    gc_ms: list[tuple[int, float, float, int]] = field(default_factory=list)
     stalls: list[tuple[float, float, float]] = field(default_factory=list)  # late, UI CPU, process CPU
     cpu: float = 0.0
     thread_cpu: dict[str, float] = field(default_factory=dict)  # share of one core per thread
@@ -289,7 +290,8 @@ async def measure(directory: Path, ranks: int, seconds: float, prefill_steps: in
             while proc.poll() is None:
                 await asyncio.sleep(0.05)
             c1, t1 = time.process_time(), time.perf_counter()
-            run.thread_cpu = {name: (thread_cpu(tid) - th0[name]) / (t1 - t0) for name, tid in threads.items()}
+            run.thread_cpu = {name: (thread_cpu(tid) - th0[name]) / (t1 - t0)
+                              for name, tid in threads.items()}
             state["measuring"] = False
             stop.set()
             await ticking
@@ -317,7 +319,7 @@ def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def verdict(ok: bool) -> str:
@@ -337,15 +339,18 @@ def report(runs: list[Run]) -> bool:
     line("  apply p50 / p95 ms", [f"{pct(r.apply_ms, .5):.1f} / {pct(r.apply_ms, .95):.1f}" for r in runs])
     line("  render p50 / p95 ms", [f"{pct(r.render_ms, .5):.1f} / {pct(r.render_ms, .95):.1f}" for r in runs])
     line("poll (worker) p50 ms", [f"{pct(r.poll_ms, .5):.1f}" for r in runs])
-    line("longest stall ms (p99)", [f"{max(r.late_ms, default=0):.1f} ({pct(r.late_ms, .99):.1f})" for r in runs],
+    line("longest stall ms (p99)",
+         [f"{max(r.late_ms, default=0):.1f} ({pct(r.late_ms, .99):.1f})" for r in runs],
          f"<= {GOAL_STALL_MS:.0f}")
     line("  the worst's UI-thread CPU", [f"{max(r.stalls, default=(0, 0, 0))[1]:.1f}" for r in runs])
     line("  most UI-thread CPU in one", [f"{max((x[1] for x in r.stalls), default=0):.1f}" for r in runs])
     line("  stalls > 50 ms", [f"{sum(1 for x in r.late_ms if x > GOAL_STALL_MS)}" for r in runs])
     line("mfctl CPU, % of one core", [f"{100 * r.cpu:.1f}%" for r in runs], f"<= {100 * GOAL_CPU:.0f}%")
-    line("  UI / follower / rest", ["/".join(f"{100 * r.thread_cpu.get(k, float('nan')):.1f}"
-                                          for k in ("UI", "follower")) + f"/{100 * (r.cpu - sum(r.thread_cpu.values())):.1f}"
-                                          for r in runs])
+    def split(r: Run) -> str:
+        ui, follower = (100 * r.thread_cpu.get(k, float("nan")) for k in ("UI", "follower"))
+        return f"{ui:.1f}/{follower:.1f}/{100 * (r.cpu - sum(r.thread_cpu.values())):.1f}"
+
+    line("  UI / follower / rest", [split(r) for r in runs])
     line("writer CPU (apart)", [f"{100 * r.writer_cpu:.1f}%" for r in runs])
     line("frames / seconds", [f"{len(r.frame_ms)} / {r.seconds:.0f}" for r in runs])
     line("every rank at last step", [f"{'yes' if r.caught_up else 'NO'} ({r.last_written})" for r in runs])
@@ -402,7 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ranks", type=int, default=1024)
     ap.add_argument("--baseline-ranks", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=30.0, help="live window per run (default 30)")
-    ap.add_argument("--prefill", type=int, default=120, help="steps per rank written before the dashboard opens")
+    ap.add_argument("--prefill", type=int, default=120,
+                    help="steps per rank written before the dashboard opens")
     ap.add_argument("--keep", action="store_true", help="keep the generated log directories")
     args = ap.parse_args(argv)
 
@@ -410,7 +416,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"live benchmark: follower -> collector -> dashboard {SIZE[0]}x{SIZE[1]} headless; one step per "
           f"rank per second for {args.seconds:.0f} s after {args.prefill} prefilled steps; load average "
           f"{load[0]:.2f} on {os.cpu_count()} CPUs")
-    runs = [one_run(ranks, args.seconds, args.prefill, args.keep) for ranks in (args.ranks, args.baseline_ranks)]
+    runs = [one_run(ranks, args.seconds, args.prefill, args.keep)
+            for ranks in (args.ranks, args.baseline_ranks)]
     return 0 if report(runs) else 1
 
 

@@ -83,9 +83,9 @@ def run(ranks: int, seconds: float, prefill_steps: int) -> dict:
         term = Terminal(directory)
         term.drain(SETTLE_S)
         c0, t0, w0 = proc_cpu(term.pid), time.monotonic(), term.written
-        writer = subprocess.Popen([sys.executable, str(ROOT / "bench" / "live.py"), "--writer", str(directory),
-                                   str(ranks), str(prefill_steps + 1), str(seconds)], stdout=subprocess.PIPE,
-                                  text=True)
+        writer = subprocess.Popen([sys.executable, str(ROOT / "bench" / "live.py"), "--writer",
+                                   str(directory), str(ranks), str(prefill_steps + 1), str(seconds)],
+                                  stdout=subprocess.PIPE, text=True)
         while writer.poll() is None:
             term.drain(0.2)
         c1, t1 = proc_cpu(term.pid), time.monotonic()
@@ -95,6 +95,8 @@ def run(ranks: int, seconds: float, prefill_steps: int) -> dict:
         once = subprocess.run([sys.executable, "-m", "mfctl", "watch", "--logs", str(directory), "--once",
                                "--json"], capture_output=True, text=True)
         shown = json.loads(once.stdout)["ranks"] if once.returncode == 0 else []
+        if once.returncode != 0:
+            print(f"mfctl watch --logs DIR --once --json exited {once.returncode}: {once.stderr.strip()}")
         return {"ranks": ranks, "cpu": (c1 - c0) / (t1 - t0), "kib_s": (term.written - w0) / (t1 - t0) / 1024,
                 "last": last, "once_ranks": len(shown), "once_steps": sorted({r["step"] for r in shown}),
                 "exit": exit_code}
@@ -110,8 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prefill", type=int, default=120)
     args = ap.parse_args(argv)
     load = os.getloadavg()
-    print(f"mfctl watch --logs DIR in a {COLS}x{ROWS} pty, one step per rank per second for {args.seconds:.0f} s "
-          f"after {args.prefill} prefilled steps; load average {load[0]:.2f} on {os.cpu_count()} CPUs")
+    print(f"mfctl watch --logs DIR in a {COLS}x{ROWS} pty, one step per rank per second for "
+          f"{args.seconds:.0f} s after {args.prefill} prefilled steps; load average {load[0]:.2f} "
+          f"on {os.cpu_count()} CPUs")
     ok = True
     for ranks in (args.ranks, args.baseline_ranks):
         r = run(ranks, args.seconds, args.prefill)

@@ -83,7 +83,7 @@ class LogDirSource:
         self.collector = MetricsCollector(state)
         self.follower = None
         if follow:
-            from mfctl.jobs.logdir_follow import LogDirFollower  # moves to live/ next
+            from mfctl.live.logdir_follow import LogDirFollower
 
             self.follower = LogDirFollower(directory, self.collector.feed, interval_s=interval_s)
             self.follower.scan()  # which files there are now; reading them is the thread's

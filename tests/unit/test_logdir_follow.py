@@ -14,12 +14,12 @@ import pytest
 from typer.testing import CliRunner
 
 from mfctl.cli import app as cli_app
-from mfctl.metrics.types import LogLine
-from mfctl.jobs.logdir_follow import LogDirFollower
 from mfctl.live.collector import MetricsCollector
+from mfctl.live.logdir_follow import LogDirFollower
 from mfctl.live.sources import LogDirSource
 from mfctl.metrics.logdir import load_log_dir
 from mfctl.metrics.state import ClusterState
+from mfctl.metrics.types import LogLine
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples" / "mindformers-1.9.0-cpu-msrun-dp2"
 NAMES = ("worker_0.log", "worker_1.log", "scheduler.log")

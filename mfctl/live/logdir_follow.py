@@ -23,12 +23,12 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
-from mfctl.metrics.types import LogLine
 from mfctl.metrics.logdir import find_logs
+from mfctl.metrics.types import LogLine
 
 # Big reads, few calls; a file longer than this is read over several chunks in the same pass.
 CHUNK_BYTES = 4 << 20
@@ -48,7 +48,7 @@ class DirFollowStats:
 
 @dataclass
 class _File:
-    rank: Optional[int]
+    rank: int | None
     offset: int = 0  # just after the last complete line handed on
     inode: tuple[int, int] | None = None
 
@@ -79,7 +79,7 @@ class LogDirFollower(threading.Thread):
         self.stats = DirFollowStats()
 
     @property
-    def files(self) -> dict[str, Optional[int]]:
+    def files(self) -> dict[str, int | None]:
         """{path: rank} of the files followed so far, in reading order."""
         return {path: f.rank for path, f in list(self._files.items())}
 
@@ -187,7 +187,7 @@ class LogDirFollower(threading.Thread):
         while not self._halt.is_set():
             try:
                 self.poll()
-            except Exception as exc:  # noqa: BLE001 - a bad pass must not end the dashboard's feed
+            except Exception as exc:  # a bad pass must not end the dashboard's feed
                 self.stats.last_error = str(exc) or type(exc).__name__
             self._halt.wait(self.interval_s)
 
