@@ -114,14 +114,16 @@ class HostsBackend:
     """Nodes named by a hosts file, reached over the local transport or SSH."""
 
     def __init__(self, plan: LaunchPlan, entries: list[HostEntry], local_dir: str, opts: SshOptions,
-                 python: str = "python3", setup: str | None = None) -> None:
+                 python: str = "python3", setup: str | None = None,
+                 transports: dict[str, Transport] | None = None) -> None:
+        """``transports``: already open ones, one per node (else each is opened on first use)."""
         self.plan = plan
         self.entries = {e.label: e for e in entries}
         self.local_dir = local_dir
         self.opts = opts
         self.python = python
         self.setup = setup
-        self._transports: dict[str, Transport] | None = None
+        self._transports: dict[str, Transport] | None = transports
 
     @classmethod
     def for_record(cls, record: JobRecord) -> HostsBackend:

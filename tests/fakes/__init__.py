@@ -1,5 +1,6 @@
 """Test fakes: scripted stand-ins that tests and benches drive (never imported by ``mfctl``).
 
+``transport``: ``ScriptedTransport``, a node that answers commands from a script (node operations).
 ``dashboard``: scripted dashboard sources (``StaticSource``, ``FakeStopSource``) and deterministic
 ``synthetic_snapshot``s, for the TUI's pilot and snapshot tests and ``bench/dashboard.py``.
 A fake serves unit tests of pure logic; a path users run is also tested with the real thing.

@@ -7,7 +7,14 @@ from dataclasses import replace
 import pytest
 
 from mfctl.cluster.health import (
-    RULES, JobState, Memory, NodeStatus, ProcInfo, Verdict, judge, parse_procs,
+    RULES,
+    JobState,
+    Memory,
+    NodeStatus,
+    ProcInfo,
+    Verdict,
+    judge,
+    parse_procs,
 )
 
 NOW = 1000.0

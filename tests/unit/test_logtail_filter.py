@@ -10,7 +10,6 @@ import pytest
 
 from mfctl.metrics.parser import parse_line
 from mfctl.node.logtail import KEEP, split_tagged
-
 from tests.unit import test_metrics_parser as cases
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
