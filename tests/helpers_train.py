@@ -16,19 +16,23 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-TEMPLATES = ROOT / "templates"
 NODE_DIR = ROOT / "mfctl" / "node"
 NODE_FILES = ("train.py", "cpu_compat.py")
 
-# The tiny model the lead's renderer passes for the CPU preset.
-TINY_MODEL = {
-    "seq_length": 64,
-    "hidden_size": 64,
-    "num_layers": 2,
-    "num_heads": 4,
-    "n_kv_heads": 4,
-    "vocab_size": 1000,
-}
+def _tiny_context() -> dict[str, Any]:
+    """What mfctl's renderer passes the tiny-llama template for a 1-worker job (``render.model_context``)."""
+    from mfctl.cluster.layout import Layout
+    from mfctl.jobspec.schema import parse_spec
+    from mfctl.presets import PRESETS
+    from mfctl.render import model_context
+
+    spec = parse_spec("name: tiny-llama\nmodel: tiny-llama\ndataset: ./data/wiki.mindrecord\n")
+    return model_context(spec, PRESETS["tiny-llama"], Layout(1, 1, 1, 1), 1)
+
+
+# The tiny model of the CPU preset, as the renderer passes it.
+TINY_MODEL = dict(_tiny_context()["model"])
+
 
 # One MFLossMonitor step line: "step:[   12/  256], loss:[6.729661/6.863569], ..." (non-sink mode),
 # or "loss: 6.729661, " (sink mode). We keep the current loss, not the running mean.
@@ -56,39 +60,18 @@ def msrun_path() -> Path | None:
 
 
 def template_context(**overrides: Any) -> dict[str, Any]:
-    """The variables the lead's renderer passes for the tiny CPU preset, with overrides."""
-    ctx: dict[str, Any] = {
-        "name": "tiny-llama",
-        "device_target": "CPU",
-        "data_parallel": 1,
-        "model_parallel": 1,
-        "pipeline_stage": 1,
-        "micro_batch_num": 1,
-        "use_parallel": False,
-        "dataset_dir": "./data/wiki.mindrecord",
-        "output_dir": "./output",
-        "load_checkpoint": "",
-        "resume_training": False,
-        "epochs": 1,
-        "batch_size": 4,
-        "seed": 0,
-        "save_checkpoint_steps": 100,
-        "model": dict(TINY_MODEL),
-    }
+    """The variables mfctl's renderer passes for the tiny CPU preset, with overrides (layouts and
+    devices the CPU preset itself refuses, to test the template's other branches)."""
+    ctx = _tiny_context()
     ctx.update(overrides)
     return ctx
 
 
 def render_tiny_llama(**overrides: Any) -> str:
-    """templates/tiny-llama.yaml.j2 rendered with StrictUndefined."""
-    import jinja2
+    """templates/tiny-llama.yaml.j2 rendered by mfctl's renderer (StrictUndefined)."""
+    from mfctl.render import render_template
 
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-    )
-    return env.get_template("tiny-llama.yaml.j2").render(**template_context(**overrides))
+    return render_template("tiny-llama.yaml.j2", template_context(**overrides))
 
 
 def make_bundle(job_dir: Path) -> Path:
