@@ -131,18 +131,19 @@ def supervise_cmd(
 
     Example: mfctl supervise my-job-20261128-101500
     """
+    from mfctl.cluster.health import ACTIVE_STATES, JobState
     from mfctl.live.supervise import supervise
     from mfctl.records.store import JobStore
 
     store = JobStore()
     record = store.find(job, directory)
-    if record.state not in ("running", "launching"):
+    if record.state not in ACTIVE_STATES:
         raise BadInput(f"job {record.id} is {record.state}, not running; 'mfctl launch --resume "
                        f"{record.id}' starts it again")
     verdict = supervise(record, store, unreachable_after_s=unreachable_timeout, stall_after_s=stall_timeout,
                         fail_fast=fail_fast, say=views.say)
     views.print_verdict(record.id, verdict, as_json)
-    raise typer.Exit(0 if verdict.state == "finished" else 1)
+    raise typer.Exit(0 if verdict.state == JobState.FINISHED else 1)
 
 
 @app.command()

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mfctl.cluster.health import JobState
 from mfctl.metrics.series import SeriesStore
 from mfctl.metrics.types import Snapshot
 from mfctl.records.record import JobRecord
@@ -224,7 +225,7 @@ def build_html(data: ReportData) -> str:
     # ``href="http`` left in the file for anyone checking that it points nowhere.
     divs[0] = divs[0].replace('href="http', 'href="\\x68ttp').replace("href='http", "href='\\x68ttp")
 
-    state_class = f"state-{rec.state}" if rec.state in ("finished", "failed") else ""
+    state_class = f"state-{rec.state}" if rec.state in (JobState.FINISHED, JobState.FAILED) else ""
     alert_rows = [(_when(a.get("time")), str(a.get("kind") or ""), _who(a),
                    "-" if a.get("step") is None else str(a["step"]), str(a.get("message") or ""))
                   for a in data.alerts]

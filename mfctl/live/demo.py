@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mfctl.cluster.health import ACTIVE_STATES, JobState
 from mfctl.errors import BadInput, OperationFailed
 
 if TYPE_CHECKING:
@@ -114,7 +115,7 @@ def wait_for_end(record: JobRecord, on_tick: Callable[[], None] | None = None, p
     deadline = time.monotonic() + timeout_s
     while True:
         report = collect_status(record.id, Path(record.job_dir))
-        if report.record.state not in ("running", "launching"):
+        if report.record.state not in ACTIVE_STATES:
             return report
         if time.monotonic() > deadline:
             raise OperationFailed(f"job {record.id} still runs after {timeout_s:.0f} s")
@@ -228,7 +229,7 @@ def run_demo_cli(directory: Path | None, headless: bool, as_json: bool, out: Con
     else:
         _print_summary(summary, out)
     fell = all(summary.last_loss.get(r, 1e9) < summary.first_loss.get(r, -1e9) for r in summary.first_loss)
-    ok = summary.state == "finished" and bool(summary.first_loss) and fell
+    ok = summary.state == JobState.FINISHED and bool(summary.first_loss) and fell
     return 0 if ok else 1
 
 
