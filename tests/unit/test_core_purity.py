@@ -40,3 +40,18 @@ def test_core_package_imports_no_ui_transport_cli_or_templates(package: str) -> 
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == [], f"importing mfctl.{package} loads these"
+
+
+def test_node_scripts_load_only_the_standard_library_until_they_run() -> None:
+    # They are copied to nodes and run there by the nodes' python: importing them (e.g. for
+    # --help) must not need mindspore/mindformers, nor any other part of mfctl.
+    code = (
+        "import json, sys\n"
+        "before = set(sys.modules)\n"
+        "import mfctl.node.train, mfctl.node.logtail\n"
+        "print(json.dumps(sorted(m for m in set(sys.modules) - before\n"
+        "                        if m.split('.')[0] in ('mindspore', 'mindformers', 'mfctl')\n"
+        "                        and not m.startswith('mfctl.node'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) in ([], ["mfctl"]), "the node scripts import these at load time"
