@@ -47,6 +47,23 @@ def init(
                                help="Python on the nodes (with mindspore, mindformers, msrun)."),
     workdir: str = typer.Option("mfctl-jobs", "--workdir",
                                 help="Work dir on SSH nodes (relative = under the user's home)."),
+    scheduler: str = typer.Option("hosts", "--scheduler",
+                                  help="hosts (mfctl starts the nodes over SSH) or slurm (sbatch)."),
+    partition: Optional[str] = typer.Option(None, "--partition", help="Slurm partition (scheduler slurm)."),
+    node_count: Optional[int] = typer.Option(None, "--node-count", help="Slurm nodes to allocate."),
+    gres: Optional[str] = typer.Option(None, "--gres", help="Slurm generic resources per node, e.g. npu:8."),
+    time_limit: Optional[str] = typer.Option(None, "--time", help="Slurm time limit, e.g. 2-00:00:00."),
+    account: Optional[str] = typer.Option(None, "--account", help="Slurm account."),
+    qos: Optional[str] = typer.Option(None, "--qos", help="Slurm QOS."),
+    sbatch_arg: Optional[list[str]] = typer.Option(
+        None, "--sbatch-arg", help="An extra sbatch option, passed through (repeatable), e.g. "
+        "--sbatch-arg=--exclusive."),
+    login: Optional[str] = typer.Option(
+        None, "--login", help="Run Slurm's commands over SSH on this login node ([user@]host[:port]); "
+        "default: on this machine (SLURM_CONF and the SLURM_* environment apply)."),
+    shared_root: Optional[str] = typer.Option(
+        None, "--shared-root", help="A directory every Slurm node sees at the same path; the job dir "
+        "must be under it (not needed on NFS, Lustre, GPFS, ...)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask; use defaults for what is missing."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing mfctl.yaml."),
 ) -> None:
@@ -55,14 +72,30 @@ def init(
     Example: mfctl init llama70b --model llama3-70b --nodes hosts.txt --devices-per-node 8
     --dataset /data/wiki4096.mindrecord --yes
     """
+    from mfctl.errors import BadInput
     from mfctl.jobs.create import create_job
 
+    slurm = None
+    if scheduler not in ("hosts", "slurm"):
+        raise BadInput(f"--scheduler must be 'hosts' or 'slurm', got {scheduler!r}")
+    if scheduler == "slurm":
+        if partition is None or node_count is None:
+            raise BadInput("--scheduler slurm needs --partition P and --node-count N")
+        slurm = {k: v for k, v in (("partition", partition), ("node_count", node_count), ("gres", gres),
+                                   ("time", time_limit), ("account", account), ("qos", qos),
+                                   ("sbatch_args", sbatch_arg), ("login", login),
+                                   ("shared_root", shared_root)) if v}
+        nodes = nodes or None
+    elif any(v is not None for v in (partition, node_count, gres, time_limit, account, qos, sbatch_arg,
+                                     login, shared_root)):
+        raise BadInput("--partition/--node-count/--gres/--time/--account/--qos/--sbatch-arg/--login/"
+                       "--shared-root are Slurm settings: add --scheduler slurm")
     if not yes:
         from mfctl.presets import PRESETS, preset_names
 
         if model is None and model_config is None:
             model = typer.prompt(f"Model preset ({', '.join(preset_names())})", default="tiny-llama")
-        if nodes is None:
+        if nodes is None and slurm is None:
             answer = typer.prompt("Hosts file (or 'localhost' for this machine)", default="localhost")
             nodes = None if answer == "localhost" else Path(answer)
         if devices_per_node is None:
@@ -79,6 +112,7 @@ def init(
         master_port=master_port, master_addr=master_addr, python=python, workdir=workdir, force=force,
         train={k: v for k, v in (("batch_size", batch_size), ("gradient_accumulation_steps", grad_accum))
                if v is not None} or None,
+        slurm=slurm,
     )
     views.print_created(job, directory)
 
@@ -123,3 +157,11 @@ def plan(
         views.print_json(launch_plan.to_json())
         return
     views.print_plan(job, launch_plan)
+    if job.spec.slurm is not None:
+        from mfctl.jobs.launch import submission_preview
+
+        views.out.print("\nSlurm: one srun task per node runs that node's command above, from "
+                        "<job dir>/nodes/node$SLURM_NODEID, with NODE_RANK = $SLURM_NODEID and "
+                        "MASTER_ADDR = the first allocated node's NodeAddr. The batch script:",
+                        highlight=False)
+        views.out.print(submission_preview(job, launch_plan) or "", markup=False, highlight=False, soft_wrap=True)

@@ -98,9 +98,13 @@ def launch(
         raise
     if dry_run:
         if as_json:
-            views.print_json({"dry_run": True, "plan": result.plan.to_json()})
+            views.print_json({"dry_run": True, "plan": result.plan.to_json(),
+                              **({"batch_script": result.preview} if result.preview else {})})
             return
         views.print_dry_run(result.plan)
+        if result.preview:
+            views.out.print("\nWould submit (nothing was submitted):", highlight=False)
+            views.out.print(result.preview, markup=False, highlight=False, soft_wrap=True)
         return
     rec = result.record
     if supervise:

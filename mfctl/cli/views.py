@@ -184,7 +184,8 @@ def print_status(report) -> None:
     colour = STATE_COLOURS.get(rec.state, "white")
     out.print(f"[bold]{rec.id}[/]: [{colour}]{rec.state}[/]" + (f" ({escape(rec.exit_cause)})" if rec.exit_cause else ""))
     nodes = [[escape(n.host), str(n.node_rank), str(len(n.procs)) if n.reachable else "-",
-              "" if n.exit_code is None else str(n.exit_code), escape(n.error or "")] for n in report.nodes]
+              "" if n.exit_code is None else str(n.exit_code), escape(n.error or n.note or "")]
+             for n in report.nodes]
     out.print(table(["node", "NODE_RANK", "processes", "exit code", "note"], nodes, keep=(0,)))
     ranks = []
     for r in report.snapshot["ranks"]:

@@ -84,6 +84,8 @@ class NodeStatus:
     lines: list[tuple[str, str]] = field(default_factory=list)  # (log file name, line)
     #: The global ranks this node runs (from the plan), for the worker rules.
     ranks: tuple[int, ...] = ()
+    #: What the node's scheduler says about it (Slurm: "pending (Resources)"), shown beside it.
+    note: str | None = None
 
     @property
     def alive(self) -> bool:
@@ -103,7 +105,7 @@ class NodeStatus:
                 "error": self.error, "alive": self.alive, "exit_code": self.exit_code,
                 "processes": [{"pid": p.pid, "pgid": p.pgid, "stat": p.stat, "elapsed_s": p.etimes,
                                "role": p.role, "rank": p.rank, "command": p.args} for p in self.procs],
-                "logs": self.logs}
+                "logs": self.logs, **({"note": self.note} if self.note else {})}
 
 
 def parse_procs(stdout: str) -> list[ProcInfo]:

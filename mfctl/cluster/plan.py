@@ -16,6 +16,7 @@ from typing import Any, Callable
 from mfctl.cluster.batch import GlobalBatch
 from mfctl.cluster.hostfile import HostEntry
 from mfctl.cluster.layout import Layout
+from mfctl.cluster.slurm import MASTER_PLACEHOLDER, node_dir
 from mfctl.errors import BadInput
 from mfctl.jobspec.schema import JobSpec
 
@@ -188,7 +189,8 @@ def _mindformers_command(spec: JobSpec, world: int, devices: int, master: str, n
                        "msrun_launcher.sh refuses a single rank); use launcher 'msrun'")
     # The first argument is split on spaces and the msrun command line is eval'ed by the script.
     for what, value in (("mindformers_home", home), ("job dir", job_dir), ("dataset", spec.dataset),
-                        ("output_dir", spec.output_dir), ("master_addr", master),
+                        ("output_dir", spec.output_dir),
+                        ("master_addr", master.replace("$MASTER_ADDR", "MASTER_ADDR")),
                         ("register_path", spec.register_path or "-")):
         if not _PLAIN_WORD.match(value):
             raise BadInput(
@@ -230,10 +232,18 @@ def build_plan(
     world = devices * len(entries)
     master = master_addr or spec.master_addr or ("127.0.0.1" if local else resolve(entries[0]))
     job_dir = local_job_dir if local else posixpath.join(spec.workdir, spec.name)
+    slurm = spec.scheduler == "slurm"
+    if slurm:
+        # Slurm picks the nodes: the batch script fills in node 0's NodeAddr at run time, and each
+        # node rank keeps its files in its own directory of the shared job dir.
+        master = master_addr or spec.master_addr or MASTER_PLACEHOLDER
+        local = False
     log_dir = posixpath.join(spec.output_dir, "msrun_log")
     nodes: list[NodePlan] = []
     for node_rank, entry in enumerate(entries):
         ranks = tuple(range(node_rank * devices, (node_rank + 1) * devices))
+        if slurm:
+            job_dir = node_dir(local_job_dir, node_rank)
         if spec.launcher == "msrun":
             argv = [
                 msrun_executable(spec.python),
@@ -244,6 +254,9 @@ def build_plan(
                 TRAIN_ENTRY, *_train_args(spec, spec.dataset, resume, ""),
             ]
             command = shlex.join(argv)
+            if master == MASTER_PLACEHOLDER:
+                # Expanded by the node's shell: the batch script exports it.
+                command = command.replace(shlex.quote(master), '"$MASTER_ADDR"')
         else:
             command = _mindformers_command(spec, world, devices, master, node_rank, job_dir, log_dir,
                                            resume)

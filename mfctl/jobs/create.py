@@ -34,7 +34,9 @@ def create_job(
     workdir: str = "mfctl-jobs",
     force: bool = False,
     train: dict | None = None,
+    slurm: dict | None = None,
 ) -> Job:
+    """``slurm``: the Slurm keys (partition, node_count, ...) for a job Slurm runs (no hosts file)."""
     spec_path = directory / SPEC_FILE
     if spec_path.exists() and not force:
         raise BadInput(f"{spec_path}: a job already exists here; pick another directory or pass --force")
@@ -61,6 +63,8 @@ def create_job(
 
     hosts_text = None
     slots = None
+    if slurm is not None and nodes is not None:
+        raise BadInput("--nodes and --scheduler slurm: Slurm chooses the nodes; give --node-count instead")
     if nodes is not None:
         hosts_text = read_text(nodes, "hosts file")
         entries = parse_hostfile(hosts_text, str(nodes))
@@ -80,6 +84,7 @@ def create_job(
             model=preset_name,
             model_config=("model.yaml" if model_config is not None else None),
             hosts="hosts.txt" if nodes is not None else "localhost",
+            **({"scheduler": "slurm", "slurm": slurm} if slurm is not None else {}),
             devices_per_node=devices_per_node or slots or preset.devices_per_node,
             parallel=ParallelSpec(data_parallel=dp, model_parallel=mp, pipeline_stage=pp,
                                   micro_batch_num=micro_batch_num),
@@ -98,7 +103,10 @@ def create_job(
         raise BadInput(f"{field}: {first['msg'].removeprefix('Value error, ')}") from None
 
     flags = "--dp/--mp/--pp/--micro-batch-num"
-    world = spec.devices_per_node * (len(parse_hostfile(hosts_text, str(nodes))) if hosts_text else 1)
+    node_count = len(parse_hostfile(hosts_text, str(nodes))) if hosts_text else 1
+    if spec.slurm is not None:
+        node_count = spec.slurm.node_count
+    world = spec.devices_per_node * node_count
     resolve_layout(spec, preset, world, flags)
 
     directory.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from mfctl.cluster.batch import GlobalBatch, plan_batch
 from mfctl.cluster.hostfile import HostEntry, localhost_entries, parse_hostfile
 from mfctl.cluster.layout import Layout, LayoutError, choose_layout
 from mfctl.cluster.plan import LaunchPlan, build_plan
+from mfctl.cluster.slurm import node_label
 from mfctl.errors import BadInput
 from mfctl.jobspec.presets import Preset
 from mfctl.jobspec.schema import SPEC_FILE, JobSpec, parse_spec
@@ -153,7 +154,14 @@ def load_job(directory: Path, nodes: str | None = None) -> Job:
         # before any node is contacted.
         check_own_config(read_text(directory / spec.model_config_file, "model_config"),
                          spec.model_config_file)
-    if nodes is not None:
+    if spec.slurm is not None:
+        # Slurm chooses the nodes at run time: the plan names them by node rank.
+        if nodes is not None:
+            raise BadInput(f"--nodes {nodes}: {spec_path} runs on Slurm (scheduler slurm), which "
+                           "chooses the nodes; set slurm.node_count instead")
+        entries = [HostEntry(node_label(i)) for i in range(spec.slurm.node_count)]
+        source = f"slurm partition {spec.slurm.partition}"
+    elif nodes is not None:
         entries, source = load_hosts(nodes, Path.cwd())
     else:
         entries, source = load_hosts(spec.hosts, directory)

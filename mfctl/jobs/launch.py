@@ -36,6 +36,8 @@ class LaunchResult:
     plan: LaunchPlan
     checks: list[NodeCheck]
     dry_run: bool = False
+    #: What a dry run would submit (Slurm: the batch script and the sbatch line), if anything.
+    preview: str | None = None
 
     @property
     def launched(self) -> JobRecord:
@@ -123,7 +125,8 @@ def push(backend: Backend, rendered: Path, extra: Files, checks: list[NodeCheck]
 def record_launch(store: JobStore, job: Job, plan: LaunchPlan, job_id: str, opts: SshOptions,
                   resume_from: JobRecord | None) -> JobRecord:
     record = JobRecord(
-        id=job_id, name=job.spec.name, job_dir=str(job.dir), transport="local" if plan.local else "ssh",
+        id=job_id, name=job.spec.name, job_dir=str(job.dir),
+        transport="slurm" if job.spec.slurm else "local" if plan.local else "ssh",
         spec=redacted_spec(job), plan=plan, hosts=hosts_of(job.entries), ssh=opts.to_json(),
         state=JobState.LAUNCHING, created_at=time.time(),
         resumed_from=resume_from.id if resume_from else None,
@@ -160,6 +163,20 @@ def start(backend: Backend, store: JobStore, record: JobRecord, timeout: float, 
     record.state = JobState.RUNNING
 
 
+def submission_preview(job: Job, plan: LaunchPlan) -> str | None:
+    """What a Slurm launch would submit: the sbatch line and the batch script (None: no scheduler)."""
+    if job.spec.slurm is None:
+        return None
+    from mfctl.cluster.slurm import sbatch_command
+    from mfctl.jobs.slurm_backend import batch_script, output_path, script_path
+    from mfctl.records.ids import preview_job_id
+
+    job_id = preview_job_id(job.spec.name)
+    line = sbatch_command(job.spec.slurm, job.spec.name, output_path(str(job.dir), job_id),
+                          script_path(str(job.dir), job_id))
+    return f"# {line}\n" + batch_script(job.spec, plan, job_id, str(job.dir))
+
+
 # --------------------------------------------------------------------------- the pass
 
 def launch(
@@ -180,7 +197,7 @@ def launch(
             resume = common_checkpoint(resume_from, old)
     job, plan = load(directory, nodes, opts, master_addr, resume, sync_dataset)
     if dry_run:
-        return LaunchResult(None, plan, [], dry_run=True)
+        return LaunchResult(None, plan, [], dry_run=True, preview=submission_preview(job, plan))
     job_id = new_job_id(job.spec.name)
     rendered, extra = render(job, plan, job_id, resume is not None)
     progress.stage(f"connecting to {len(plan.nodes)} node(s)")

@@ -11,7 +11,7 @@ import re
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mfctl.errors import BadInput
 
@@ -51,6 +51,47 @@ class TrainSpec(BaseModel):
     resume_training: bool = Field(False, description="Resume optimizer state and step from it.")
 
 
+class SlurmSpec(BaseModel):
+    """Where a Slurm job runs: the batch job's options (``scheduler: slurm``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    partition: str = Field(description="Slurm partition (sbatch --partition).")
+    node_count: int = Field(ge=1, description="Nodes to allocate (sbatch --nodes); one msrun per node.")
+    gres: str | None = Field(None, description="Generic resources per node, e.g. 'npu:8' (sbatch --gres).")
+    time: str | None = Field(None, description="Time limit, e.g. '2-00:00:00' (sbatch --time).")
+    account: str | None = Field(None, description="Account to charge (sbatch --account).")
+    qos: str | None = Field(None, description="Quality of service (sbatch --qos).")
+    sbatch_args: list[str] = Field(default_factory=list,
+                                   description="More sbatch options, passed through as given.")
+    login: str | None = Field(
+        None, description="Run sbatch/squeue/scontrol/scancel over SSH on this login node "
+        "([user@]host[:port]); unset: on this machine.")
+    shared_root: str | None = Field(
+        None, description="A directory every node sees at the same path (the shared filesystem); "
+        "the job dir must be under it unless it is on a network filesystem (NFS, Lustre, ...).")
+
+    @field_validator("partition", "gres", "time", "account", "qos", "login")
+    @classmethod
+    def _word(cls, v: str | None) -> str | None:
+        if v is not None and (not v or any(c.isspace() for c in v)):
+            raise ValueError(f"must be one word without spaces, got {v!r}")
+        return v
+
+    @field_validator("sbatch_args")
+    @classmethod
+    def _args(cls, v: list[str]) -> list[str]:
+        for arg in v:
+            if not arg.startswith("-"):
+                raise ValueError(f"sbatch argument {arg!r} must be an option like '--exclusive' "
+                                 "or '--constraint=x'")
+            if arg.split("=", 1)[0] in ("--nodes", "-N", "--ntasks-per-node", "--partition", "-p",
+                                        "--requeue", "--output", "-o", "--error", "-e"):
+                raise ValueError(f"sbatch argument {arg!r}: mfctl sets this itself; use the "
+                                 "slurm keys (partition, node_count) instead")
+        return v
+
+
 class JobSpec(BaseModel):
     """Everything mfctl needs to render and launch one pretraining job."""
 
@@ -64,6 +105,10 @@ class JobSpec(BaseModel):
         "template; mfctl sets parallel, dataset and output keys in it.",
     )
     hosts: str = Field("localhost", description="Hosts file (relative to the job dir), or 'localhost'.")
+    scheduler: Literal["hosts", "slurm"] = Field(
+        "hosts", description="Who starts the nodes: 'hosts' (mfctl over SSH, the hosts file) or "
+        "'slurm' (sbatch; the 'slurm' section says where).")
+    slurm: SlurmSpec | None = Field(None, description="Slurm batch options (scheduler slurm).")
     devices_per_node: int = Field(8, ge=1, description="Devices (msrun local workers) per node.")
     parallel: ParallelSpec = Field(default_factory=ParallelSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
@@ -86,6 +131,14 @@ class JobSpec(BaseModel):
     setup: str | None = Field(
         None, description="A shell line run before launch on each node, e.g. 'source /opt/env.sh'.")
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment for the workers.")
+
+    @model_validator(mode="after")
+    def _scheduler(self) -> JobSpec:
+        if self.scheduler == "slurm" and self.slurm is None:
+            raise ValueError("'slurm' needs a 'slurm:' section with partition and node_count")
+        if self.scheduler == "hosts" and self.slurm is not None:
+            raise ValueError("is 'hosts' but a 'slurm:' section is given; set 'scheduler: slurm'")
+        return self
 
     @field_validator("name")
     @classmethod
@@ -191,6 +244,8 @@ def parse_spec(text: str, filename: str = SPEC_FILE) -> JobSpec:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(err["loc"])
+        if not loc and "scheduler" in str(err["msg"]):
+            loc = ("scheduler",)  # the model-level check of scheduler against its section
         # The nearest key of the location that the YAML has (a missing key: its parent).
         line = None
         for cut in range(len(loc), -1, -1):
@@ -215,6 +270,12 @@ def dump_spec(spec: JobSpec) -> str:
     data = spec.model_dump(by_alias=True, exclude_none=True)
     data["parallel"] = spec.parallel.model_dump(exclude_none=True)
     data["train"] = spec.train.model_dump(exclude_defaults=True)
+    if spec.scheduler == "hosts":
+        data.pop("scheduler", None)
+    else:
+        data.pop("hosts", None)
+    if spec.slurm is not None:
+        data["slurm"] = spec.slurm.model_dump(exclude_defaults=True)
     for section in ("parallel", "train"):
         if not data.get(section):
             data.pop(section, None)
