@@ -17,12 +17,12 @@ SEQ_LENGTH = 64  # what the sample run trained with
 
 
 def make_sample_job(job_dir: Path, job_id: str, host: str = "localhost", feed: bool = True, name: str = "sample"):
-    from mfctl.metrics.types import LogLine
-    from mfctl.jobs.status import new_state
     from mfctl.cluster.plan import LaunchPlan
+    from mfctl.jobs.status import new_state
+    from mfctl.live.collector import MetricsCollector
+    from mfctl.metrics.types import LogLine
     from mfctl.records.record import JobRecord
     from mfctl.records.store import JobStore
-    from mfctl.live.collector import MetricsCollector
 
     logs = job_dir / "output" / "msrun_log"
     logs.mkdir(parents=True)

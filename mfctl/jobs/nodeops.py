@@ -63,7 +63,7 @@ def close_all(transports: dict[str, Transport]) -> None:
     for t in transports.values():
         try:
             t.close()
-        except Exception:  # noqa: BLE001 - closing is best effort
+        except Exception:  # closing is best effort
             pass
 
 

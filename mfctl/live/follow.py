@@ -56,7 +56,7 @@ class NodeFollower(threading.Thread):
         if t is not None:
             try:
                 t.close()
-            except Exception:  # noqa: BLE001 - closing races with the reader: best effort
+            except Exception:  # closing races with the reader: best effort
                 pass
 
     def run(self) -> None:
@@ -64,14 +64,14 @@ class NodeFollower(threading.Thread):
             try:
                 self._transport = self._connect()
                 self._stream(self._transport)
-            except Exception as exc:  # noqa: BLE001 - any failure means: reconnect
+            except Exception as exc:  # any failure means: reconnect
                 self.stats.last_error = str(exc) or type(exc).__name__
             finally:
                 self.stats.connected = False
                 if self._transport is not None:
                     try:
                         self._transport.close()
-                    except Exception:  # noqa: BLE001
+                    except Exception:
                         pass
                     self._transport = None
             if self._halt.wait(self._retry_s):

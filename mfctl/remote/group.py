@@ -71,6 +71,6 @@ def run_on_all(
         for host, future in futures:
             try:
                 ok[host] = future.result()
-            except Exception as e:  # noqa: BLE001 - one host's failure is that host's outcome
+            except Exception as e:  # one host's failure is that host's outcome
                 failed[host] = e
     return NodeResults(ok, failed, hosts)

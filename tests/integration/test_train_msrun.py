@@ -33,9 +33,13 @@ WORKERS = 2
 needs_mindspore = pytest.mark.skipif(mindspore_missing() is not None, reason=mindspore_missing() or "")
 
 # Top-level keys of the published llama2-7b / llama3-70b pretrain configs (FIELD_NOTES).
-PUBLISHED_KEYS = set(
-    ["seed", "output_dir", "load_checkpoint", "src_strategy_path_or_dir", "auto_trans_ckpt", "only_save_strategy", "resume_training", "run_mode", "trainer", "runner_config", "optimizer", "lr_schedule", "train_dataset", "train_dataset_task", "do_eval", "use_parallel", "parallel", "parallel_config", "micro_batch_interleave_num", "recompute_config", "callbacks", "context", "model", "runner_wrapper", "profile", "eval_dataset", "eval_dataset_task", "processor", "metric"]
-)
+PUBLISHED_KEYS = {
+    "seed", "output_dir", "load_checkpoint", "src_strategy_path_or_dir", "auto_trans_ckpt",
+    "only_save_strategy", "resume_training", "run_mode", "trainer", "runner_config", "optimizer",
+    "lr_schedule", "train_dataset", "train_dataset_task", "do_eval", "use_parallel", "parallel",
+    "parallel_config", "micro_batch_interleave_num", "recompute_config", "callbacks", "context",
+    "model", "runner_wrapper", "profile", "eval_dataset", "eval_dataset_task", "processor", "metric",
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -63,7 +67,7 @@ def test_template_renders_a_complete_cpu_config() -> None:
     # Pure data parallelism: parallel_mode 0, each rank its shard, gradients averaged.
     assert cfg["parallel"]["parallel_mode"] == 0 and cfg["parallel"]["gradients_mean"] is True
     assert cfg["parallel_config"]["data_parallel"] == 2
-    ckpt = [c for c in cfg["callbacks"] if c["type"] == "CheckpointMonitor"][0]
+    ckpt = next(c for c in cfg["callbacks"] if c["type"] == "CheckpointMonitor")
     assert ckpt["save_checkpoint_steps"] == template_context()["save_checkpoint_steps"]
     assert ckpt["prefix"] == 'it\'s "odd"'
 

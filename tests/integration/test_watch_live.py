@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import run_mfctl_process
 from tests.helpers_train import mindspore_missing
-from tests.integration.test_faults import worker_pid, wait_clean
+from tests.integration.test_faults import wait_clean, worker_pid
 from tests.integration.test_ssh_cluster import make_job, small_dataset, ssh_args
 
 pytestmark = [pytest.mark.cluster, pytest.mark.train, pytest.mark.timeout(900),
