@@ -177,10 +177,9 @@ def instrument(app: Any, source: Any, run: Run) -> dict[str, bool]:
         apply(*args, **kwargs)
         if state["measuring"]:
             run.apply_ms.append(1000 * (time.perf_counter() - t0))
-            if not pending:
-                pending.append(t0)
-                cpu[0] = 0.0
-            cpu[0] += time.thread_time() - c0
+            # An apply that changed nothing on screen has no paint: the next apply starts afresh.
+            pending[:] = [t0]
+            cpu[0] = time.thread_time() - c0
 
     def timed_refresh() -> None:
         t0, c0 = time.perf_counter(), time.thread_time()
