@@ -54,6 +54,7 @@ def batch_script(spec: JobSpec, plan: LaunchPlan, job_id: str, job_dir: str) -> 
         "log_dir": plan.nodes[0].log_dir, "python": spec.python, "dataset": spec.dataset,
         "master_port": plan.master_port, "setup": spec.setup or "",
         "mf_home": spec.mindformers_home if spec.launcher == "mindformers" else "",
+        "stopped_marker": stopped_path(job_dir, job_id),
     })
 
 
@@ -63,6 +64,11 @@ def script_path(job_dir: str, job_id: str) -> str:
 
 def output_path(job_dir: str, job_id: str) -> str:
     return posixpath.join(job_dir, SLURM_DIR, f"{job_id}-%j.out")
+
+
+def stopped_path(job_dir: str, job_id: str) -> str:
+    """Written by ``stop`` before it kills the step: the batch script then cancels the job."""
+    return posixpath.join(job_dir, SLURM_DIR, f"{job_id}.stopped")
 
 
 def id_path(job_dir: str, job_id: str) -> str:
@@ -294,6 +300,7 @@ class SlurmBackend:
             if job.pending:
                 c.cancel(sid)
             else:
+                self._write(stopped_path(self.job_dir, job_id), "stopped\n", 0o644)
                 steps = [s for s in c.steps(sid) if s.split(".")[-1].isdigit()] or [f"{sid}.0"]
                 for step in steps:
                     c.signal(step, "TERM")
