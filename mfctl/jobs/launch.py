@@ -90,6 +90,9 @@ def load(directory: Path, nodes: str | None, opts: SshOptions, master_addr: str 
         # Each node gets its own copy inside the job dir, readable by that node's user.
         job.spec = job.spec.model_copy(update={"dataset": f"{SYNCED_DATASET_DIR}/{local.name}"})
         job.synced_dataset = local
+    if job.spec.slurm is not None:
+        # Slurm names the nodes at run time: nothing to resolve (and no ssh needed here).
+        return job, make_plan(job, master_addr, resume=resume)
     resolver = make_resolver(Path(opts.ssh_config) if opts.ssh_config else None, job.entries)
     return job, make_plan(job, master_addr, resolve=resolver, resume=resume)
 

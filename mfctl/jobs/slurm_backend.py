@@ -29,7 +29,7 @@ from mfctl.cluster.slurm import NETWORK_FS, NODES_DIR, SLURM_DIR, SlurmJob, part
 from mfctl.errors import BadInput, OperationFailed
 from mfctl.jobs.backend import Files, NodeLogs
 from mfctl.jobs.nodeops import NodeCheck, bundle_files, logtail_command, push_bundle, tail_command
-from mfctl.jobspec.schema import JobSpec, SlurmSpec
+from mfctl.jobspec.schema import SPEC_FILE, JobSpec, SlurmSpec
 from mfctl.metrics.logdir import rank_of_path
 from mfctl.metrics.types import LogLine
 from mfctl.node.logtail import split_tagged
@@ -142,11 +142,12 @@ class SlurmBackend:
         Each node runs the node preflight itself, inside its task, before msrun."""
         c = self.client
         c.require_tools()
-        part = c.partition(self.slurm.partition)
+        where = posixpath.join(self.job_dir, SPEC_FILE)
+        part = c.partition(self.slurm.partition, where)
         problem = partition_problem(part, self.slurm.node_count)
         if problem:
-            raise BadInput(f"slurm.node_count: {problem}; Slurm would keep the job pending forever "
-                           "(PartitionNodeLimit). Lower node_count or pick another partition")
+            raise BadInput(f"{where}: slurm.{problem}; Slurm would keep the job pending forever "
+                           "(PartitionNodeLimit): lower node_count or pick another partition")
         self.check_shared()
         return [NodeCheck(n.host, n.node_rank, facts={"partition": part.name,
                                                       "partition_nodes": str(part.total_nodes)})

@@ -62,13 +62,13 @@ class SlurmClient:
                            "installed or not on PATH; run mfctl where sbatch works, or set slurm.login "
                            "(--login HOST) to a login node")
 
-    def partition(self, name: str) -> Partition:
+    def partition(self, name: str, spec_file: str = "mfctl.yaml") -> Partition:
         res = self.run(["scontrol", "-o", "show", "partition", name])
         if not res.ok or not res.stdout.strip():
             why = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "not found"
             if "not found" in why.lower() or "invalid" in why.lower():
-                raise BadInput(f"slurm.partition {name!r}: no such partition on {self.where} ({why}); "
-                               "see 'sinfo' for the partitions")
+                raise BadInput(f"{spec_file}: slurm.partition {name!r}: Slurm on {self.where} has no such "
+                               "partition; 'sinfo' lists them")
             raise OperationFailed(f"{self.where}: scontrol show partition {name} failed: {why}")
         return partition_from_scontrol(res.stdout.strip().splitlines()[0])
 
