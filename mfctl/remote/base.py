@@ -12,8 +12,9 @@ Commands are shell strings run by ``sh -c`` on the node; callers build them with
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)

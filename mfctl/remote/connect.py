@@ -22,7 +22,7 @@ class SshOptions:
                 "connect_timeout": self.connect_timeout, "fanout": self.fanout}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "SshOptions":
+    def from_json(cls, data: dict[str, Any]) -> SshOptions:
         return cls(data.get("ssh_config"), bool(data.get("accept_new_hosts", False)),
                    _seconds(data.get("connect_timeout")), int(data.get("fanout", 64)))
 

@@ -23,7 +23,6 @@ from paramiko.ssh_exception import SSHException
 from mfctl.remote import knownhosts
 from mfctl.remote.sshconfig import ResolvedHost, expand
 
-
 _warned: set[str] = set()
 _warn_lock = threading.Lock()
 

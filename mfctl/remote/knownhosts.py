@@ -27,8 +27,8 @@ import hashlib
 import hmac
 import os
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 _lock = threading.Lock()
 

@@ -12,8 +12,8 @@ import os
 import signal
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from mfctl.remote.base import NodeUnreachable, RunResult
 

@@ -7,8 +7,8 @@ and port (a ``Match user`` block may choose another HostName).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 from mfctl.cluster.hostfile import HostEntry
 

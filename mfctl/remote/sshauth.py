@@ -11,7 +11,7 @@ import base64
 import os
 import shlex
 import socket
-from typing import Iterator
+from collections.abc import Iterator
 
 import paramiko
 from paramiko.agent import AgentSSH

@@ -19,17 +19,18 @@ import re
 import shutil
 import subprocess
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from mfctl.errors import BadInput
+from mfctl.remote import sshgcache
 
 # Tokens whose values OpenSSH reports through ControlPath (see the module docstring).
 _TOKENS = ("d", "u", "l", "L", "h", "r", "p", "n", "k", "C", "i")
 _SEP = "\x1f"  # unit separator: cannot occur in a home, user or host name
 _PROBE = _SEP.join("%" + t for t in _TOKENS)
 _MULTI = frozenset({"identityfile", "certificatefile"})
-_cache: dict[tuple[object, ...], "ResolvedHost"] = {}
+_cache: dict[tuple[object, ...], ResolvedHost] = {}
 _cache_lock = threading.Lock()
 
 
@@ -59,8 +60,8 @@ class ResolvedHost:
     algorithms: tuple[tuple[str, tuple[str, ...]], ...] = ()
     revoked_host_keys: str | None = None  # RevokedHostKeys file (expanded)
     known_hosts_command: str | None = None  # KnownHostsCommand, tokens not yet expanded
-    tokens: tuple[tuple[str, str], ...] = ()
-    pubkey_algorithms: tuple[str, ...] = ()  # PubkeyAcceptedAlgorithms (empty: no restriction known)  # OpenSSH's own values of %d %u %l %L %h %r %p %n %k %C %i  # the -F file, passed on to the ProxyJump hops like ssh does
+    tokens: tuple[tuple[str, str], ...] = ()  # OpenSSH's own values of %d %u %l %L %h %r %p %n %k %C %i
+    pubkey_algorithms: tuple[str, ...] = ()  # PubkeyAcceptedAlgorithms (empty: no restriction known)
 
     @property
     def known_hosts_name(self) -> str:
@@ -169,7 +170,13 @@ def resolve(alias: str, config_path: str | os.PathLike[str] | None = None, *,
         argv += ["-p", str(port)]
     argv += ["--", alias]
     where = f"{cfg or '~/.ssh/config'}: Host {alias}"
-    opts = _run_ssh_g(argv, where)
+    entry = sshgcache.Entry(argv, cfg)  # a run before may have asked the same (sshgcache)
+    cached = entry.load()
+    if cached is None:
+        opts = _run_ssh_g(argv, where)
+        entry.store(opts)
+    else:
+        opts = cached
     probe = _one(opts, "controlpath").split(_SEP)
     tokens = dict(zip(_TOKENS, probe)) if len(probe) == len(_TOKENS) else {}
     strict = _one(opts, "stricthostkeychecking", "ask").lower()

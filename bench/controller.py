@@ -1,0 +1,216 @@
+"""Controller cost per node: mfctl's own CPU per extra node for ``check`` and ``launch``, and
+memory and threads per followed node for ``watch``, on 1 and 16 real sshd nodes.
+
+The nodes' CPU is not counted: each command runs as its own ``python -m mfctl`` process and its
+cost is that process's user+sys CPU plus that of every child it waited for (the ``ssh -G`` runs
+count as mfctl's), read with ``getrusage(RUSAGE_CHILDREN)`` around it. Per extra node =
+(CPU at 16 nodes - CPU at 1 node) / 15, from the medians over the repeats; the 1-node figure
+(mostly Python start-up and imports) is the baseline printed beside it. Goal for ``check``:
+<= 5 ms per extra node.
+
+``launch`` runs the real launch pass (load, render, connect, preflight, push, start, verify,
+record) against nodes whose ``python`` is a stand-in directory: the real interpreter, the
+framework packages' metadata folders and an ``msrun`` that only sleeps, so 16 trainings do not
+compete with the controller for this machine's cores; every launched job is stopped again.
+
+``watch`` follows a launched job the way ``mfctl watch`` does (``LiveSession``: one follower per
+node) in a child process and reports its resident memory and OS threads once every follower is
+connected; per followed node = (value at 16 - value at 1) / 15.
+
+    sudo python bench/controller.py [--repeats 5]   # brings up a 16-node test cluster and removes it
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if __package__ in (None, ""):  # run as a script from a checkout: make `mfctl` and `tests` importable
+    sys.path.insert(0, str(ROOT))
+
+CHECK_GOAL_MS = 5.0
+ENV = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(ROOT)}
+
+
+def children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def mfctl_cpu(args: Sequence[str], cwd: Path, ok_codes: tuple[int, ...] = (0,)) -> tuple[float, str]:
+    """Run ``mfctl ARGS`` in its own process; its CPU seconds (with its children's) and stdout."""
+    before = children_cpu()
+    proc = subprocess.run([sys.executable, "-m", "mfctl", *args], cwd=cwd, capture_output=True, text=True,
+                          env=ENV, timeout=600)
+    cpu = children_cpu() - before
+    if proc.returncode not in ok_codes:
+        raise RuntimeError(f"mfctl {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
+    return cpu, proc.stdout
+
+
+def fake_python_dir(base: Path) -> Path:
+    """A directory the nodes' preflight accepts as a MindSpore python, whose msrun only sleeps."""
+    bin_dir = base / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    py = bin_dir / "python"
+    if not py.exists():
+        py.symlink_to(os.path.realpath(sys.executable))
+    site = base / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    for dist in ("mindspore-2.9.0.dist-info", "mindformers-1.9.0.dist-info"):
+        (site / dist).mkdir(parents=True, exist_ok=True)
+    msrun = bin_dir / "msrun"
+    msrun.write_text("#!/bin/sh\n# stand-in for msrun: the controller's cost is measured, not training\n"
+                     "exec sleep 120\n")
+    for p in [base, *base.rglob("*")]:
+        if not p.is_symlink():
+            p.chmod(0o755)
+    return py
+
+
+def make_jobs(cluster, work: Path, python: Path) -> dict[int, Path]:
+    hosts = [n.name for n in cluster.nodes]
+    dataset = work / "data.mindrecord"
+    dataset.write_bytes(b"\0" * 64)
+    dataset.chmod(0o644)
+    jobs: dict[int, Path] = {}
+    for n in (1, 16):
+        hosts_file = work / f"hosts{n}.txt"
+        hosts_file.write_text("".join(h + "\n" for h in hosts[:n]))
+        job = work / f"job{n}"
+        subprocess.run([sys.executable, "-m", "mfctl", "init", str(job), "--model", "tiny-llama", "--nodes",
+                        str(hosts_file), "--devices-per-node", "1", "--dataset", str(dataset), "--python",
+                        str(python), "--yes"], check=True, capture_output=True, env=ENV)
+        jobs[n] = job
+    work.chmod(0o755)
+    return jobs
+
+
+_WATCH_CHILD = textwrap.dedent("""
+    import json, os, sys, threading, time
+    from mfctl.records.store import JobStore
+    from mfctl.live.session import LiveSession
+    record = JobStore().get(sys.argv[1])
+    session = LiveSession(record).start()
+    followers = [t for t in threading.enumerate() if t.name.startswith("follow-")]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not all(f.stats.connected for f in followers):
+        time.sleep(0.1)
+    time.sleep(1.0)  # a steady state: first batches delivered
+    rss = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmRSS:"))
+    out = {"rss_kb": rss, "threads": len(os.listdir("/proc/self/task")), "followers": len(followers),
+           "connected": sum(f.stats.connected for f in followers)}
+    print(json.dumps(out), flush=True)
+    session.close()
+""")
+
+
+def watch_cost(job_id: str) -> dict[str, int]:
+    proc = subprocess.run([sys.executable, "-c", _WATCH_CHILD, job_id], capture_output=True, text=True,
+                          env=ENV, timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"watch child exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@dataclass
+class Figures:
+    check: dict[int, list[float]]
+    launch: dict[int, list[float]]
+    watch: dict[int, dict[str, int]]
+
+
+def per_node(values: dict[int, list[float]]) -> tuple[float, float, float]:
+    """(median at 1 node, median at 16, per extra node), seconds."""
+    one, sixteen = statistics.median(values[1]), statistics.median(values[16])
+    return one, sixteen, (sixteen - one) / 15
+
+
+def measure(cluster, jobs: dict[int, Path], repeats: int, do_launch: bool, do_watch: bool) -> Figures:
+    cfg = ["--ssh-config", str(cluster.ssh_config_path)]
+    figs = Figures({1: [], 16: []}, {1: [], 16: []}, {})
+    for n in (1, 16):  # warm-up: page cache, ARP, sshd's first fork
+        mfctl_cpu(["check", *cfg], jobs[n])
+    for _ in range(repeats):  # interleaved, so drift hits both sizes alike
+        for n in (1, 16):
+            figs.check[n].append(mfctl_cpu(["check", *cfg], jobs[n])[0])
+    if do_launch:
+        for _ in range(max(1, repeats // 2 + 1)):
+            for n in (1, 16):
+                cpu, out = mfctl_cpu(["launch", "--json", *cfg], jobs[n])
+                figs.launch[n].append(cpu)
+                job_id = json.loads(out)["id"]
+                if do_watch and n not in figs.watch:
+                    figs.watch[n] = watch_cost(job_id)
+                mfctl_cpu(["stop", job_id], jobs[n], ok_codes=(0, 1))
+    return figs
+
+
+def report(f: Figures) -> str:
+    lines = [f"{'mfctl command':<34}{'1 node':>12}{'16 nodes':>12}{'per extra node':>16}  goal"]
+    one, sixteen, per = per_node(f.check)
+    verdict = "meets" if per * 1000 <= CHECK_GOAL_MS else "MISSES"
+    lines.append(f"{'check: CPU':<34}{one * 1000:>9.0f} ms{sixteen * 1000:>9.0f} ms{per * 1000:>13.1f} ms"
+                 f"  <= {CHECK_GOAL_MS:g} ms ({verdict})")
+    if f.launch[1]:
+        one, sixteen, per = per_node(f.launch)
+        lines.append(f"{'launch: CPU':<34}{one * 1000:>9.0f} ms{sixteen * 1000:>9.0f} ms{per * 1000:>13.1f} ms")
+    if len(f.watch) == 2:
+        w1, w16 = f.watch[1], f.watch[16]
+        lines.append(f"{'watch: resident memory':<34}{w1['rss_kb'] / 1024:>9.1f} MB{w16['rss_kb'] / 1024:>9.1f} MB"
+                     f"{(w16['rss_kb'] - w1['rss_kb']) / 15 / 1024:>13.2f} MB")
+        lines.append(f"{'watch: OS threads':<34}{w1['threads']:>12}{w16['threads']:>12}"
+                     f"{(w16['threads'] - w1['threads']) / 15:>16.1f}")
+        if w16["connected"] != 16:
+            lines.append(f"note: only {w16['connected']} of 16 followers were connected when measured")
+    for name, values in (("check", f.check), ("launch", f.launch)):
+        if values[1]:
+            lines.append(f"{name} CPU samples ms: 1 node {[round(v * 1000) for v in values[1]]}, "
+                         f"16 nodes {[round(v * 1000) for v in values[16]]}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--check-only", action="store_true", help="skip launch and watch")
+    args = parser.parse_args(argv)
+
+    from tests.lab import NetnsCluster
+
+    cluster = NetnsCluster.claim(base="mfc", second_octet=83)
+    reason = cluster.unavailable_reason()
+    if reason:
+        print(f"controller: cannot bring up the test cluster: {reason}", file=sys.stderr)
+        return 1
+    work = Path(tempfile.mkdtemp(prefix="mfctl-ctlbench-"))
+    home = work / "home"  # a job store of the bench's own
+    home.mkdir()
+    ENV["MFCTL_HOME"] = str(home)
+    os.environ["MFCTL_HOME"] = str(home)
+    try:
+        cluster.up(16)
+        print(f"test cluster: 16 nodes up in {cluster.last_up_seconds:.2f} s")
+        python = fake_python_dir(work / "py")
+        jobs = make_jobs(cluster, work, python)
+        figs = measure(cluster, jobs, args.repeats, not args.check_only, not args.check_only)
+        print(report(figs))
+    finally:
+        cluster.down()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
