@@ -268,9 +268,10 @@ class SlurmBackend:
                 st.started_at = float(f["started_at"])
             if mine and f.get("preflight_failed"):
                 st.note = f"preflight failed: {f['preflight_failed']}"
-            if job is not None and job.active:
-                # Slurm holds (or waits for) the nodes: the job is alive there. No process scan:
-                # the tasks run on the nodes, not where mfctl asks.
+            if job is not None and job.active and st.exit_code is None:
+                # Slurm holds (or waits for) the nodes: the job is alive there unless the node's
+                # launch script already wrote its exit code. No process scan: the tasks run on
+                # the nodes, not where mfctl asks.
                 st.procs = [ProcInfo(0, 0, "S", 0, "-", None, f"slurm job {job.job_id} {job.state}")]
                 st.note = st.note or job.describe()
             elif job is not None:

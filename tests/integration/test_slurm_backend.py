@@ -226,8 +226,9 @@ def test_killed_worker_ends_the_job_on_both_nodes(lab: Lab) -> None:
     gone = wait_for(lambda: not job_procs(job_id), 30, 0.1)
     took = time.monotonic() - t0
     assert gone and took < 5, f"processes left {took:.1f} s after the kill: {job_procs(job_id)}"
-    status = lab.status(job)
-    assert status["job"]["state"] == "failed"
+    # Slurm ends the batch job a moment after its tasks.
+    status = wait_for(lambda: (s := lab.status(job))["job"]["state"] != "running" and s, 15)
+    assert status and status["job"]["state"] == "failed", lab.status(job)
     r = lab.mfctl("jobs", "--json")
     record = next(j for j in json.loads(r.stdout) if j["id"] == job_id)
     assert record["state"] == "failed"
