@@ -49,19 +49,19 @@ def init(
                                 help="Work dir on SSH nodes (relative = under the user's home)."),
     scheduler: str = typer.Option("hosts", "--scheduler",
                                   help="hosts (mfctl starts the nodes over SSH) or slurm (sbatch)."),
-    partition: Optional[str] = typer.Option(None, "--partition", help="Slurm partition (scheduler slurm)."),
-    node_count: Optional[int] = typer.Option(None, "--node-count", help="Slurm nodes to allocate."),
-    gres: Optional[str] = typer.Option(None, "--gres", help="Slurm generic resources per node, e.g. npu:8."),
-    time_limit: Optional[str] = typer.Option(None, "--time", help="Slurm time limit, e.g. 2-00:00:00."),
-    account: Optional[str] = typer.Option(None, "--account", help="Slurm account."),
-    qos: Optional[str] = typer.Option(None, "--qos", help="Slurm QOS."),
-    sbatch_arg: Optional[list[str]] = typer.Option(
+    partition: str | None = typer.Option(None, "--partition", help="Slurm partition (scheduler slurm)."),
+    node_count: int | None = typer.Option(None, "--node-count", help="Slurm nodes to allocate."),
+    gres: str | None = typer.Option(None, "--gres", help="Slurm generic resources per node, e.g. npu:8."),
+    time_limit: str | None = typer.Option(None, "--time", help="Slurm time limit, e.g. 2-00:00:00."),
+    account: str | None = typer.Option(None, "--account", help="Slurm account."),
+    qos: str | None = typer.Option(None, "--qos", help="Slurm QOS."),
+    sbatch_arg: list[str] | None = typer.Option(
         None, "--sbatch-arg", help="An extra sbatch option, passed through (repeatable), e.g. "
         "--sbatch-arg=--exclusive."),
-    login: Optional[str] = typer.Option(
+    login: str | None = typer.Option(
         None, "--login", help="Run Slurm's commands over SSH on this login node ([user@]host[:port]); "
         "default: on this machine (SLURM_CONF and the SLURM_* environment apply)."),
-    shared_root: Optional[str] = typer.Option(
+    shared_root: str | None = typer.Option(
         None, "--shared-root", help="A directory every Slurm node sees at the same path; the job dir "
         "must be under it (not needed on NFS, Lustre, GPFS, ...)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask; use defaults for what is missing."),
