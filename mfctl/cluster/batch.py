@@ -72,7 +72,7 @@ class GlobalBatch:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], layout: Layout | None = None) -> "GlobalBatch":
+    def from_json(cls, data: dict[str, Any], layout: Layout | None = None) -> GlobalBatch:
         """The batch ``to_json`` wrote (plans recorded before the last three keys existed take
         them from the ``layout``)."""
         pp = data.get("pipeline_stage", layout.pipeline_stage if layout else 1)

@@ -62,7 +62,7 @@ class NodePlan:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], entry: HostEntry | None = None) -> "NodePlan":
+    def from_json(cls, data: dict[str, Any], entry: HostEntry | None = None) -> NodePlan:
         """The node ``to_json`` wrote; ``entry``: the hosts-file entry (else one from the label)."""
         return cls(
             host=data["host"], entry=entry or entry_of_label(data["host"]), node_rank=data["node_rank"],
@@ -122,7 +122,7 @@ class LaunchPlan:
         return out
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], entries: "list[HostEntry] | None" = None) -> "LaunchPlan":
+    def from_json(cls, data: dict[str, Any], entries: list[HostEntry] | None = None) -> LaunchPlan:
         """The plan ``to_json`` wrote (a job record's). ``entries``: the hosts-file entries, matched
         to the nodes by label. Plans recorded before ``local`` was written: local when the only
         node is this machine."""

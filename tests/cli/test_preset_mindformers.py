@@ -64,8 +64,8 @@ for path in sys.argv[1:]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> dict[str, dict[str, Any]]:
-    from mfctl.jobs.jobdir import load_job, make_plan, render_job
     from mfctl.jobs.create import create_job
+    from mfctl.jobs.jobdir import load_job, make_plan, render_job
 
     base = tmp_path_factory.mktemp("presets")
     paths: dict[str, Path] = {}

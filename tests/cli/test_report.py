@@ -101,8 +101,8 @@ def test_report_draws_both_ranks_in_a_headless_browser(mfctl, tmp_path: Path) ->
 
 
 def test_a_large_job_draws_the_band_and_starts_with_few_ranks_shown(tmp_path: Path) -> None:
-    from mfctl.jobs.report import ReportData, build_html
     from mfctl.cluster.plan import LaunchPlan
+    from mfctl.jobs.report import ReportData, build_html
     from mfctl.records.record import JobRecord
 
     nodes = [{"host": f"node-{i:02d}", "node_rank": i, "local_worker_num": 8, "ranks": list(range(8 * i, 8 * i + 8)),

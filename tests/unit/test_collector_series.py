@@ -9,9 +9,9 @@ from tests.sample_job import SAMPLES, SEQ_LENGTH
 
 
 def test_collector_history_has_each_ranks_line_and_the_band_from_the_logs() -> None:
-    from mfctl.metrics.types import LogLine
     from mfctl.live.collector import MetricsCollector
     from mfctl.metrics.state import MetricsState
+    from mfctl.metrics.types import LogLine
 
     collector = MetricsCollector(MetricsState(world_size=2, pipeline_stage=1, seq_length=SEQ_LENGTH))
     logged: dict[int, list[tuple[int, float, float]]] = {}
