@@ -43,7 +43,7 @@ from mfctl.node.logtail import split_tagged
 from mfctl.records.record import JobRecord
 from mfctl.remote.base import Transport
 from mfctl.remote.connect import SshOptions, open_transport
-from mfctl.remote.group import NodeResults
+from mfctl.remote.group import NodeResults, freeze_heap_once
 
 Files = dict[str, tuple[bytes, int]]  # bundle-relative path -> (content, mode)
 
@@ -142,6 +142,7 @@ class HostsBackend:
     def transports(self) -> dict[str, Transport]:
         """One open transport per node, opened on first use."""
         if self._transports is None:
+            freeze_heap_once()  # before the per-node allocations start (see remote/group.py)
             self._transports = {n.host: self.connect(n.host) for n in self.plan.nodes}
         return self._transports
 

@@ -41,6 +41,15 @@ def inline(script_name: str, *args: str) -> str:
     return shlex.join(["sh", "-c", node_script(script_name), script_name.removesuffix(".sh"), *args])
 
 
+def in_one_piece(command: str) -> str:
+    """``command`` with its stdout sent back in one piece when it ends, for a command whose output
+    is read whole. A line printed on its own travels as its own SSH packet, and every packet costs
+    the controller ~0.1-0.2 ms of CPU (paramiko decrypts, checks and dispatches it in Python): the
+    preflight's ~15 lines were a third of ``mfctl check``'s cost per node. Trailing newlines are
+    dropped (``$(...)``): fine for ``key value`` lines."""
+    return f'o=$({command}); r=$?; printf "%s\\n" "$o"; exit "$r"'
+
+
 def on_all(transports: dict[str, Transport], fn: Callable[[Transport], T],
            fanout: int = 64) -> NodeResults[T]:
     """``fn`` on every node, at most ``fanout`` at once; exceptions are returned, not raised."""
@@ -96,9 +105,9 @@ def preflight(plan: LaunchPlan, spec, transports: dict[str, Transport], fanout: 
         node = next(n for n in plan.nodes if n.host == t.host)
         workdir = node.job_dir if plan.local else spec.workdir
         mf_home = spec.mindformers_home if plan.launcher == "mindformers" else None
-        cmd = inline("preflight.sh", spec.python, spec.dataset, workdir, str(plan.master_port),
-                     "1" if node.node_rank == 0 else "0", spec.name, spec.setup or "", node.job_dir,
-                     mf_home or "")
+        cmd = in_one_piece(inline("preflight.sh", spec.python, spec.dataset, workdir, str(plan.master_port),
+                                  "1" if node.node_rank == 0 else "0", spec.name, spec.setup or "",
+                                  node.job_dir, mf_home or ""))
         res = t.run(cmd, timeout=60)
         facts: dict[str, str] = {}
         for line in res.stdout.splitlines():

@@ -9,6 +9,8 @@ sshd's MaxStartups and the controller's file-descriptor limit.
 
 from __future__ import annotations
 
+import gc
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
@@ -19,6 +21,23 @@ T = TypeVar("T", bound=Transport)
 R = TypeVar("R")
 
 DEFAULT_FANOUT = 64
+_frozen = False
+
+
+def freeze_heap_once() -> None:
+    """Take what the process holds before its first fan-out out of the garbage collector's scans.
+
+    By then the modules (paramiko, fabric, rich, pydantic...), the job and the plan are loaded
+    and live as long as the process; the per-node work that follows allocates enough to trigger
+    full collections, and each one walked that whole heap again: ~2 ms of CPU per node for
+    ``mfctl check`` in a fresh process (measured with the collector off). ``gc.freeze`` is the
+    standard library's answer (objects frozen once are only never *collected*: the cost is that
+    garbage already pending at this moment stays; it happens once per process).
+    """
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.freeze()
 
 
 class NodeResults(Mapping[str, "R | Exception"], Generic[R]):
@@ -57,7 +76,7 @@ def run_on_all(
     """
     items = list(transports)
     hosts = [t.host for t in items]
-    dupes = sorted({h for h in hosts if hosts.count(h) > 1})
+    dupes = sorted(h for h, n in Counter(hosts).items() if n > 1)
     if dupes:
         raise ValueError(f"run_on_all: duplicate hosts {', '.join(dupes)}: results are keyed by host")
     if fanout < 1:
@@ -66,6 +85,7 @@ def run_on_all(
     failed: dict[str, Exception] = {}
     if not items:
         return NodeResults(ok, failed, hosts)
+    freeze_heap_once()
     with ThreadPoolExecutor(max_workers=min(fanout, len(items)), thread_name_prefix="mfctl-node") as pool:
         futures = [(t.host, pool.submit(fn, t)) for t in items]
         for host, future in futures:

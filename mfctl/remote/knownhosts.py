@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -57,12 +58,54 @@ def plain_type(keytype: str) -> str:
 
 def read(paths: Iterable[str]) -> Iterator[Entry]:
     for path in paths:
-        try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                text = f.read()
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError):
-            continue  # ssh skips files it cannot read
-        yield from parse(text, path)
+        parsed = _file(path)
+        if parsed is not None:
+            yield from parsed.entries
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """One known_hosts file, parsed, with its plain host names indexed: a cluster's file has a
+    line per node, and scanning (fnmatch) every line for every node would be quadratic."""
+
+    entries: tuple[Entry, ...]
+    exact: dict[str, tuple[int, ...]]  # lowercased plain name -> positions of its lines
+    other: tuple[int, ...]  # lines with wildcards, negation or hashed names: always tested
+
+    def candidates(self, name: str) -> list[Entry]:
+        return [self.entries[i] for i in sorted(self.exact.get(name.lower(), ()) + self.other)]
+
+
+_parsed: dict[str, tuple[tuple[int, int, int, int], _Parsed]] = {}
+_RACY_S = 2.0
+
+
+def _file(path: str) -> _Parsed | None:
+    """``path`` parsed, reused while its inode, size, mtime and ctime stay the same (and it was
+    not modified in the last 2 s, within which a rewrite could keep the same timestamp)."""
+    try:
+        st = os.stat(path)
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        hit = _parsed.get(path)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError):
+        return None  # ssh skips files it cannot read
+    entries = tuple(parse(text, path))
+    exact: dict[str, list[int]] = {}
+    other: list[int] = []
+    for i, e in enumerate(entries):
+        plain = not any(c in e.patterns for c in "*?!|")
+        for name in e.patterns.split(",") if plain else ():
+            exact.setdefault(name.lower(), []).append(i)
+        if not plain:
+            other.append(i)
+    parsed = _Parsed(entries, {k: tuple(v) for k, v in exact.items()}, tuple(other))
+    if time.time() - max(st.st_mtime_ns, st.st_ctime_ns) / 1e9 > _RACY_S:
+        _parsed[path] = (stamp, parsed)
+    return parsed
 
 
 def parse(text: str, source: str) -> Iterator[Entry]:
@@ -116,7 +159,13 @@ def matches(patterns: str, name: str) -> bool:
 
 
 def lookup(paths: Iterable[str], name: str, extra: Iterable[Entry] = ()) -> list[Entry]:
-    return [e for e in [*read(paths), *extra] if matches(e.patterns, name)]
+    """The lines for ``name``, in file order (files in the order given, then ``extra``)."""
+    found: list[Entry] = []
+    for path in paths:
+        parsed = _file(path)
+        if parsed is not None:
+            found.extend(e for e in parsed.candidates(name) if matches(e.patterns, name))
+    return found + [e for e in extra if matches(e.patterns, name)]
 
 
 def verdict(paths: Iterable[str], name: str, keytype: str, blob: bytes,

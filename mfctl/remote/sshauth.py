@@ -11,6 +11,7 @@ import base64
 import os
 import shlex
 import socket
+import time
 from collections.abc import Iterator
 
 import paramiko
@@ -96,18 +97,31 @@ def _why_not(path: str) -> str:
             "type mfctl can use")
 
 
-def _load(path: str) -> paramiko.PKey | None:
+_keys: dict[str, tuple[tuple[int, ...], paramiko.PKey]] = {}
+
+
+def _load(path: str, fresh: bool = False) -> paramiko.PKey | None:
+    """The private key in ``path``, parsed once per process while the file stays the same (a
+    launch connects to every node with the same IdentityFile). ``fresh``: a new object, for a
+    caller that attaches a certificate to it."""
     try:
         st = os.stat(path)
         if st.st_uid == os.getuid() and st.st_mode & 0o077:
             return None  # ssh ignores a private key others can read ("UNPROTECTED PRIVATE KEY FILE")
     except OSError:
         return None
+    stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode, st.st_uid)
+    hit = _keys.get(path)
+    if hit is not None and hit[0] == stamp and not fresh:
+        return hit[1]
     try:
-        return paramiko.PKey.from_path(path)
+        key = paramiko.PKey.from_path(path)
     except (paramiko.PasswordRequiredException, paramiko.ssh_exception.SSHException, OSError,
             ValueError, TypeError):
         return None  # encrypted (never prompted for), unsupported (sk) or unreadable: ssh skips too
+    if not fresh and time.time() - max(st.st_mtime_ns, st.st_ctime_ns) / 1e9 > 2.0:
+        _keys[path] = (stamp, key)  # not if just written: a rewrite could keep the timestamp
+    return key
 
 
 class KeyAuth:
@@ -164,7 +178,7 @@ class KeyAuth:
                 continue
             for cert_path, blob, plain in certs:
                 if plain == key.asbytes():
-                    with_cert = _load(path)
+                    with_cert = _load(path, fresh=True)
                     if with_cert is not None:
                         with_cert.public_blob = blob
                         yield f"{path} with {cert_path}", with_cert

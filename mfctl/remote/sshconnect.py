@@ -58,6 +58,8 @@ class OpenSshConnection(Connection):
     """
 
     proxy_command: str | None = None
+    # A real attribute (Fabric sets it in __init__; as a config key each set cost a config merge).
+    inline_ssh_env: bool | None = None
 
     def __setattr__(self, key: str, value: object) -> None:
         # invoke's DataProxy.__setattr__ calls dir(self) on every attribute set (~30 per

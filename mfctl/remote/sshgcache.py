@@ -152,7 +152,7 @@ class Entry:
         if self.path is None:
             return
         now = time.time()
-        if any(now - max(s[3], s[4]) / 1e9 < _RACY_S for s in self._stamps):
+        if any(now - s[3] / 1e9 < _RACY_S for s in self._stamps):  # mtime (ctime is in the key)
             return  # racy: a file changed just now could change again within the same timestamp
         directory = os.path.dirname(self.path)
         try:
