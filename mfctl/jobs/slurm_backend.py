@@ -149,6 +149,7 @@ class SlurmBackend:
             raise BadInput(f"{where}: slurm.{problem}; Slurm would keep the job pending forever "
                            "(PartitionNodeLimit): lower node_count or pick another partition")
         self.check_shared()
+        self.check_no_earlier_run(where)
         return [NodeCheck(n.host, n.node_rank, facts={"partition": part.name,
                                                       "partition_nodes": str(part.total_nodes)})
                 for n in self.plan.nodes]
@@ -171,6 +172,19 @@ class SlurmBackend:
         raise BadInput(f"{self.job_dir}: the job dir is on a {fs or 'unknown'} filesystem, which Slurm's "
                        "nodes may not see; put the job on the cluster's shared filesystem, or declare "
                        "the shared path with --shared-root DIR (slurm.shared_root)")
+
+    def check_no_earlier_run(self, where: str) -> None:
+        """An earlier launch of this job dir that Slurm still runs would share the node dirs (run
+        files, logs, checkpoints) with this one: refuse, as the SSH path refuses leftovers."""
+        res = self.client.t.run(f"cd {shlex.quote(posixpath.join(self.job_dir, SLURM_DIR))} 2>/dev/null && "
+                                "for f in *.slurm_id; do [ -f \"$f\" ] && echo \"${f%.slurm_id} $(cat \"$f\")\"; done",
+                                timeout=30)
+        for line in res.stdout.splitlines():
+            earlier, _, sid = line.partition(" ")
+            job = self.client.job(sid.strip()) if sid.strip().isdigit() else None
+            if job is not None and job.active:
+                raise BadInput(f"{where}: job {earlier} (slurm job {sid.strip()}) of this job dir is still "
+                               f"{job.state}; 'mfctl stop {earlier}' first")
 
     def _files(self, rendered: Path, node_rank: int, extra: Files) -> Files:
         files = bundle_files(rendered, node_rank)
