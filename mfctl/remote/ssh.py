@@ -26,32 +26,36 @@ Decisions that live here:
   a normal ``RunResult`` (``exit_code`` -1: the session ended without an exit status, i.e. killed
   by a signal).
 
-Size: a little over 400 lines: one transport whose connect, run, put, stream and close share the
+Size: about 400 lines: one transport whose connect, run, put, stream and close share the
 connection and its failure handling; the connection building blocks are already in
 ``sshconnect``, authentication in ``sshauth``, host keys in ``hostkeys``.
 """
 
 from __future__ import annotations
 
-import functools
-import hmac
-import logging
 import os
-import select
 import shlex
 import socket
-import time
 from collections.abc import Iterator
 
 import paramiko
-from fabric import Config, Connection
+from fabric import Connection
 from paramiko.client import SSHClient
 from paramiko.ssh_exception import SSHException
 
 from mfctl.errors import BadInput
 from mfctl.remote import hostkeys, sshauth, sshconfig
 from mfctl.remote.base import NodeUnreachable, RunResult
-from mfctl.remote.sshconnect import HopFailed, OpenSshConnection, reason_at, resolve_address, split_host
+from mfctl.remote.sshconnect import (
+    HopFailed,
+    OpenSshConnection,
+    ParamikoTransport,
+    collect,
+    fabric_config,
+    reason_at,
+    resolve_address,
+    split_host,
+)
 
 __all__ = ["SshTransport", "resolve_address", "wrap_command"]
 
@@ -85,71 +89,6 @@ def _close_quietly(channel: paramiko.Channel) -> None:
         pass
 
 
-@functools.cache
-def _fabric_config() -> Config:
-    """One Fabric Config for every connection (building one per node cost ~0.1 ms each; nothing
-    mutates it). An explicit empty SSHConfig: Fabric must not resolve anything itself (ssh -G did)."""
-    return Config(ssh_config=paramiko.SSHConfig())
-
-
-def _collect(channel: paramiko.Channel, timeout: float | None) -> tuple[bytes, bytes, bool]:
-    """A command's stdout and stderr until its exit status (or the channel's close); False when
-    ``timeout`` ran out first.
-
-    Waits in ``select`` on the channel (paramiko signals a pipe when data or EOF arrives): no
-    polling and no helper threads, so a node that takes long to answer costs the controller
-    nothing while it waits. (Fabric's runner used three threads per command and woke every 10 ms.)
-    """
-    out, err = bytearray(), bytearray()
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        done = channel.eof_received or channel.closed  # read before draining: no data follows EOF
-        while channel.recv_ready():
-            out += channel.recv(1 << 16)
-        while channel.recv_stderr_ready():
-            err += channel.recv_stderr(1 << 16)
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if done:  # the exit status comes right after EOF (or the close sets the event)
-            finished = channel.status_event.wait(None if remaining is None else max(0.0, remaining))
-            return bytes(out), bytes(err), finished
-        if remaining is not None and remaining <= 0:
-            return bytes(out), bytes(err), False
-        select.select([channel], [], [], remaining)
-
-
-# paramiko compares every received packet's MAC in a Python loop over its bytes (~20 us a packet,
-# about a tenth of a check's per-node CPU). The standard library's constant-time comparison does
-# the same in C; packet.py looks the function up on paramiko.util at each packet.
-paramiko.util.constant_time_bytes_eq = hmac.compare_digest
-
-
-class _Transport(paramiko.Transport):
-    """paramiko's Transport, acknowledging the server's unsolicited global requests at once.
-
-    Right after auth, OpenSSH's sshd sends ``hostkeys-00@openssh.com`` (no reply wanted). Our TCP
-    ACK for it is delayed (~40 ms) and sshd's next packet, the answer to our first channel open,
-    waits for that ACK (Nagle on the server), so the first command of every fresh connection took
-    ~45 ms longer (measured with strace). Setting TCP_QUICKACK sends the pending ACK right away.
-    """
-
-    def _parse_debug(self, m: paramiko.Message) -> None:
-        # sshd sends a debug message per authorized_keys option; paramiko escapes each one byte
-        # by byte for a DEBUG log line that is off unless someone enabled it.
-        m.get_boolean()
-        msg = m.get_string()
-        m.get_string()
-        if self.logger.isEnabledFor(logging.DEBUG):
-            super()._log(logging.DEBUG, "Debug msg: " + paramiko.util.safe_string(msg).decode("ascii", "replace"))
-
-    def _parse_global_request(self, m: paramiko.Message) -> None:
-        super()._parse_global_request(m)
-        if hasattr(socket, "TCP_QUICKACK") and isinstance(self.sock, socket.socket):
-            try:
-                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
-            except OSError:
-                pass
-
-
 class SshTransport:
     """One node over SSH. Connects lazily on first use and reconnects after a dropped connection.
 
@@ -175,7 +114,7 @@ class SshTransport:
         self._keepalive = keepalive
         self._dead_peer_timeout = dead_peer_timeout
         self._timeout = float(connect_timeout) if connect_timeout is not None else None
-        self._config = _fabric_config()
+        self._config = fabric_config()
         a_user, a_host, a_port = split_host(host)
         self.resolved = sshconfig.resolve(a_host, ssh_config_path, user=user or a_user, port=port or a_port)
         self._conn = self._connection(self.resolved, depth=0)
@@ -256,7 +195,7 @@ class SshTransport:
         """paramiko's ``transport_factory`` hook: tune the connected socket before the handshake."""
         if isinstance(sock, socket.socket):
             self._tune_socket(sock)
-        transport = _Transport(sock, **kwargs)  # type: ignore[arg-type]
+        transport = ParamikoTransport(sock, **kwargs)  # type: ignore[arg-type]
         hostkeys.restrict_algorithms(r, transport)
         # SSH-level keepalives put data on the wire; TCP_USER_TIMEOUT then aborts the connection
         # when that data stays unacknowledged (a partition) instead of retransmitting for ~15 min.
@@ -329,7 +268,7 @@ class SshTransport:
                 raise self._lost(e, "running a command") from e
             try:
                 channel.exec_command(wrap_command(command))
-                out, err, finished = _collect(channel, timeout)
+                out, err, finished = collect(channel, timeout)
             except (SSHException, EOFError, OSError) as e:
                 raise self._lost(e, "running a command") from e
             finally:
