@@ -158,11 +158,15 @@ def jobs(as_json: bool = json_opt()) -> None:
     """
     from mfctl.records.store import JobStore
 
+    from mfctl.jobs.status import scheduler_notes
+
     records = JobStore().all()
+    notes = scheduler_notes(records)
     if as_json:
-        views.print_json([r.to_json() for r in records])
+        views.print_json([{**r.to_json(), **({"scheduler": notes[r.id]} if r.id in notes else {})}
+                          for r in records])
         return
-    views.print_jobs(records)
+    views.print_jobs(records, notes)
 
 
 @app.command()

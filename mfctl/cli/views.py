@@ -165,7 +165,8 @@ def print_verdict(job_id: str, verdict, as_json: bool) -> None:
 
 # --------------------------------------------------------------------------- run: jobs / status / stop
 
-def print_jobs(records) -> None:
+def print_jobs(records, notes: dict[str, str] | None = None) -> None:
+    """``notes``: what a scheduler says about a job still active (Slurm: "pending (Resources)")."""
     if not records:
         out.print("No jobs yet: 'mfctl launch' in a job directory starts one.")
         return
@@ -174,7 +175,7 @@ def print_jobs(records) -> None:
         when = dt.datetime.fromtimestamp(r.started_at or r.created_at).strftime("%Y-%m-%d %H:%M:%S")
         colour = STATE_COLOURS.get(r.state, "white")
         rows.append([escape(r.id), f"[{colour}]{r.state}[/]", str(len(r.plan.nodes)),
-                     str(r.plan.world_size), when, escape(r.exit_cause or "")])
+                     str(r.plan.world_size), when, escape(r.exit_cause or (notes or {}).get(r.id, ""))])
     # The state too keeps its width: it is one word, and "finishe/d" reads worse than a taller cause.
     out.print(table(["job", "state", "nodes", "world", "started", "cause"], rows, keep=(0, 1)))
 

@@ -103,6 +103,11 @@ class Backend(Protocol):
 
     def list_checkpoints(self, output_dir: str) -> NodeResults[list[str]]: ...
 
+    def describe(self, job_id: str) -> str | None:
+        """What a scheduler says about the job in one phrase ("pending (Resources)"); None when no
+        scheduler runs it."""
+        ...
+
     def close(self) -> None: ...
 
     def __enter__(self) -> Backend: ...
@@ -236,6 +241,9 @@ class HostsBackend:
     def log_sources(self) -> list[NodeLogs]:
         return [NodeLogs(n.host, (lambda h=n.host: self.connect(h)), self.python, self.setup,
                          n.log_dir_path, n.job_dir) for n in self.plan.nodes]
+
+    def describe(self, job_id: str) -> str | None:
+        return None  # no scheduler: the nodes' processes are the whole story
 
     def list_checkpoints(self, output_dir: str) -> NodeResults[list[str]]:
         """Per node, the checkpoint files under ``<job dir>/<output_dir>/checkpoint`` as

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mfctl.cluster.health import ACTIVE_STATES, JobState, Memory, NodeStatus, judge
-from mfctl.errors import BadInput
+from mfctl.errors import BadInput, MfctlError
 from mfctl.jobs.backend import backend_for_record
 from mfctl.metrics.logdir import rank_of_path
 from mfctl.metrics.state import MetricsState
@@ -97,3 +97,19 @@ def print_logs(ref: str | None, directory: Path, rank: int | None, follow: bool,
     if not ok:
         raise BadInput(f"{node.host}: {path}: no such log yet ({text or 'tail failed'}); has the job started?")
     sys.stdout.write(text)
+
+
+def scheduler_notes(records: list[JobRecord]) -> dict[str, str]:
+    """What the scheduler says about each active job (``mfctl jobs``); jobs no scheduler runs have
+    no note (and cost nothing: the hosts backend connects to nothing for it)."""
+    notes: dict[str, str] = {}
+    for record in records:
+        if record.state in ACTIVE_STATES:
+            try:
+                with backend_for_record(record) as backend:
+                    note = backend.describe(record.id)
+            except MfctlError as exc:
+                note = str(exc)
+            if note:
+                notes[record.id] = note
+    return notes

@@ -248,6 +248,9 @@ def test_job_behind_a_busy_cluster_is_pending_with_slurms_reason(lab: Lab) -> No
         assert all("pending (Resources)" in n["note"] for n in status["nodes"])
         r = lab.mfctl("status", cwd=job)
         assert "pending (Resources)" in r.stdout
+        r = lab.mfctl("jobs", "--json")
+        record = next(j for j in json.loads(r.stdout) if j["id"] == job_id)
+        assert record["state"] == "running" and "pending (Resources)" in record["scheduler"], record
         r = lab.mfctl("stop", "--json", cwd=job)
         assert r.exit_code == 0 and json.loads(r.stdout)["clean"], r.stderr
         slurm_id = (job / "slurm" / f"{job_id}.slurm_id").read_text().strip()
@@ -309,3 +312,39 @@ def test_spec_errors_name_the_file_and_line(lab: Lab, tmp_path: Path) -> None:
     r = lab.mfctl("plan", cwd=job)
     assert r.exit_code == 2
     assert "mfctl.yaml:7: slurm.node_count" in r.stderr
+
+
+@pytest.mark.train
+def test_supervised_job_restarts_from_the_common_checkpoint(lab: Lab) -> None:
+    import subprocess
+
+    job = lab.init("resumes")
+    proc = subprocess.Popen([sys.executable, "-m", "mfctl", "launch", "--supervise", "--max-restarts", "1"],
+                            cwd=job, env={**os.environ, **lab.env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        ckpts = [job / "nodes" / f"node{r}" / "output" / "checkpoint" / f"rank_{r}" for r in (0, 1)]
+        assert wait_for(lambda: all(list(d.glob("*_16.ckpt")) for d in ckpts), 240), "no checkpoint at step 16"
+        first = (job / "nodes" / "node1" / "run" / "job_id").read_text().strip()
+        pid = worker_pid(first, 1)
+        assert pid is not None
+        os.kill(pid, 9)
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "restart 1 of 1" in out
+    records = {j["id"]: j for j in json.loads(lab.mfctl("jobs", "--json").stdout)}
+    assert records[first]["state"] == "failed"
+    assert "rank 1" in records[first]["exit_cause"] and "SIGKILL" in records[first]["exit_cause"]
+    second = next(j for j in records.values() if j["resumed_from"] == first)
+    assert second["state"] == "finished" and second["restarts"] == 1
+    # The second run loaded the step-16 checkpoint and trained on to step 48 on both nodes,
+    # checkpointing the 32 steps it ran (MindFormers names a resumed run's files <prefix>_1-...).
+    r = lab.mfctl("status", second["id"], "--json", cwd=job)
+    assert [x["step"] for x in json.loads(r.stdout)["ranks"]] == [48, 48], r.stdout
+    for d in ckpts:
+        assert json.loads((d / "meta.json").read_text())["last_step"] == 32
+    log = (job / "nodes" / "node0" / "output" / "msrun_log" / "worker_0.log").read_text()
+    assert "resume_training" in log
