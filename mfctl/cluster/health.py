@@ -86,6 +86,8 @@ class NodeStatus:
     ranks: tuple[int, ...] = ()
     #: What the node's scheduler says about it (Slurm: "pending (Resources)"), shown beside it.
     note: str | None = None
+    #: Why the node's launch ended, when the node says (Slurm: its preflight's reason); part of the cause.
+    failure: str | None = None
 
     @property
     def alive(self) -> bool:
@@ -168,6 +170,13 @@ class Verdict:
     memory: Memory = field(default_factory=Memory)
 
 
+def exit_cause(st: NodeStatus) -> str:
+    """A node whose launch ended with a code other than 0, in words."""
+    if st.failure:
+        return f"{st.host}: {st.failure} (exit code {st.exit_code})"
+    return f"{st.host}: msrun exited with code {st.exit_code}"
+
+
 RULES = ("look_failed", "unreachable", "rank_failed", "rank_stalled", "msrun_exit", "launch_gone",
          "worker_gone", "still_running", "all_finished", "msrun_ok", "no_process")
 
@@ -218,7 +227,7 @@ def judge(nodes: Sequence[NodeStatus], snapshot: Snapshot | None, memory: Memory
         for st in seen:
             if st.exit_code not in (None, 0):
                 failure = failure or verdict(JobState.FAILED, "msrun_exit",
-                                             f"{st.host}: msrun exited with code {st.exit_code}",
+                                             exit_cause(st),
                                              host=st.host, exit_code=st.exit_code)
                 continue
             # A node whose ranks all finished may have been stopped after the end: not a failure.
@@ -250,7 +259,7 @@ def judge(nodes: Sequence[NodeStatus], snapshot: Snapshot | None, memory: Memory
     bad = [st for st in seen if st.exit_code not in (0, None)]
     if bad:
         return verdict(JobState.FAILED, "msrun_exit",
-                       "; ".join(f"{st.host}: msrun exited with code {st.exit_code}" for st in bad),
+                       "; ".join(exit_cause(st) for st in bad),
                        host=bad[0].host, exit_code=bad[0].exit_code)
     if all(st.exit_code == 0 for st in seen):
         return verdict(JobState.FINISHED, "msrun_ok", "msrun exited 0")

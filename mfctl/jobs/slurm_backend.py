@@ -281,7 +281,7 @@ class SlurmBackend:
             if mine and f.get("started_at", "").isdigit():
                 st.started_at = float(f["started_at"])
             if mine and f.get("preflight_failed"):
-                st.note = f"preflight failed: {f['preflight_failed']}"
+                st.failure = st.note = f"preflight failed: {f['preflight_failed']}"
             if job is not None and job.active and st.exit_code is None:
                 # Slurm holds (or waits for) the nodes: the job is alive there unless the node's
                 # launch script already wrote its exit code. No process scan: the tasks run on
