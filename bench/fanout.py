@@ -24,21 +24,20 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 if __package__ in (None, ""):  # run as a script from a checkout: make `mfctl` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mfctl.remote.base import RunResult, Transport  # noqa: E402
-from mfctl.remote.group import run_on_all  # noqa: E402
-
-from mfctl.jobs.nodeops import inline  # noqa: E402
+from mfctl.jobs.nodeops import in_one_piece, inline
+from mfctl.remote.base import RunResult, Transport
+from mfctl.remote.group import run_on_all
 
 # What `mfctl check` runs on each node (the master also checks its port), with the python the
 # test cluster's nodes can run.
-PREFLIGHT = inline("preflight.sh", sys.executable, "/tmp", "mfctl-jobs", "8118", "1", "bench", "")
+PREFLIGHT = in_one_piece(inline("preflight.sh", sys.executable, "/tmp", "mfctl-jobs", "8118", "1", "bench", ""))
 
 TransportFactory = Callable[[str], Transport]
 
@@ -87,7 +86,7 @@ def measure(
             for t in transports:
                 try:
                     results[t.host] = work(t)
-                except Exception as e:  # noqa: BLE001 - reported below like run_on_all would
+                except Exception as e:
                     results[t.host] = e
     finally:
         for t in transports:
@@ -174,7 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     cluster = None
     if args.hosts:
-        hosts = [line.split()[0] for line in Path(args.hosts).read_text().splitlines() if line.split() and not line.startswith("#")]
+        lines = Path(args.hosts).read_text().splitlines()
+        hosts = [line.split()[0] for line in lines if line.split() and not line.startswith("#")]
         ssh_config = args.ssh_config
     else:
         from tests.lab import NetnsCluster
