@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         from tests.lab import NetnsCluster
 
-        cluster = NetnsCluster.claim(base="mfb")
+        cluster = NetnsCluster.claim(base="mfb", second_octet=82)  # its own subnets: not the tests
         reason = cluster.unavailable_reason()
         if reason:
             print(f"fanout: cannot bring up the test cluster: {reason}; pass --ssh-config/--hosts", file=sys.stderr)
