@@ -213,6 +213,8 @@ def print_state(snap: dict, as_json: bool) -> None:
     if as_json:
         print_json(snap, default=str)
         return
+    if snap.get("scheduler"):
+        out.print(f"scheduler: {escape(snap['scheduler'])}")
     c = snap.get("cluster", {})
     out.print(f"step {c.get('step')}/{c.get('total_steps')}  loss {c.get('loss')}  "
               f"samples/s {c.get('samples_per_s')}  tokens/s {c.get('tokens_per_s')}  state {c.get('state')}")

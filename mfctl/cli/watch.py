@@ -74,7 +74,11 @@ def watch(
     session = LiveSession(record, store)
     try:
         if once or as_json:
-            snap = {"job": record.to_json(), **session.read_once()}
+            from mfctl.jobs.status import scheduler_notes
+
+            # A job a scheduler still holds back (Slurm: pending) has no logs yet: say why.
+            note = scheduler_notes([record]).get(record.id)
+            snap = {"job": record.to_json(), **({"scheduler": note} if note else {}), **session.read_once()}
             views.print_state(snap, as_json)
             return
         session.start()

@@ -248,6 +248,8 @@ def test_job_behind_a_busy_cluster_is_pending_with_slurms_reason(lab: Lab) -> No
         assert all("pending (Resources)" in n["note"] for n in status["nodes"])
         r = lab.mfctl("status", cwd=job)
         assert "pending (Resources)" in r.stdout
+        r = lab.mfctl("watch", "--once", cwd=job)
+        assert r.exit_code == 0 and "pending (Resources)" in r.stdout, (r.stdout, r.stderr)
         r = lab.mfctl("jobs", "--json")
         record = next(j for j in json.loads(r.stdout) if j["id"] == job_id)
         assert record["state"] == "running" and "pending (Resources)" in record["scheduler"], record
@@ -348,3 +350,16 @@ def test_supervised_job_restarts_from_the_common_checkpoint(lab: Lab) -> None:
         assert json.loads((d / "meta.json").read_text())["last_step"] == 32
     log = (job / "nodes" / "node0" / "output" / "msrun_log" / "worker_0.log").read_text()
     assert "resume_training" in log
+
+
+def test_node_preflight_fails_the_job_with_that_nodes_reason(lab: Lab) -> None:
+    job = lab.init("nodata", dataset="/nonexistent/wiki.mindrecord")
+    t0 = time.monotonic()
+    r = lab.mfctl("launch", cwd=job)
+    # Launch's start check may already see it (exit 1); else the next look does.
+    assert r.exit_code in (0, 1), r.stderr
+    status = wait_for(lambda: (s := lab.status(job))["job"]["state"] != "running" and s, 20)
+    assert status and status["job"]["state"] == "failed", lab.status(job)
+    assert time.monotonic() - t0 < 30
+    assert "preflight failed: the dataset (spec: dataset) is not there" in status["job"]["exit_cause"]
+    assert not list(job.glob("nodes/node*/output/msrun_log/worker_*.log"))  # msrun never started
