@@ -59,7 +59,7 @@ def init(
         None, "--sbatch-arg", help="An extra sbatch option, passed through (repeatable), e.g. "
         "--sbatch-arg=--exclusive."),
     login: str | None = typer.Option(
-        None, "--login", help="Run Slurm's commands over SSH on this login node ([user@]host[:port]); "
+        None, "--login", help="Run Slurm's commands over SSH on this login node (host, user@host or user@host:port); "
         "default: on this machine (SLURM_CONF and the SLURM_* environment apply)."),
     shared_root: str | None = typer.Option(
         None, "--shared-root", help="A directory every Slurm node sees at the same path; the job dir "

@@ -244,8 +244,12 @@ def parse_spec(text: str, filename: str = SPEC_FILE) -> JobSpec:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(err["loc"])
-        if not loc and "scheduler" in str(err["msg"]):
-            loc = ("scheduler",)  # the model-level check of scheduler against its section
+        if not loc:
+            # The model-level check of scheduler against its section: name the key that is there.
+            where = next((k for k in (("scheduler",), ("slurm",)) if k in lines), None)
+            if where is not None:
+                lines[("scheduler",)] = lines[where]
+                loc = ("scheduler",)
         # The nearest key of the location that the YAML has (a missing key: its parent).
         line = None
         for cut in range(len(loc), -1, -1):
