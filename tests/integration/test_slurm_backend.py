@@ -363,3 +363,17 @@ def test_node_preflight_fails_the_job_with_that_nodes_reason(lab: Lab) -> None:
     assert time.monotonic() - t0 < 30
     assert "preflight failed: the dataset (spec: dataset) is not there" in status["job"]["exit_cause"]
     assert not list(job.glob("nodes/node*/output/msrun_log/worker_*.log"))  # msrun never started
+
+
+@pytest.mark.train
+@pytest.mark.skipif(not os.environ.get("MFCTL_MINDFORMERS_HOME"),
+                    reason="launcher mindformers needs a MindFormers checkout: set MFCTL_MINDFORMERS_HOME")
+def test_mindformers_launcher_trains_on_slurm(lab: Lab) -> None:
+    home = os.environ["MFCTL_MINDFORMERS_HOME"]
+    job = lab.init("mflauncher", "--launcher", "mindformers", "--mindformers-home", home)
+    lab.launch(job)
+    status = wait_for(lambda: (s := lab.status(job))["job"]["state"] != "running" and s, 300, 2)
+    assert status and status["job"]["state"] == "finished", status
+    assert [r["step"] for r in status["ranks"]] == [48, 48]
+    for rank in (0, 1):
+        assert list((job / "nodes" / f"node{rank}" / "output" / "checkpoint" / f"rank_{rank}").glob("*.ckpt"))
