@@ -32,21 +32,22 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script from a checkout: make `mfctl` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from textual.app import App, ComposeResult  # noqa: E402
-from textual.widgets import DataTable  # noqa: E402
+from textual.app import App, ComposeResult
+from textual.widgets import DataTable
 
-from mfctl.metrics.series import SeriesStore  # noqa: E402
-from mfctl.tui.app import make_app  # noqa: E402
-from mfctl.tui.rows import COLUMNS, row_cells  # noqa: E402
-from mfctl.tui.table import RankTable  # noqa: E402
-from tests.fakes.dashboard import synthetic_snapshot  # noqa: E402
+from mfctl.metrics.series import SeriesStore
+from mfctl.tui.app import make_app
+from mfctl.tui.rows import COLUMNS, row_cells
+from mfctl.tui.table import RankTable
+from tests.fakes.dashboard import synthetic_snapshot
 
 SIZE = (200, 60)
 PREFILL = 600  # steps already in the plots when measuring: band and rank lines at their bounds
@@ -228,7 +229,7 @@ async def cpu_at_1hz(world: int, seconds: float) -> tuple[float, int]:
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def row(label: str, f: Frames) -> str:

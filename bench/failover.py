@@ -67,7 +67,8 @@ def wait_steps(job: Path, env: dict, steps: int, not_id: str | None, timeout: fl
         r = mfctl("status", "--json", cwd=job, env=env)
         if r.returncode == 0:
             status = json.loads(r.stdout)
-            if status["job"]["id"] != not_id and len(status["ranks"]) == 2 and all((x.get("step") or 0) >= steps for x in status["ranks"]):
+            ranks = status["ranks"]
+            if status["job"]["id"] != not_id and len(ranks) == 2 and all((x.get("step") or 0) >= steps for x in ranks):
                 return status["job"]["id"]
         time.sleep(1)
     raise RuntimeError("the job did not start training")

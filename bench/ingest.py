@@ -42,8 +42,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script from a checkout: make `mfctl` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mfctl.metrics.logdir import load_log_dir  # noqa: E402
-from mfctl.metrics.state import ClusterState  # noqa: E402
+from mfctl.metrics.logdir import load_log_dir
+from mfctl.metrics.state import ClusterState
 
 SAMPLE = (Path(__file__).resolve().parent.parent / "tests" / "data" / "samples"
           / "mindformers-1.9.0-cpu-msrun-dp2" / "worker_0.log")

@@ -16,10 +16,10 @@ import yaml
 
 from mfctl.cluster.batch import GlobalBatch
 from mfctl.cluster.layout import Layout
-from mfctl.cluster.plan import CONFIG_FILE, CPU_SITE_DIR, LaunchPlan, NodePlan, RUN_DIR
+from mfctl.cluster.plan import CONFIG_FILE, CPU_SITE_DIR, RUN_DIR, LaunchPlan, NodePlan
 from mfctl.errors import BadInput
-from mfctl.jobspec.schema import JobSpec, yaml_error_mark
 from mfctl.jobspec.presets import ModelShape, Preset
+from mfctl.jobspec.schema import JobSpec, yaml_error_mark
 
 #: The markers every process of a job carries in its environment (how stop and status find them).
 JOB_ENV_MARKER = "MFCTL_JOB"

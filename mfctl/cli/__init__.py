@@ -31,7 +31,7 @@ app = typer.Typer(
 )
 
 # The command groups register on ``app`` when imported; this order is the order of ``mfctl --help``.
-from mfctl.cli import job, run, watch, data  # noqa: E402,F401  (after ``app`` exists)
+from mfctl.cli import data, job, run, watch  # noqa: E402,F401  (after ``app`` exists)
 from mfctl.cli.views import err, out  # noqa: E402
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -24,9 +23,9 @@ def data_prepare(
     output: Path = typer.Option(..., "--output", "-o", help="The .mindrecord file to write."),
     seq_length: int = typer.Option(4096, "--seq-length", min=8,
                                    help="Model sequence length; each sample is seq_length + 1 tokens."),
-    tokenizer: Optional[Path] = typer.Option(None, "--tokenizer",
+    tokenizer: Path | None = typer.Option(None, "--tokenizer",
                                              help="sentencepiece model (Llama's tokenizer.model)."),
-    train_tokenizer: Optional[int] = typer.Option(
+    train_tokenizer: int | None = typer.Option(
         None, "--train-tokenizer", metavar="VOCAB", min=16,
         help="Train a sentencepiece tokenizer of VOCAB pieces on the input first (saved beside the output)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output."),
@@ -84,7 +83,7 @@ def data_prepare(
 
 @app.command()
 def demo(
-    directory: Optional[Path] = typer.Option(None, "--dir", "-d",
+    directory: Path | None = typer.Option(None, "--dir", "-d",
                                              help="New directory for the demo job (default: "
                                              "./mfctl-demo-<time>)."),
     headless: bool = typer.Option(False, "--headless",
@@ -96,9 +95,8 @@ def demo(
 
     Example: mfctl demo --headless --dir demo1
     """
-    from mfctl.live.demo import run_demo_cli
-
     from mfctl.cli.watch import dashboard_or_none
+    from mfctl.live.demo import run_demo_cli
 
     rc = run_demo_cli(directory, headless or as_json, as_json, views.out, views.err,
                       dashboard=dashboard_or_none(exit_when_done=True))

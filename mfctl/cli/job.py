@@ -3,45 +3,45 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from mfctl.cli import app, views
 from mfctl.cli.options import AliasSshConfigOpt, DirOpt, MasterAddrOpt, NodesOpt, json_opt, resolver
 
+
 @app.command()
 def init(
     directory: Path = typer.Argument(..., help="Directory for the new job (created if missing)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m",
+    model: str | None = typer.Option(None, "--model", "-m",
                                         help="Model preset: llama2-7b, llama3-70b or tiny-llama."),
-    model_config: Optional[Path] = typer.Option(
+    model_config: Path | None = typer.Option(
         None, "--model-config", help="Your own MindFormers YAML instead of a preset's template."),
-    nodes: Optional[Path] = typer.Option(
+    nodes: Path | None = typer.Option(
         None, "--nodes", "-n", help="Hosts file: one node per line ('host', 'user@host:port', "
         "'host slots=8'); copied into the job. Default: this machine alone."),
-    devices_per_node: Optional[int] = typer.Option(None, "--devices-per-node",
+    devices_per_node: int | None = typer.Option(None, "--devices-per-node",
                                                    help="Devices (msrun workers) per node."),
-    dataset: Optional[str] = typer.Option(None, "--dataset",
+    dataset: str | None = typer.Option(None, "--dataset",
                                           help="MindRecord dataset path on the nodes."),
-    name: Optional[str] = typer.Option(None, "--name", help="Job name (default: the directory name)."),
+    name: str | None = typer.Option(None, "--name", help="Job name (default: the directory name)."),
     launcher: str = typer.Option("msrun", "--launcher",
                                  help="msrun (mfctl's entry under msrun) or mindformers "
                                  "(scripts/msrun_launcher.sh from a MindFormers checkout)."),
-    mindformers_home: Optional[str] = typer.Option(
+    mindformers_home: str | None = typer.Option(
         None, "--mindformers-home", help="MindFormers source dir on the nodes (launcher mindformers)."),
-    dp: Optional[int] = typer.Option(None, "--dp", help="Data-parallel degree."),
-    mp: Optional[int] = typer.Option(None, "--mp", help="Model-parallel degree."),
-    pp: Optional[int] = typer.Option(None, "--pp", help="Pipeline stages."),
-    micro_batch_num: Optional[int] = typer.Option(None, "--micro-batch-num",
+    dp: int | None = typer.Option(None, "--dp", help="Data-parallel degree."),
+    mp: int | None = typer.Option(None, "--mp", help="Model-parallel degree."),
+    pp: int | None = typer.Option(None, "--pp", help="Pipeline stages."),
+    micro_batch_num: int | None = typer.Option(None, "--micro-batch-num",
                                                   help="Micro batches (pipeline)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size",
+    batch_size: int | None = typer.Option(None, "--batch-size",
                                              help="Per-device batch size (the preset's by default)."),
-    grad_accum: Optional[int] = typer.Option(
+    grad_accum: int | None = typer.Option(
         None, "--grad-accum", help="Gradient accumulation steps (without pipeline stages); by default "
         "the preset's, scaled to keep its global batch on another device count."),
     master_port: int = typer.Option(8118, "--master-port", help="msrun scheduler port."),
-    master_addr: Optional[str] = typer.Option(
+    master_addr: str | None = typer.Option(
         None, "--master-addr", help="MASTER_ADDR when the training network differs from SSH's."),
     python: str = typer.Option("python3", "--python",
                                help="Python on the nodes (with mindspore, mindformers, msrun)."),
@@ -120,9 +120,9 @@ def init(
 @app.command()
 def render(
     directory: Path = DirOpt,
-    nodes: Optional[str] = NodesOpt,
-    master_addr: Optional[str] = MasterAddrOpt,
-    ssh_config: Optional[Path] = AliasSshConfigOpt,
+    nodes: str | None = NodesOpt,
+    master_addr: str | None = MasterAddrOpt,
+    ssh_config: Path | None = AliasSshConfigOpt,
 ) -> None:
     """Write the job's MindFormers YAML, one launch script per node and plan.json into rendered/.
 
@@ -140,9 +140,9 @@ def render(
 @app.command()
 def plan(
     directory: Path = DirOpt,
-    nodes: Optional[str] = NodesOpt,
-    master_addr: Optional[str] = MasterAddrOpt,
-    ssh_config: Optional[Path] = AliasSshConfigOpt,
+    nodes: str | None = NodesOpt,
+    master_addr: str | None = MasterAddrOpt,
+    ssh_config: Path | None = AliasSshConfigOpt,
     as_json: bool = json_opt("Print the plan as JSON."),
 ) -> None:
     """Show the launch plan: each node's NODE_RANK, global ranks and the exact command it runs.

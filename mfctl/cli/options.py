@@ -6,7 +6,6 @@ One definition each, so ``--dir`` or ``--ssh-config`` reads the same in every co
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -33,8 +32,8 @@ def json_opt(help: str = "Print as JSON.") -> typer.models.OptionInfo:
     return typer.Option(False, "--json", help=help)
 
 
-def ssh_opts(ssh_config: Optional[Path], accept_new_hosts: bool, fanout: int,
-             connect_timeout: Optional[float]):
+def ssh_opts(ssh_config: Path | None, accept_new_hosts: bool, fanout: int,
+             connect_timeout: float | None):
     """The SSH options of check/launch as the one object the transports take."""
     from mfctl.remote.connect import SshOptions
 
@@ -42,7 +41,7 @@ def ssh_opts(ssh_config: Optional[Path], accept_new_hosts: bool, fanout: int,
                       connect_timeout, fanout)
 
 
-def resolver(ssh_config: Optional[Path]):
+def resolver(ssh_config: Path | None):
     """Host alias resolution through ``ssh -G`` with this ssh_config (None: the user's own)."""
     from mfctl.remote.resolve import make_resolver
 

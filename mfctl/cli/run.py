@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from mfctl.cli import app, views
-from mfctl.cli.options import (AcceptNewOpt, DirOpt, FanoutOpt, JobArg, MasterAddrOpt, NodesOpt,
-                               SshConfigOpt, TimeoutOpt, json_opt, ssh_opts)
+from mfctl.cli.options import (
+    AcceptNewOpt,
+    DirOpt,
+    FanoutOpt,
+    JobArg,
+    MasterAddrOpt,
+    NodesOpt,
+    SshConfigOpt,
+    TimeoutOpt,
+    json_opt,
+    ssh_opts,
+)
 from mfctl.errors import BadInput, OperationFailed
 
 
 @app.command()
 def check(
     directory: Path = DirOpt,
-    nodes: Optional[str] = NodesOpt,
-    ssh_config: Optional[Path] = SshConfigOpt,
+    nodes: str | None = NodesOpt,
+    ssh_config: Path | None = SshConfigOpt,
     accept_new_hosts: bool = AcceptNewOpt,
     fanout: int = FanoutOpt,
-    connect_timeout: Optional[float] = TimeoutOpt,
+    connect_timeout: float | None = TimeoutOpt,
     as_json: bool = json_opt("Print the results as JSON."),
 ) -> None:
     """Preflight every node in parallel: reachable, Python and framework versions (equal on every
@@ -45,17 +54,17 @@ def check(
 @app.command()
 def launch(
     directory: Path = DirOpt,
-    nodes: Optional[str] = NodesOpt,
-    ssh_config: Optional[Path] = SshConfigOpt,
+    nodes: str | None = NodesOpt,
+    ssh_config: Path | None = SshConfigOpt,
     accept_new_hosts: bool = AcceptNewOpt,
     fanout: int = FanoutOpt,
-    connect_timeout: Optional[float] = TimeoutOpt,
-    master_addr: Optional[str] = MasterAddrOpt,
+    connect_timeout: float | None = TimeoutOpt,
+    master_addr: str | None = MasterAddrOpt,
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run where; touch nothing."),
     sync_dataset: bool = typer.Option(
         False, "--sync-dataset", help="Copy the dataset from this machine (the spec's dataset path) "
         "into every node's job dir (data/), only where it differs."),
-    resume: Optional[str] = typer.Option(None, "--resume", metavar="JOB",
+    resume: str | None = typer.Option(None, "--resume", metavar="JOB",
                                          help="Start JOB again from its last checkpoint."),
     supervise: bool = typer.Option(False, "--supervise",
                                    help="Stay in the foreground until the job ends; stop it on every "
@@ -63,7 +72,7 @@ def launch(
     max_restarts: int = typer.Option(0, "--max-restarts", min=0,
                                      help="With --supervise: after a failure, resume from the last "
                                      "checkpoint up to N times."),
-    stall_timeout: Optional[float] = typer.Option(
+    stall_timeout: float | None = typer.Option(
         None, "--stall-timeout", min=1, help="With --supervise: a rank with no step for this long "
         "fails the job (default: from the observed step time, at least 60 s)."),
     unreachable_timeout: float = typer.Option(
@@ -79,7 +88,8 @@ def launch(
 
     Example: mfctl launch --nodes hosts.txt
     """
-    from mfctl.jobs.launch import LaunchRefused, launch as do_launch
+    from mfctl.jobs.launch import LaunchRefused
+    from mfctl.jobs.launch import launch as do_launch
     from mfctl.records.store import JobStore
 
     opts = ssh_opts(ssh_config, accept_new_hosts, fanout, connect_timeout)
@@ -121,9 +131,9 @@ def launch(
 
 @app.command("supervise")
 def supervise_cmd(
-    job: Optional[str] = JobArg,
+    job: str | None = JobArg,
     directory: Path = DirOpt,
-    stall_timeout: Optional[float] = typer.Option(None, "--stall-timeout", min=1,
+    stall_timeout: float | None = typer.Option(None, "--stall-timeout", min=1,
                                                   help="A rank with no step for this long fails the job."),
     unreachable_timeout: float = typer.Option(15.0, "--unreachable-timeout", min=1,
                                               help="A node unreachable this long fails the job."),
@@ -156,9 +166,8 @@ def jobs(as_json: bool = json_opt()) -> None:
 
     Example: mfctl jobs
     """
-    from mfctl.records.store import JobStore
-
     from mfctl.jobs.status import scheduler_notes
+    from mfctl.records.store import JobStore
 
     records = JobStore().all()
     notes = scheduler_notes(records)
@@ -171,7 +180,7 @@ def jobs(as_json: bool = json_opt()) -> None:
 
 @app.command()
 def status(
-    job: Optional[str] = JobArg,
+    job: str | None = JobArg,
     directory: Path = DirOpt,
     as_json: bool = json_opt(),
 ) -> None:
@@ -190,7 +199,7 @@ def status(
 
 @app.command()
 def stop(
-    job: Optional[str] = JobArg,
+    job: str | None = JobArg,
     directory: Path = DirOpt,
     grace: float = typer.Option(10.0, "--grace", min=0, help="Seconds between TERM and KILL."),
     as_json: bool = json_opt(),
@@ -213,9 +222,9 @@ def stop(
 
 @app.command()
 def logs(
-    job: Optional[str] = JobArg,
+    job: str | None = JobArg,
     directory: Path = DirOpt,
-    rank: Optional[int] = typer.Option(None, "--rank", "-r", min=0,
+    rank: int | None = typer.Option(None, "--rank", "-r", min=0,
                                        help="Global rank (default: the scheduler log of node 0)."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
     lines: int = typer.Option(50, "--lines", "-n", min=0, help="How many last lines to show."),

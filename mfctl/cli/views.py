@@ -183,7 +183,8 @@ def print_jobs(records, notes: dict[str, str] | None = None) -> None:
 def print_status(report) -> None:
     rec = report.record
     colour = STATE_COLOURS.get(rec.state, "white")
-    out.print(f"[bold]{rec.id}[/]: [{colour}]{rec.state}[/]" + (f" ({escape(rec.exit_cause)})" if rec.exit_cause else ""))
+    cause = f" ({escape(rec.exit_cause)})" if rec.exit_cause else ""
+    out.print(f"[bold]{rec.id}[/]: [{colour}]{rec.state}[/]{cause}")
     nodes = [[escape(n.host), str(n.node_rank), str(len(n.procs)) if n.reachable else "-",
               "" if n.exit_code is None else str(n.exit_code), escape(n.error or n.note or "")]
              for n in report.nodes]

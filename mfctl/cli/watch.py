@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -15,16 +15,16 @@ from mfctl.errors import BadInput
 
 @app.command()
 def watch(
-    job: Optional[str] = JobArg,
+    job: str | None = JobArg,
     directory: Path = DirOpt,
     once: bool = typer.Option(False, "--once", help="Print the current state once and exit (no dashboard)."),
     as_json: bool = json_opt("With --once: print the state as JSON."),
-    logs: Optional[Path] = typer.Option(None, "--logs",
+    logs: Path | None = typer.Option(None, "--logs",
                                         help="A directory of logs instead of a job (any depth; "
                                         "worker_N.log gives the rank): followed as the files grow "
                                         "(a live job's log dir on a shared filesystem), or read once "
                                         "with --once."),
-    seq_length: Optional[int] = typer.Option(None, "--seq-length", min=1,
+    seq_length: int | None = typer.Option(None, "--seq-length", min=1,
                                              help="With --logs: sequence length, for tokens/s."),
     pipeline_stage: int = typer.Option(1, "--pipeline-stage", min=1,
                                        help="With --logs: pipeline stages (loss of the last stage)."),
@@ -107,10 +107,10 @@ def dashboard_or_none(exit_when_done: bool = False):
 
 @app.command()
 def export(
-    job: Optional[str] = JobArg,
+    job: str | None = JobArg,
     directory: Path = DirOpt,
     fmt: str = typer.Option("csv", "--format", "-f", help="csv or jsonl."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default stdout)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="File to write (default stdout)."),
 ) -> None:
     """Write a job's collected metrics (rank, step, loss, step time, samples/s, time).
 
@@ -122,21 +122,17 @@ def export(
     check_format(fmt)
     store = JobStore()
     record = store.find(job, directory)
-    handle = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
-    try:
+    with open(output, "w", encoding="utf-8", newline="") if output else nullcontext(sys.stdout) as handle:
         rows = export_metrics(store, record.id, fmt, handle)
-    finally:
-        if output:
-            handle.close()
     if output:
         views.err.print(f"{rows} rows of {record.id} -> {output}")
 
 
 @app.command()
 def report(
-    job: Optional[str] = JobArg,
+    job: str | None = JobArg,
     directory: Path = DirOpt,
-    output: Optional[Path] = typer.Option(None, "--output", "-o",
+    output: Path | None = typer.Option(None, "--output", "-o",
                                           help="HTML file to write (default: <job dir>/report.html)."),
     as_json: bool = json_opt("Print what was written as JSON."),
 ) -> None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from mfctl.cluster.batch import GlobalBatch
 from mfctl.cluster.hostfile import HostEntry
@@ -223,9 +224,9 @@ def build_plan(
     """The plan for ``spec`` on ``entries``.
 
     ``resume`` (a checkpoint file name every rank has, or "True" to let MindFormers choose)
-    restarts from the job's checkpoints. ``local_job_dir`` is the job directory on this machine (used as the node job dir when the
-    cluster is this machine alone); ``resolve`` maps a node to the address msrun can reach
-    (an ssh_config alias's HostName).
+    restarts from the job's checkpoints. ``local_job_dir`` is the job directory on this machine
+    (used as the node job dir when the cluster is this machine alone); ``resolve`` maps a node to
+    the address msrun can reach (an ssh_config alias's HostName).
     """
     local = len(entries) == 1 and entries[0].is_local
     devices = entries[0].slots or spec.devices_per_node

@@ -6,7 +6,8 @@ one MindRecord file with a single column ``input_ids`` (int32, shape [-1]); ever
 
 The samples are those of MindFormers 1.9.0's ``llama_preprocess.py --dataset_type wiki``, in the
 same order: a WikiText file is cleaned and split into paragraphs, headings dropped
-(``mfctl.data.wikitext``, read by ``mfctl.data.inputs``); every paragraph, or every JSONL/Parquet document, is encoded as
+(``mfctl.data.wikitext``, read by ``mfctl.data.inputs``); every paragraph, or every JSONL/Parquet
+document, is encoded as
 ``[BOS] + ids + [EOS]`` the way MindFormers' ``LlamaTokenizer`` does (``mfctl.data.encode``); the
 encoded texts are concatenated in input order and cut into consecutive chunks; the tail that does
 not fill a chunk is dropped.

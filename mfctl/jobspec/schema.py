@@ -246,9 +246,9 @@ def parse_spec(text: str, filename: str = SPEC_FILE) -> JobSpec:
         loc = tuple(err["loc"])
         if not loc:
             # The model-level check of scheduler against its section: name the key that is there.
-            where = next((k for k in (("scheduler",), ("slurm",)) if k in lines), None)
-            if where is not None:
-                lines[("scheduler",)] = lines[where]
+            present = next((k for k in (("scheduler",), ("slurm",)) if k in lines), None)
+            if present is not None:
+                lines[("scheduler",)] = lines[present]
                 loc = ("scheduler",)
         # The nearest key of the location that the YAML has (a missing key: its parent).
         line = None

@@ -14,7 +14,7 @@ Pure: no I/O, no clock (times are given).
 from __future__ import annotations
 
 from collections import deque
-from typing import Hashable, Iterator, Optional
+from collections.abc import Hashable, Iterator
 
 from mfctl.metrics.ranks import rank_label
 from mfctl.metrics.types import AlertView
@@ -27,10 +27,20 @@ class Alert:
     the rank when there is exactly one. ``message`` starts with the rank label; with several ranks
     the figures in it are the first rank's (said so when the ranks' own texts differ)."""
 
-    __slots__ = ("kind", "step", "time", "last_time", "detail", "key", "varied", "_ranks", "_first",
-                 "_message")
+    __slots__ = (
+        "_first",
+        "_message",
+        "_ranks",
+        "detail",
+        "key",
+        "kind",
+        "last_time",
+        "step",
+        "time",
+        "varied",
+    )
 
-    def __init__(self, kind: str, rank: Optional[int], detail: str, step: Optional[int], time: float,
+    def __init__(self, kind: str, rank: int | None, detail: str, step: int | None, time: float,
                  key: Hashable = None) -> None:
         self.kind = kind
         self.step = step
@@ -41,7 +51,7 @@ class Alert:
         self.varied = False
         self._ranks: set[int] = set() if rank is None else {rank}
         self._first = rank
-        self._message: Optional[str] = None
+        self._message: str | None = None
 
     @property
     def ranks(self) -> list[int]:
@@ -52,7 +62,7 @@ class Alert:
         return len(self._ranks)
 
     @property
-    def rank(self) -> Optional[int]:
+    def rank(self) -> int | None:
         return next(iter(self._ranks)) if len(self._ranks) == 1 else None
 
     @property
@@ -112,7 +122,7 @@ class AlertLog:
     def __bool__(self) -> bool:
         return bool(self._alerts)
 
-    def raise_(self, kind: str, rank: Optional[int], detail: str, step: Optional[int], now: float,
+    def raise_(self, kind: str, rank: int | None, detail: str, step: int | None, now: float,
                key: Hashable = None) -> Alert:
         """An alert of ``kind`` for ``rank`` (None: no rank), joined to a near one when there is one."""
         if rank is not None:
@@ -138,7 +148,7 @@ class AlertLog:
                 pass
             self._forget(alert)
 
-    def _near(self, a: Alert, step: Optional[int], now: float) -> bool:
+    def _near(self, a: Alert, step: int | None, now: float) -> bool:
         if step is not None and a.step is not None:
             return abs(step - a.step) <= self.window_steps
         return now - a.last_time <= self.window_s

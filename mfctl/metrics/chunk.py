@@ -33,17 +33,23 @@ from __future__ import annotations
 
 import re
 from itertools import chain
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any
 
 from mfctl.metrics.events import CheckpointSavedEvent, GlobalBatchSizeEvent, ProgressEvent, StepEvent
 from mfctl.metrics.parser import (
-    STEP_RE, parse_line, parse_pid, parse_progress, step_event_from_match, PROGRESS_MARK, STEP_MARK,
+    PROGRESS_MARK,
+    STEP_MARK,
+    STEP_RE,
+    parse_line,
+    parse_pid,
+    parse_progress,
+    step_event_from_match,
 )
 
 if TYPE_CHECKING:
     from mfctl.metrics.state import ClusterState, RankTrack
 
-__all__ = ["feed_chunk", "PAIR_PATTERN", "MARKS_PATTERN"]
+__all__ = ["MARKS_PATTERN", "PAIR_PATTERN", "feed_chunk"]
 
 _STEP_HEAD = r"Epoch:\["
 assert STEP_RE.pattern.startswith(_STEP_HEAD)
@@ -84,7 +90,7 @@ _OPEN: dict[type, Any] = {str: "[", bytes: b"["}
 _MARK: dict[type, Any] = {str: PROGRESS_MARK, bytes: PROGRESS_MARK.encode()}
 
 
-def _text(s: Union[str, bytes]) -> str:
+def _text(s: str | bytes) -> str:
     return s if isinstance(s, str) else s.decode("utf-8", "replace")
 
 
@@ -107,7 +113,7 @@ _NO_EVENT = ()
 _CKPT_B = re.compile(rb"Finish saving ckpt of epoch (\d{1,15}) step (\d{1,15})")
 
 
-def _marked(data: Union[str, bytes], a: int, b: int) -> list[tuple[int, int]]:
+def _marked(data: str | bytes, a: int, b: int) -> list[tuple[int, int]]:
     """(start, end) of each line of data[a:b] a mark is in."""
     kind = type(data)
     nl = _NL[kind]
@@ -127,13 +133,13 @@ def _marked(data: Union[str, bytes], a: int, b: int) -> list[tuple[int, int]]:
     return out
 
 
-def _ordinary(r: "RankTrack") -> bool:
+def _ordinary(r: RankTrack) -> bool:
     """Whether the next plain step may skip ``_on_step``: a running rank with nothing pending."""
     return (r.state == RUNNING and r.loss_ema is not None and r.gn_ema is not None
             and not (r.loss_spiking or r.loss_nonfinite or r.gn_spiking or r.gn_nonfinite or r.overflow_run))
 
 
-def _lines_to_parse(data: Union[str, bytes], a: int, b: int, want_pid: bool) -> tuple[Any, list]:
+def _lines_to_parse(data: str | bytes, a: int, b: int, want_pid: bool) -> tuple[Any, list]:
     """The lines of data[a:b] (complete lines that no pair took) that may hold an event: those a
     mark is in, and while the pid is unknown (``want_pid``) those that start with "[". Returns
     (text, [[start, end, shape], ...]): a line is text[start:end]; ``shape`` is what an earlier
@@ -162,9 +168,9 @@ def _lines_to_parse(data: Union[str, bytes], a: int, b: int, want_pid: bool) -> 
     return data, [[s, e, None] for s, e in _marked(data, a, b)]
 
 
-def _store(state: "ClusterState", r: "RankTrack", now: float, ema: Optional[float], seen: int,
-           gema: Optional[float], gseen: int, lg: Any, loss: Optional[float], overflow: Optional[bool],
-           gn: Optional[float], pend: list[Any], pend_ms: list[Any]) -> None:
+def _store(state: ClusterState, r: RankTrack, now: float, ema: float | None, seen: int,
+           gema: float | None, gseen: int, lg: Any, loss: float | None, overflow: bool | None,
+           gn: float | None, pend: list[Any], pend_ms: list[Any]) -> None:
     """Bring r up to date with the pairs fed so far: their history points and step times (the
     newest that r's deques keep), the counters and the last pair's values."""
     keep = r.history.maxlen
@@ -181,7 +187,7 @@ def _store(state: "ClusterState", r: "RankTrack", now: float, ema: Optional[floa
     state._write_back(r, now, ema, seen, gema, gseen, int(lg[2]), loss, int(lg[6]), overflow, gn, float(lg[10]))
 
 
-def feed_chunk(state: "ClusterState", rank: int, data: Union[str, bytes], node: Optional[str] = None) -> None:
+def feed_chunk(state: ClusterState, rank: int, data: str | bytes, node: str | None = None) -> None:
     """Complete lines of ``rank`` (a trailing partial line counts as a line), as ``feed_many`` would.
 
     The rank's counters live in locals while ordinary steps go by (``feed_many``'s inline case);
@@ -206,9 +212,9 @@ def feed_chunk(state: "ClusterState", rank: int, data: Union[str, bytes], node: 
     ema: Any
     gema: Any
     lg: Any
-    loss: Optional[float]
-    overflow: Optional[bool]
-    gn: Optional[float]
+    loss: float | None
+    overflow: bool | None
+    gn: float | None
     # An Event, dispatched on `t = type(ev)` (cheaper than isinstance); mypy cannot narrow through t.
     ev: Any
     ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen

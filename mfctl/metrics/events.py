@@ -7,12 +7,21 @@ Numbers are exactly what the log printed (``None`` when unreadable).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Union
 
 __all__ = [
-    "StepEvent", "ProgressEvent", "TrainingOverEvent", "CheckpointSavedEvent", "GlobalBatchSizeEvent",
-    "WorkerExitEvent", "KillAllWorkersEvent", "SchedulerExitEvent", "TimeoutEvent", "TracebackEvent",
-    "ExceptionEvent", "ErrorLineEvent", "Event",
+    "CheckpointSavedEvent",
+    "ErrorLineEvent",
+    "Event",
+    "ExceptionEvent",
+    "GlobalBatchSizeEvent",
+    "KillAllWorkersEvent",
+    "ProgressEvent",
+    "SchedulerExitEvent",
+    "StepEvent",
+    "TimeoutEvent",
+    "TracebackEvent",
+    "TrainingOverEvent",
+    "WorkerExitEvent",
 ]
 
 
@@ -24,24 +33,24 @@ class StepEvent:
     total_epochs: int
     step: int
     total_steps: int
-    loss: Optional[float]
-    loss_mean: Optional[float]  # the running mean MindFormers prints in non-sink mode
-    separate_losses: tuple[tuple[str, Optional[float]], ...]
+    loss: float | None
+    loss_mean: float | None  # the running mean MindFormers prints in non-sink mode
+    separate_losses: tuple[tuple[str, float | None], ...]
     step_time_ms: int
-    lr: Optional[float]
-    overflow: Optional[bool]
-    loss_scale: Optional[float]
-    global_norm: Optional[float]
-    tflops: Optional[float]  # train_throughput_per_npu, in TFLOPS
+    lr: float | None
+    overflow: bool | None
+    loss_scale: float | None
+    global_norm: float | None
+    tflops: float | None  # train_throughput_per_npu, in TFLOPS
 
 
 @dataclass(frozen=True, slots=True)
 class ProgressEvent:
     """The progress line that follows each step line."""
 
-    percent: Optional[float]  # can exceed 100
-    samples_per_s: Optional[float]  # samples/s per device ("samples/s/p")
-    eta_s: Optional[int]  # time left; negative when MindFormers prints "-1 day, 23:59:57"
+    percent: float | None  # can exceed 100
+    samples_per_s: float | None  # samples/s per device ("samples/s/p")
+    eta_s: int | None  # time left; negative when MindFormers prints "-1 day, 23:59:57"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +64,7 @@ class CheckpointSavedEvent:
 
     epoch: int
     step: int
-    seconds: Optional[float]
+    seconds: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +106,7 @@ class TimeoutEvent:
     """
 
     message: str
-    node_id: Optional[str] = None
+    node_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +129,8 @@ class ErrorLineEvent:
     message: str
 
 
-Event = Union[
-    StepEvent, ProgressEvent, TrainingOverEvent, CheckpointSavedEvent, GlobalBatchSizeEvent,
-    WorkerExitEvent, KillAllWorkersEvent, SchedulerExitEvent, TimeoutEvent, TracebackEvent,
-    ExceptionEvent, ErrorLineEvent,
-]
+Event = (
+    StepEvent | ProgressEvent | TrainingOverEvent | CheckpointSavedEvent | GlobalBatchSizeEvent
+    | WorkerExitEvent | KillAllWorkersEvent | SchedulerExitEvent | TimeoutEvent | TracebackEvent
+    | ExceptionEvent | ErrorLineEvent
+)

@@ -16,11 +16,11 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Optional, Union
+from typing import Union
 
 from mfctl.metrics.state import ClusterState
 
-__all__ = ["rank_of_path", "find_logs", "load_log_dir", "feed_file", "ranks_of_files"]
+__all__ = ["feed_file", "find_logs", "load_log_dir", "rank_of_path", "ranks_of_files"]
 
 _WORKER_RE = re.compile(r"worker_(\d{1,9})\.log")
 _RANK_DIR_RE = re.compile(r"rank_(\d{1,9})")
@@ -31,7 +31,7 @@ CHUNK_BYTES = 1 << 22
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def rank_of_path(path: PathLike) -> Optional[int]:
+def rank_of_path(path: PathLike) -> int | None:
     """``worker_N.log`` -> N, ``rank_N/info.log`` -> N; ``scheduler.log`` (and anything else) -> None."""
     p = Path(path)
     m = _WORKER_RE.fullmatch(p.name)
@@ -44,7 +44,7 @@ def rank_of_path(path: PathLike) -> Optional[int]:
     return None
 
 
-def feed_file(path: PathLike, state: ClusterState, rank: Optional[int], node: Optional[str] = None) -> int:
+def feed_file(path: PathLike, state: ClusterState, rank: int | None, node: str | None = None) -> int:
     """Feed one log file as ``rank``; returns the number of bytes read.
 
     Read as bytes and fed whole chunks at a time (``ClusterState.feed_chunk``): most of a log is
@@ -79,7 +79,7 @@ def feed_file(path: PathLike, state: ClusterState, rank: Optional[int], node: Op
     return size
 
 
-def find_logs(directory: PathLike) -> list[tuple[Path, Optional[int]]]:
+def find_logs(directory: PathLike) -> list[tuple[Path, int | None]]:
     """The logs under ``directory`` in reading order, as (path, rank): worker logs by rank, then
     each ``rank_N/info.log`` whose rank has no worker log, then the scheduler logs (rank None).
     The one rule of which file is which rank, for reading a directory once and for following it."""
@@ -97,22 +97,22 @@ def find_logs(directory: PathLike) -> list[tuple[Path, Optional[int]]]:
                 continue
             (infos if name == "info.log" else workers).append((rank, path))
     have = {rank for rank, _ in workers}
-    ordered: list[tuple[Path, Optional[int]]] = [
+    ordered: list[tuple[Path, int | None]] = [
         (path, rank) for rank, path in sorted(workers) + sorted(i for i in infos if i[0] not in have)]
     ordered.extend((path, None) for path in sorted(schedulers))
     return ordered
 
 
-def load_log_dir(directory: PathLike, state: ClusterState, node: Optional[str] = None) -> dict[str, Optional[int]]:
+def load_log_dir(directory: PathLike, state: ClusterState, node: str | None = None) -> dict[str, int | None]:
     """Feed every log under ``directory`` into ``state``; returns {path: rank} of the files read."""
-    read: dict[str, Optional[int]] = {}
+    read: dict[str, int | None] = {}
     for path, rank in find_logs(directory):
         feed_file(path, state, rank, node)
         read[str(path)] = rank
     return read
 
 
-def ranks_of_files(files: dict[str, Optional[int]]) -> list[int]:
+def ranks_of_files(files: dict[str, int | None]) -> list[int]:
     """The ranks a {path: rank} map of logs holds: a scheduler log (rank None) is no device, and
     a rank with both a worker log and an info.log is one."""
     return sorted({rank for rank in files.values() if rank is not None})

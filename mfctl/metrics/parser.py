@@ -36,18 +36,38 @@ The progress line needs no regex: it is found from its ``samples/s/p`` mark back
 from __future__ import annotations
 
 import re
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 from mfctl.metrics.events import (
-    CheckpointSavedEvent, ErrorLineEvent, Event, ExceptionEvent, GlobalBatchSizeEvent,
-    KillAllWorkersEvent, ProgressEvent, SchedulerExitEvent, StepEvent, TimeoutEvent, TracebackEvent,
-    TrainingOverEvent, WorkerExitEvent,
+    CheckpointSavedEvent,
+    ErrorLineEvent,
+    Event,
+    ExceptionEvent,
+    GlobalBatchSizeEvent,
+    KillAllWorkersEvent,
+    ProgressEvent,
+    SchedulerExitEvent,
+    StepEvent,
+    TimeoutEvent,
+    TracebackEvent,
+    TrainingOverEvent,
+    WorkerExitEvent,
 )
 
 __all__ = [
-    "parse_line", "parse_lines", "parse_other", "parse_pid", "parse_timedelta",
-    "step_event_from_match", "parse_progress", "to_float", "first_float", "to_bool",
-    "STEP_RE", "STEP_MARK", "PROGRESS_MARK",
+    "PROGRESS_MARK",
+    "STEP_MARK",
+    "STEP_RE",
+    "first_float",
+    "parse_line",
+    "parse_lines",
+    "parse_other",
+    "parse_pid",
+    "parse_progress",
+    "parse_timedelta",
+    "step_event_from_match",
+    "to_bool",
+    "to_float",
 ]
 
 
@@ -102,7 +122,7 @@ _BRACKETS = " []\t\r\n"
 # Field conversions (shared with the batch path in state.py)
 
 
-def to_float(s: Optional[str]) -> Optional[float]:
+def to_float(s: str | None) -> float | None:
     """``float(s)`` or ``None``; accepts ``nan``, ``inf``, ``-inf`` and surrounding blanks."""
     if s is None:
         return None
@@ -112,7 +132,7 @@ def to_float(s: Optional[str]) -> Optional[float]:
         return first_float(s)
 
 
-def first_float(s: Optional[str]) -> Optional[float]:
+def first_float(s: str | None) -> float | None:
     """The first number of a printed scalar or list: ``[0.59495854]`` -> 0.59495854."""
     if s is None:
         return None
@@ -130,7 +150,7 @@ def first_float(s: Optional[str]) -> Optional[float]:
         return None
 
 
-def to_bool(s: Optional[str]) -> Optional[bool]:
+def to_bool(s: str | None) -> bool | None:
     """``True``/``False`` as printed (also inside a Tensor repr), else None."""
     if s is None:
         return None
@@ -147,7 +167,7 @@ def to_bool(s: Optional[str]) -> Optional[bool]:
     return None
 
 
-def _separate(blob: Optional[str]) -> tuple[tuple[str, Optional[float]], ...]:
+def _separate(blob: str | None) -> tuple[tuple[str, float | None], ...]:
     if not blob:
         return ()
     out = []
@@ -176,7 +196,7 @@ def step_event_from_match(m: re.Match) -> StepEvent:
     )
 
 
-def parse_timedelta(s: str) -> Optional[int]:
+def parse_timedelta(s: str) -> int | None:
     """Seconds in ``str(datetime.timedelta)``: ``0:04:58``, ``2 days, 1:00:00``, ``-1 day, 23:59:57`` (-3)."""
     m = _TIMEDELTA_RE.match(s.strip())
     if m is None:
@@ -188,7 +208,7 @@ def parse_timedelta(s: str) -> Optional[int]:
     return total
 
 
-def parse_progress(line: str, k: int) -> Optional[ProgressEvent]:
+def parse_progress(line: str, k: int) -> ProgressEvent | None:
     """The progress line whose ``PROGRESS_MARK`` is at ``k`` (``line.find(PROGRESS_MARK)``), else None.
 
     ``<percent>% |<bar>| <samples/s/p> samples/s/p  <time left> }``. The bar holds no ``|``, so the
@@ -222,7 +242,7 @@ def _is_error_level(line: str) -> bool:
             or line.startswith("[ERROR]") or line.startswith("[CRITICAL]"))
 
 
-def _exit_event(line: str) -> Optional[Event]:
+def _exit_event(line: str) -> Event | None:
     """msrun's and the scheduler's lines with "with exception" in them."""
     m = _WORKER_EXIT_RE.search(line)
     if m is not None:
@@ -238,7 +258,7 @@ def _exit_event(line: str) -> Optional[Event]:
     return None  # e.g. "RuntimeError: Distributed job exited with exception." is an exception line
 
 
-def _timeout_event(line: str) -> Optional[Event]:
+def _timeout_event(line: str) -> Event | None:
     # "timeout" as a word, at WARNING or ERROR level (the callers' business): at INFO level it is a
     # setting being printed, "Topology build timed out., retry(3/1200)" is the topology builder's
     # normal polling and "ReconnectWithTimeoutWindow" is a function name.
@@ -248,7 +268,7 @@ def _timeout_event(line: str) -> Optional[Event]:
     return TimeoutEvent(_clip(line), m[1] if m is not None else None)
 
 
-def _info_event(msg: str) -> Optional[Event]:
+def _info_event(msg: str) -> Event | None:
     """The events MindFormers logs at INFO, in the message part of an INFO line."""
     if "Training Over" in msg:
         return _TRAINING_OVER
@@ -263,7 +283,7 @@ def _info_event(msg: str) -> Optional[Event]:
     return None
 
 
-def _warning_event(line: str) -> Optional[Event]:
+def _warning_event(line: str) -> Event | None:
     """msrun's "kill all other workers", timeouts, a logged traceback."""
     if "with exception" in line:
         ev = _exit_event(line)
@@ -276,7 +296,7 @@ def _warning_event(line: str) -> Optional[Event]:
     return None
 
 
-def _any_event(line: str) -> Optional[Event]:
+def _any_event(line: str) -> Event | None:
     """A line of unknown or ERROR level: every test."""
     ev = _info_event(line)
     if ev is not None:
@@ -300,7 +320,7 @@ def _any_event(line: str) -> Optional[Event]:
     return None
 
 
-def parse_other(line: str) -> Optional[Event]:
+def parse_other(line: str) -> Event | None:
     """Every event but the step and progress lines (which ``parse_line`` tries first).
 
     Most lines that get here are noise, and each substring test scans the whole line, so the log
@@ -329,7 +349,7 @@ def parse_other(line: str) -> Optional[Event]:
     return _any_event(line)
 
 
-def parse_line(line: str) -> Optional[Event]:
+def parse_line(line: str) -> Event | None:
     """The event in one log line (with or without its newline), or None for every other line."""
     try:
         # The progress line ends with " }" and a step line never does: checking the last character
@@ -346,7 +366,7 @@ def parse_line(line: str) -> Optional[Event]:
             if ev is not None:
                 return ev
         return parse_other(line)
-    except Exception:  # noqa: BLE001 - the contract is "never raises"; a bad line is just not an event
+    except Exception:  # the contract is "never raises"; a bad line is just not an event
         return None
 
 
@@ -356,7 +376,7 @@ def parse_lines(lines: Iterable[str]) -> list[Event]:
     return [e for e in map(parse, lines) if e is not None]
 
 
-def parse_pid(line: str) -> Optional[int]:
+def parse_pid(line: str) -> int | None:
     """The process id in a MindSpore-format line (``[WARNING] ME(23277:1403...`` -> 23277), else None.
 
     msrun reports a dead worker by pid; the worker's own log is where pid and rank meet.
@@ -364,5 +384,5 @@ def parse_pid(line: str) -> Optional[int]:
     try:
         m = _PID_RE.match(line)
         return int(m[1]) if m is not None else None
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None

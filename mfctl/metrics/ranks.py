@@ -6,9 +6,9 @@ something anyone reads, a few runs are. Pure, standard library only.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
-__all__ = ["rank_runs", "format_ranks", "rank_label"]
+__all__ = ["format_ranks", "rank_label", "rank_runs"]
 
 
 def rank_runs(ranks: Iterable[int]) -> list[tuple[int, int]]:

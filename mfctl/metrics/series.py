@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 # The plotted metrics, in the order of every values tuple below.
 METRICS = ("loss", "tokens_per_s", "step_time_ms")
@@ -29,7 +29,7 @@ _NAN = float("nan")
 class Thinned:
     """(step, v1..vn) rows with increasing steps, at most ``limit`` of them over the whole run."""
 
-    __slots__ = ("limit", "stride", "steps", "columns")
+    __slots__ = ("columns", "limit", "steps", "stride")
 
     def __init__(self, width: int, limit: int) -> None:
         self.limit = max(limit, 4)

@@ -73,24 +73,54 @@ import signal
 import statistics
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional
+from typing import Any
 
 from mfctl.metrics.alerts import Alert, AlertLog
-from mfctl.metrics.types import ClusterView, RankRow, RankState, Snapshot
 from mfctl.metrics.chunk import feed_chunk as _feed_chunk
 from mfctl.metrics.events import (
-    CheckpointSavedEvent, ErrorLineEvent, Event, ExceptionEvent, GlobalBatchSizeEvent,
-    KillAllWorkersEvent, ProgressEvent, SchedulerExitEvent, StepEvent, TimeoutEvent, TracebackEvent,
-    TrainingOverEvent, WorkerExitEvent,
+    CheckpointSavedEvent,
+    ErrorLineEvent,
+    Event,
+    ExceptionEvent,
+    GlobalBatchSizeEvent,
+    KillAllWorkersEvent,
+    ProgressEvent,
+    SchedulerExitEvent,
+    StepEvent,
+    TimeoutEvent,
+    TracebackEvent,
+    TrainingOverEvent,
+    WorkerExitEvent,
 )
 from mfctl.metrics.parser import (
-    PROGRESS_MARK, STEP_MARK, STEP_RE, first_float, parse_line, parse_other, parse_pid,
-    parse_progress, step_event_from_match, to_bool, to_float,
+    PROGRESS_MARK,
+    STEP_MARK,
+    STEP_RE,
+    first_float,
+    parse_line,
+    parse_other,
+    parse_pid,
+    parse_progress,
+    step_event_from_match,
+    to_bool,
+    to_float,
 )
+from mfctl.metrics.types import ClusterView, RankRow, RankState, Snapshot
 
-__all__ = ["RankTrack", "RankState", "Alert", "ClusterState", "MetricsState",
-           "STARTING", "RUNNING", "STALLED", "FINISHED", "FAILED"]
+__all__ = [
+    "FAILED",
+    "FINISHED",
+    "RUNNING",
+    "STALLED",
+    "STARTING",
+    "Alert",
+    "ClusterState",
+    "MetricsState",
+    "RankState",
+    "RankTrack",
+]
 
 # The states as the enum (str members: the snapshot and the job database keep the same strings).
 STARTING = RankState.STARTING
@@ -108,57 +138,57 @@ class RankTrack:
     """What one rank's log says now. ``history`` holds (step, loss, samples_per_s) points."""
 
     rank: int
-    node: Optional[str] = None
-    step: Optional[int] = None
-    total_steps: Optional[int] = None
-    epoch: Optional[int] = None
-    total_epochs: Optional[int] = None
-    loss: Optional[float] = None
-    loss_mean: Optional[float] = None
-    separate_losses: tuple[tuple[str, Optional[float]], ...] = ()
-    step_time_ms: Optional[int] = None
-    samples_per_s: Optional[float] = None
-    tflops: Optional[float] = None
-    lr: Optional[float] = None
-    global_norm: Optional[float] = None
-    overflow: Optional[bool] = None
-    loss_scale: Optional[float] = None
-    last_update: Optional[float] = None  # clock time of the last step or progress line
-    percent: Optional[float] = None
-    eta_s: Optional[int] = None
+    node: str | None = None
+    step: int | None = None
+    total_steps: int | None = None
+    epoch: int | None = None
+    total_epochs: int | None = None
+    loss: float | None = None
+    loss_mean: float | None = None
+    separate_losses: tuple[tuple[str, float | None], ...] = ()
+    step_time_ms: int | None = None
+    samples_per_s: float | None = None
+    tflops: float | None = None
+    lr: float | None = None
+    global_norm: float | None = None
+    overflow: bool | None = None
+    loss_scale: float | None = None
+    last_update: float | None = None  # clock time of the last step or progress line
+    percent: float | None = None
+    eta_s: int | None = None
     state: RankState = STARTING
-    reason: Optional[str] = None
+    reason: str | None = None
     history: deque = field(default_factory=lambda: deque(maxlen=2048), repr=False)
-    seq_length: Optional[int] = None
-    pid: Optional[int] = None
-    ckpt_epoch: Optional[int] = None
-    ckpt_step: Optional[int] = None
+    seq_length: int | None = None
+    pid: int | None = None
+    ckpt_epoch: int | None = None
+    ckpt_step: int | None = None
     straggler: bool = False
     # Bookkeeping for transitions and alerts.
     recent_step_ms: deque = field(default_factory=lambda: deque(maxlen=8), repr=False)
-    loss_ema: Optional[float] = field(default=None, repr=False)
+    loss_ema: float | None = field(default=None, repr=False)
     loss_seen: int = field(default=0, repr=False)
     loss_spiking: bool = field(default=False, repr=False)
     loss_nonfinite: bool = field(default=False, repr=False)
-    gn_ema: Optional[float] = field(default=None, repr=False)
+    gn_ema: float | None = field(default=None, repr=False)
     gn_seen: int = field(default=0, repr=False)
     gn_spiking: bool = field(default=False, repr=False)
     gn_nonfinite: bool = field(default=False, repr=False)
     overflow_run: int = field(default=0, repr=False)
     soft_failed: bool = field(default=False, repr=False)
     in_traceback: bool = field(default=False, repr=False)
-    traceback_alert: Optional[Alert] = field(default=None, repr=False)
-    last_error: Optional[str] = field(default=None, repr=False)
+    traceback_alert: Alert | None = field(default=None, repr=False)
+    last_error: str | None = field(default=None, repr=False)
 
     @property
-    def tokens_per_s(self) -> Optional[float]:
+    def tokens_per_s(self) -> float | None:
         """samples/s per device x seq_length (MindFormers prints no tokens/s)."""
         if self.samples_per_s is None or not self.seq_length:
             return None
         return self.samples_per_s * self.seq_length
 
 
-def _median(values: Iterable[float]) -> Optional[float]:
+def _median(values: Iterable[float]) -> float | None:
     vals = list(values)
     return statistics.median(vals) if vals else None
 
@@ -177,14 +207,14 @@ class ClusterState:
 
     def __init__(
         self,
-        world_size: Optional[int] = None,
+        world_size: int | None = None,
         pipeline_stage: int = 1,
-        seq_length: Optional[int] = None,
+        seq_length: int | None = None,
         *,
         clock: Callable[[], float] = time.time,
         history_len: int = 2048,
         max_alerts: int = 256,
-        stall_after_s: Optional[float] = None,
+        stall_after_s: float | None = None,
         min_stall_s: float = 60.0,
         stall_factor: float = 10.0,
         step_window: int = 8,
@@ -228,23 +258,23 @@ class ClusterState:
         self.ranks: dict[int, RankTrack] = {}
         self.alerts = AlertLog(max_alerts, alert_window_steps, alert_window_s)
         self._straggler_ms: dict[int, float] = {}  # a straggler's median step time, for its alert
-        self.global_batch_size: Optional[int] = None
-        self._launcher_traceback: dict[Optional[str], bool] = {}
-        self._launcher_last_error: dict[Optional[str], str] = {}
+        self.global_batch_size: int | None = None
+        self._launcher_traceback: dict[str | None, bool] = {}
+        self._launcher_last_error: dict[str | None, str] = {}
 
     # -- configuration
 
     @property
-    def seq_length(self) -> Optional[int]:
+    def seq_length(self) -> int | None:
         return self._seq_length
 
     @seq_length.setter
-    def seq_length(self, value: Optional[int]) -> None:
+    def seq_length(self, value: int | None) -> None:
         self._seq_length = value
         for r in self.ranks.values():
             r.seq_length = value
 
-    def rank(self, rank: int, node: Optional[str] = None) -> RankTrack:
+    def rank(self, rank: int, node: str | None = None) -> RankTrack:
         """The state of ``rank`` (created in ``starting`` on first sight)."""
         r = self.ranks.get(rank)
         if r is None:
@@ -256,14 +286,14 @@ class ClusterState:
             r.node = node
         return r
 
-    def history(self, rank: int) -> list[tuple[int, Optional[float], Optional[float]]]:
+    def history(self, rank: int) -> list[tuple[int, float | None, float | None]]:
         """The last ``history_len`` (step, loss, samples_per_s) points of ``rank``, oldest first."""
         r = self.ranks.get(rank)
         return list(r.history) if r is not None else []
 
     # -- feeding
 
-    def feed(self, rank: Optional[int], line: str, node: Optional[str] = None) -> None:
+    def feed(self, rank: int | None, line: str, node: str | None = None) -> None:
         """One log line of ``rank`` (``None``: the scheduler's / msrun's log of ``node``)."""
         now = self.clock()
         if rank is None:
@@ -276,7 +306,7 @@ class ClusterState:
         elif r.pid is None and isinstance(line, str) and line.startswith("["):
             r.pid = parse_pid(line)
 
-    def apply(self, rank: Optional[int], event: Event, node: Optional[str] = None) -> None:
+    def apply(self, rank: int | None, event: Event, node: str | None = None) -> None:
         """An event parsed elsewhere (``parse_line``), as if its line had been fed."""
         now = self.clock()
         if rank is None:
@@ -284,11 +314,11 @@ class ClusterState:
         else:
             self._apply(self.rank(rank, node), event, now)
 
-    def feed_text(self, rank: Optional[int], text: str, node: Optional[str] = None) -> None:
+    def feed_text(self, rank: int | None, text: str, node: str | None = None) -> None:
         """Complete lines separated by newlines (a trailing partial line counts as a line)."""
         self.feed_many(rank, text.split("\n"), node)
 
-    def feed_chunk(self, rank: Optional[int], data: "str | bytes", node: Optional[str] = None) -> None:
+    def feed_chunk(self, rank: int | None, data: str | bytes, node: str | None = None) -> None:
         """Complete lines as one block of text, ``bytes`` as read from a log file or ``str``: the
         fastest path (``mfctl.metrics.chunk``), same resulting state as ``feed_text``."""
         if rank is not None and isinstance(data, (bytes, str)):
@@ -297,7 +327,7 @@ class ClusterState:
             text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
             self.feed_many(rank, text.split("\n") if isinstance(text, str) else [text], node)
 
-    def feed_many(self, rank: Optional[int], lines: Iterable[str], node: Optional[str] = None) -> None:
+    def feed_many(self, rank: int | None, lines: Iterable[str], node: str | None = None) -> None:
         """Many lines of one rank, in order: the fast path (same resulting state as ``feed``).
 
         A step with nothing special about it (running rank, finite loss and norm below their spike
@@ -321,12 +351,12 @@ class ClusterState:
         neg_inf, pos_inf = _NEG_INF, _POS_INF
         last_step = last_progress = None
         last_k = 0
-        total_s: Optional[str] = None
+        total_s: str | None = None
         total_i = 0
         # The rank's counters as locals; `dirty` says they are ahead of `r`.
-        loss: Optional[float]
-        gn: Optional[float]
-        sps: Optional[float]
+        loss: float | None
+        gn: float | None
+        sps: float | None
         gema: Any  # a float whenever the inline branch reads it (gn is not None there)
         ev: Any  # an Event, dispatched on `t = type(ev)`; mypy cannot narrow through t
         ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
@@ -429,7 +459,7 @@ class ClusterState:
                                                            or r.gn_nonfinite or r.overflow_run)
                 elif r.pid is None and line.startswith("["):
                     r.pid = parse_pid(line)
-            except Exception:  # noqa: BLE001 - not a str, or worse: the careful path decides
+            except Exception:  # not a str, or worse: the careful path decides
                 if dirty:
                     self._write_back(r, now, ema, seen, gema, gseen, c_step, c_loss, c_ms, c_ov, c_gn, c_sps)
                     dirty = False
@@ -454,15 +484,15 @@ class ClusterState:
                 r.eta_s = ev.eta_s
 
     @staticmethod
-    def _write_back(r: RankTrack, now: float, ema: Optional[float], seen: int, gema: Optional[float],
-                    gseen: int, step: Optional[int], loss: Optional[float], ms: Optional[int],
-                    overflow: Optional[bool], gn: Optional[float], sps: Optional[float]) -> None:
+    def _write_back(r: RankTrack, now: float, ema: float | None, seen: int, gema: float | None,
+                    gseen: int, step: int | None, loss: float | None, ms: int | None,
+                    overflow: bool | None, gn: float | None, sps: float | None) -> None:
         r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen = ema, seen, gema, gseen
         r.step, r.loss, r.step_time_ms, r.overflow, r.global_norm = step, loss, ms, overflow, gn
         r.samples_per_s = sps
         r.last_update = now
 
-    def _feed_guarded(self, r: RankTrack, line: Any, now: float) -> Optional[Event]:
+    def _feed_guarded(self, r: RankTrack, line: Any, now: float) -> Event | None:
         ev = parse_line(line)  # never raises
         if ev is not None:
             self._apply(r, ev, now)
@@ -520,8 +550,8 @@ class ClusterState:
             # msrun's lines in a worker log (--tail_worker_log echoes them): the launcher decides.
             self._launcher_event(r.node, ev, now)
 
-    def _on_step(self, r: RankTrack, step: int, loss: Optional[float], ms: int,
-                 overflow: Optional[bool], gn: Optional[float], final: bool, now: float) -> None:
+    def _on_step(self, r: RankTrack, step: int, loss: float | None, ms: int,
+                 overflow: bool | None, gn: float | None, final: bool, now: float) -> None:
         """Everything a step line changes besides its latest-only fields (epoch, lr, ...).
 
         Reads only its arguments and the bookkeeping fields: ``feed_many`` sets the latest-only
@@ -535,12 +565,11 @@ class ClusterState:
         r.last_update = now
         r.recent_step_ms.append(ms)
         state = r.state
-        if state != RUNNING:
-            if state == STARTING or state == STALLED or (state == FAILED and r.soft_failed):
-                r.state = RUNNING
-                r.soft_failed = False
-                r.in_traceback = False
-                r.reason = None
+        if state != RUNNING and (state in (STARTING, STALLED) or (state == FAILED and r.soft_failed)):
+            r.state = RUNNING
+            r.soft_failed = False
+            r.in_traceback = False
+            r.reason = None
         if final and r.state == RUNNING:
             r.state = FINISHED
         if loss is not None:
@@ -593,7 +622,7 @@ class ClusterState:
                 self._alert("nonfinite_global_norm", r.rank,
                             f"global_norm is {gn} at step {step}", step, now)
 
-    def _on_progress(self, r: RankTrack, sps: Optional[float], now: float) -> None:
+    def _on_progress(self, r: RankTrack, sps: float | None, now: float) -> None:
         r.samples_per_s = sps
         r.last_update = now
         if r.step is not None:
@@ -609,12 +638,12 @@ class ClusterState:
 
     # -- the scheduler's and msrun's logs (rank None)
 
-    def _launcher_line(self, node: Optional[str], line: str, now: float) -> None:
+    def _launcher_line(self, node: str | None, line: str, now: float) -> None:
         ev = parse_line(line)
         if ev is not None:
             self._launcher_event(node, ev, now)
 
-    def _launcher_event(self, node: Optional[str], ev: Any, now: float) -> None:  # ev: as _apply's
+    def _launcher_event(self, node: str | None, ev: Any, now: float) -> None:  # ev: as _apply's
         where = f" on {node}" if node else ""
         t = type(ev)
         if t is WorkerExitEvent:
@@ -663,14 +692,14 @@ class ClusterState:
         elif t is GlobalBatchSizeEvent:
             self.global_batch_size = ev.global_batch_size
 
-    def _rank_of_pid(self, pid: int, node: Optional[str]) -> Optional[RankTrack]:
+    def _rank_of_pid(self, pid: int, node: str | None) -> RankTrack | None:
         found = [r for r in self.ranks.values()
                  if r.pid == pid and (node is None or r.node is None or r.node == node)]
         return found[0] if len(found) == 1 else None
 
     # -- alerts
 
-    def _alert(self, kind: str, rank: Optional[int], detail: str, step: Optional[int], now: float,
+    def _alert(self, kind: str, rank: int | None, detail: str, step: int | None, now: float,
                key: Any = None) -> Alert:
         """``detail``: what happened, without the rank (the alert names its ranks itself)."""
         return self.alerts.raise_(kind, rank, detail, step, now, key)
@@ -743,7 +772,7 @@ class ClusterState:
         return {"ranks": rank_rows, "cluster": self._cluster(ranks),
                 "alerts": [a.to_dict() for a in self.alerts]}
 
-    def first_loss_rank(self, world: Optional[int] = None) -> int:
+    def first_loss_rank(self, world: int | None = None) -> int:
         """The first rank whose loss is the model's: with pipeline parallelism only the last
         stage's ranks (``world - world / pipeline_stage`` and up) see it; else every rank (0).
         The one rule for the cluster's loss and the plots' loss band. ``world``: the ranks seen,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 from enum import Enum
-from typing import Dict, List, NamedTuple, Optional, Tuple, TypedDict
+from typing import NamedTuple, TypedDict
 
 if sys.version_info >= (3, 11):
     from enum import StrEnum
@@ -46,76 +46,76 @@ class RankRow(TypedDict):
     them; ``loss`` keeps float nan/inf (a null would hide the one thing that matters)."""
 
     rank: int
-    node: Optional[str]
-    step: Optional[int]
-    total_steps: Optional[int]
-    epoch: Optional[int]
-    loss: Optional[float]
-    loss_mean: Optional[float]
-    step_time_ms: Optional[float]
-    samples_per_s: Optional[float]
-    tokens_per_s: Optional[float]
-    tflops: Optional[float]
-    lr: Optional[float]
-    global_norm: Optional[float]
-    overflow: Optional[bool]
-    loss_scale: Optional[float]
-    percent: Optional[float]
-    eta_s: Optional[float]
+    node: str | None
+    step: int | None
+    total_steps: int | None
+    epoch: int | None
+    loss: float | None
+    loss_mean: float | None
+    step_time_ms: float | None
+    samples_per_s: float | None
+    tokens_per_s: float | None
+    tflops: float | None
+    lr: float | None
+    global_norm: float | None
+    overflow: bool | None
+    loss_scale: float | None
+    percent: float | None
+    eta_s: float | None
     state: RankState
-    reason: Optional[str]  # why the rank is stalled or failed
-    last_update_age_s: Optional[float]
+    reason: str | None  # why the rank is stalled or failed
+    last_update_age_s: float | None
 
 
 class ClusterView(TypedDict):
     """``Snapshot["cluster"]``: the job as a whole (see ``mfctl.metrics.state``, "The cluster view")."""
 
     world_size: int
-    step: Optional[int]  # the slowest rank's
-    total_steps: Optional[int]
-    samples_per_s: Optional[float]
-    tokens_per_s: Optional[float]
-    eta_s: Optional[float]
-    loss: Optional[float]
+    step: int | None  # the slowest rank's
+    total_steps: int | None
+    samples_per_s: float | None
+    tokens_per_s: float | None
+    eta_s: float | None
+    loss: float | None
     state: RankState
-    stragglers: List[int]
-    finished_ranks: List[int]
-    failed_ranks: List[int]
+    stragglers: list[int]
+    finished_ranks: list[int]
+    failed_ranks: list[int]
 
 
 class _AlertBase(TypedDict):
     kind: str
-    rank: Optional[int]  # the rank when exactly one
+    rank: int | None  # the rank when exactly one
     message: str
-    step: Optional[int]
-    time: Optional[float]  # when it was raised
+    step: int | None
+    time: float | None  # when it was raised
 
 
 class AlertView(_AlertBase, total=False):
     """One entry of ``Snapshot["alerts"]`` (``Alert.to_dict()``), oldest first. An alert added by
     the supervisor or an older job record may lack the grouping keys."""
 
-    ranks: List[int]  # every rank it concerns, sorted; empty for a launcher alert
+    ranks: list[int]  # every rank it concerns, sorted; empty for a launcher alert
     count: int
-    last_time: Optional[float]  # when its latest rank joined
+    last_time: float | None  # when its latest rank joined
 
 
 class _SnapshotBase(TypedDict):
-    ranks: List[RankRow]
+    ranks: list[RankRow]
     cluster: ClusterView
-    alerts: List[AlertView]
+    alerts: list[AlertView]
 
 
 class Snapshot(_SnapshotBase, total=False):
     """What ``ClusterState.snapshot(now)`` returns; ``mfctl watch --once`` adds ``unreachable``
     (``{host: why}``) for nodes whose logs could not be read."""
 
-    unreachable: Dict[str, str]
+    unreachable: dict[str, str]
 
 
 # A band point: (step, min, median, max) over the ranks; a line point: (step, value).
-BandPoint = Tuple[int, float, float, float]
-Point = Tuple[int, float]
+BandPoint = tuple[int, float, float, float]
+Point = tuple[int, float]
 
 
 class RankHistory(TypedDict, total=False):
@@ -123,9 +123,9 @@ class RankHistory(TypedDict, total=False):
     ``tokens_per_s``, ``step_time_ms``)."""
 
     rank: int
-    loss: List[Point]
-    tokens_per_s: List[Point]
-    step_time_ms: List[Point]
+    loss: list[Point]
+    tokens_per_s: list[Point]
+    step_time_ms: list[Point]
 
 
 class History(TypedDict, total=False):
@@ -134,18 +134,18 @@ class History(TypedDict, total=False):
     (``loss``, ``tokens_per_s``). ``throughput`` is ``"samples/s"`` when the ``tokens_per_s``
     series holds samples/s because the sequence length is unknown (else ``"tokens/s"``)."""
 
-    bands: Dict[str, List[BandPoint]]
-    rank: Optional[RankHistory]
+    bands: dict[str, list[BandPoint]]
+    rank: RankHistory | None
     throughput: str
-    loss: List[Point]
-    tokens_per_s: List[Point]
-    step_time_ms: List[Point]
+    loss: list[Point]
+    tokens_per_s: list[Point]
+    step_time_ms: list[Point]
 
 
 class LogLine(NamedTuple):
     """One log line on its way into the metrics state: which node and rank it is from (rank None:
     the scheduler's log or msrun's own output; node None: a log directory that is no one node's)."""
 
-    node: Optional[str]
-    rank: Optional[int]
+    node: str | None
+    rank: int | None
     text: str

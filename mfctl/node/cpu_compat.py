@@ -85,16 +85,16 @@ def fix_config(config: Any) -> list[str]:
         changes.append("runner_config.sink_mode: True -> False (sink mode repeats steps on CPU)")
 
     parallel = config.get("parallel")
-    if config.get("use_parallel") and parallel is not None and cpu_parallel_problem(config) is None:
-        if not _is_data_parallel_mode(parallel.get("parallel_mode")):
-            # The same global batch, without the semi-auto machinery CPU cannot compile.
-            changes.append(f"parallel.parallel_mode: {parallel.get('parallel_mode')} -> 0 (data parallel)")
-            parallel["parallel_mode"] = 0
-            for key, value in (("full_batch", False), ("gradients_mean", True),
-                               ("enable_parallel_optimizer", False)):
-                if parallel.get(key) != value:
-                    changes.append(f"parallel.{key}: {parallel.get(key)} -> {value}")
-                    parallel[key] = value
+    if (config.get("use_parallel") and parallel is not None and cpu_parallel_problem(config) is None
+            and not _is_data_parallel_mode(parallel.get("parallel_mode"))):
+        # The same global batch, without the semi-auto machinery CPU cannot compile.
+        changes.append(f"parallel.parallel_mode: {parallel.get('parallel_mode')} -> 0 (data parallel)")
+        parallel["parallel_mode"] = 0
+        for key, value in (("full_batch", False), ("gradients_mean", True),
+                           ("enable_parallel_optimizer", False)):
+            if parallel.get(key) != value:
+                changes.append(f"parallel.{key}: {parallel.get(key)} -> {value}")
+                parallel[key] = value
 
     model_config = (config.get("model") or {}).get("model_config")
     if model_config is not None and model_config.get("type") in _LEGACY_LLAMA_CONFIGS:

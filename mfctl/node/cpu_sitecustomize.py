@@ -38,7 +38,7 @@ def _log(message: str) -> None:
         from mindformers.tools.logger import logger
 
         logger.info(f"mfctl CPU site: {message}")
-    except Exception:  # noqa: BLE001 - a log line must never stop training
+    except Exception:  # a log line must never stop training
         print(f"mfctl CPU site: {message}", file=sys.stderr)
 
 
@@ -109,7 +109,7 @@ def _run_next_sitecustomize() -> None:
         if spec is not None and spec.loader is not None:
             try:
                 spec.loader.exec_module(importlib.util.module_from_spec(spec))
-            except Exception:  # noqa: BLE001 - as site.py does: a broken sitecustomize is skipped
+            except Exception:  # as site.py does: a broken sitecustomize is skipped
                 pass
         return
 

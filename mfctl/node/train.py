@@ -159,12 +159,11 @@ def main(argv: list[str] | None = None) -> int:
             sys.path.append(register_path)
 
     # Imported here, not at the top: --help and argument errors stay instant.
+    import cpu_compat
     import mindspore as ms
     from mindformers import MindFormerConfig, Trainer, build_context
     from mindformers.tools.logger import logger
     from mindformers.utils import set_output_path
-
-    import cpu_compat
 
     config = MindFormerConfig(config_path)
     apply_overrides(config, args, overrides)

@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from recipes_compare import flatten, lookup, same, training_keys
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "recipes"

@@ -11,7 +11,7 @@ collide, and is torn down at the end of the session.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 

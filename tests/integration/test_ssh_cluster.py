@@ -175,7 +175,6 @@ def test_unknown_host_key_is_refused_unless_accepted(netns_cluster, tmp_path: Pa
 
 def test_node_that_fails_to_start_rolls_back_the_others(netns_cluster, tmp_path: Path) -> None:
     cluster = netns_cluster(2)
-    dataset = tmp_path / "pub"
     job = make_job(tmp_path, cluster, 2, "/tmp", name="rollback")
     bad = cluster.nodes[1]
     # Node 2 cannot write its launch log: its launch dies at once, after node 1 started.

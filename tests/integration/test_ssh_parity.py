@@ -16,12 +16,11 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-import yaml
 
 from mfctl.cluster.hostfile import HostEntry
 from mfctl.errors import MfctlError
@@ -214,7 +213,8 @@ SETUPS = [
     Setup("PubkeyAcceptedAlgorithms excludes the key's type", False,
           "Host t\n" + N1 + "    IdentityFile {key}\n    PubkeyAcceptedAlgorithms -ssh-ed25519\n"),
     Setup("PubkeyAcceptedAlgorithms allows the certificate only", True,
-          "Host t\n" + N1 + "    IdentityFile {certkey}\n    PubkeyAcceptedAlgorithms ssh-ed25519-cert-v01@openssh.com\n"),
+          "Host t\n" + N1 + "    IdentityFile {certkey}\n"
+          "    PubkeyAcceptedAlgorithms ssh-ed25519-cert-v01@openssh.com\n"),
     Setup("bad ssh_config line", False, "Host t\n" + N1 + "    IdentityFile {key}\n    NoSuchOption yes\n"),
 ]
 

@@ -126,9 +126,8 @@ def test_unknown_host_key_is_refused_with_a_hint(netns_cluster, tmp_path):
     known = tmp_path / "known_hosts"
     known.write_text("")
     config = config_with_known_hosts(cluster, node, tmp_path, known)
-    with SshTransport("target", ssh_config_path=config) as t:
-        with pytest.raises(NodeUnreachable) as err:
-            t.run("true")
+    with SshTransport("target", ssh_config_path=config) as t, pytest.raises(NodeUnreachable) as err:
+        t.run("true")
     reason = err.value.reason
     assert err.value.host == "target"
     assert f"ssh-keyscan -H {node.address} >> {known}" in reason
@@ -143,7 +142,8 @@ def test_accept_new_hosts_records_the_key(netns_cluster, tmp_path):
     config = config_with_known_hosts(cluster, node, tmp_path, known)
     with SshTransport("target", ssh_config_path=config, accept_new_hosts=True) as t:
         assert t.run("id -un").stdout.strip() == node.user
-    expected = [line for line in cluster.known_hosts_path.read_text().splitlines() if line.startswith(node.address + " ")]
+    expected = [line for line in cluster.known_hosts_path.read_text().splitlines()
+                if line.startswith(node.address + " ")]
     assert known.read_text().splitlines() == expected
     with SshTransport("target", ssh_config_path=config) as t:  # now known: strict mode connects
         assert t.run("true").ok
@@ -162,9 +162,9 @@ def test_changed_host_key_is_always_refused(netns_cluster, tmp_path):
     before = known.read_text()
     config = config_with_known_hosts(cluster, node, tmp_path, known)
     for accept in (False, True):
-        with SshTransport("target", ssh_config_path=config, accept_new_hosts=accept) as t:
-            with pytest.raises(NodeUnreachable, match=f"CHANGED.*ssh-keygen -R {node.address} -f {known}"):
-                t.run("true")
+        with SshTransport("target", ssh_config_path=config, accept_new_hosts=accept) as t, \
+                pytest.raises(NodeUnreachable, match=rf"CHANGED.*ssh-keygen -R {node.address} -f {known}"):
+            t.run("true")
     assert known.read_text() == before
 
 
@@ -198,18 +198,18 @@ def test_proxy_jump_host_key_is_checked_too(netns_cluster, tmp_path):
     empty = tmp_path / "empty_known_hosts"
     empty.write_text("")
     config = proxy_config(cluster, tmp_path, empty, "jump")
-    with SshTransport("target", ssh_config_path=config) as t:
-        with pytest.raises(NodeUnreachable, match=f"host key of {cluster.nodes[0].address} is not known"):
-            t.run("true")
+    with SshTransport("target", ssh_config_path=config) as t, \
+            pytest.raises(NodeUnreachable, match=f"host key of {cluster.nodes[0].address} is not known"):
+        t.run("true")
     assert empty.read_text() == ""
 
 
 def test_wrong_user_is_an_auth_failure(netns_cluster):
     cluster = netns_cluster(2)
     node, other = cluster.nodes[0], cluster.nodes[1]
-    with ssh(cluster, node, user=other.user) as t:
-        with pytest.raises(NodeUnreachable, match="authentication failed for user " + other.user):
-            t.run("true")
+    with ssh(cluster, node, user=other.user) as t, \
+            pytest.raises(NodeUnreachable, match="authentication failed for user " + other.user):
+        t.run("true")
 
 
 def test_killed_sshd_is_unreachable_fast_and_recovers(netns_cluster):
@@ -234,7 +234,7 @@ def test_partitioned_node_is_unreachable_within_connect_timeout(netns_cluster):
     try:
         with ssh(cluster, node, connect_timeout=2) as t:
             start = time.monotonic()
-            with pytest.raises(NodeUnreachable, match="no answer from .* within 2s"):
+            with pytest.raises(NodeUnreachable, match=r"no answer from .* within 2s"):
                 t.run("true")
             assert time.monotonic() - start < 4
     finally:

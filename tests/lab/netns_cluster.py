@@ -41,9 +41,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 #: GECOS comment of the users we create; ``down`` deletes only users that carry it.
 USER_MARKER = "mfctl test cluster node"
@@ -687,9 +688,9 @@ LogLevel VERBOSE
         self.exec_in(node, ["ip", "link", "set", "eth0", "up"], check=True)
 
     def is_partitioned(self, node: Node) -> bool:
-        if shutil.which("nft") is not None:
-            if self.exec_in(node, ["nft", "list", "table", "inet", _NFT_TABLE]).returncode == 0:
-                return True
+        if (shutil.which("nft") is not None
+                and self.exec_in(node, ["nft", "list", "table", "inet", _NFT_TABLE]).returncode == 0):
+            return True
         out = self.exec_in(node, ["ip", "-o", "link", "show", "eth0"]).stdout
         return "state DOWN" in out or ",UP" not in out
 
@@ -766,7 +767,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   + (f" --dir {args.dir}" if args.dir else ""))
         elif args.action == "down":
             cluster.down()
-            print(f"test cluster {cluster.prefix!r}: down in {cluster.last_down_seconds:.2f} s (nothing left with prefix {cluster.prefix!r})")
+            print(f"test cluster {cluster.prefix!r}: down in {cluster.last_down_seconds:.2f} s "
+                  f"(nothing left with prefix {cluster.prefix!r})")
         else:
             state_file = cluster.state_dir / "cluster.json"
             if not state_file.exists():

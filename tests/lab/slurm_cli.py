@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from tests.lab import ClusterError, NetnsCluster, Node
 from tests.lab.slurm_cluster import SlurmCluster, SlurmNode, slurm_unavailable_reason
@@ -15,7 +15,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="testcluster slurm",
-                                     description="A real Slurm cluster on the test cluster's network namespaces (root).")
+                                     description="A real Slurm cluster on the test cluster's network "
+                                                 "namespaces (root).")
     parser.add_argument("action", choices=["up", "down", "status"])
     parser.add_argument("n", nargs="?", type=int, default=2, help="number of Slurm nodes for `up` (default 2)")
     parser.add_argument("--prefix", default="mft", help="the SSH test cluster's prefix (default mft)")
@@ -53,7 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("stop: scripts/testcluster slurm down" + (f" --prefix {args.prefix}" if args.prefix != "mft" else ""))
         elif args.action == "down":
             made = made_marker.exists()
-            if args.if_any and not (lab.lab_dir.exists() or lab._daemon_pids("slurmctld") or lab._daemon_pids("slurmd")):
+            running = lab._daemon_pids("slurmctld") or lab._daemon_pids("slurmd")
+            if args.if_any and not (lab.lab_dir.exists() or running):
                 return 0
             lab.down()
             if made:

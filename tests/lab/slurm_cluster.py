@@ -27,8 +27,9 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple
 
 from tests.lab import ClusterError, NetnsCluster
 from tests.lab.netns_cluster import _kill_pids, _proc_alive
@@ -155,7 +156,8 @@ class SlurmCluster:
         proc = subprocess.run(full, capture_output=True, text=True, timeout=timeout, cwd=cwd,
                               stdin=subprocess.DEVNULL, env={**os.environ, **self.env})
         if check and proc.returncode != 0:
-            raise ClusterError(f"`{' '.join(full)}` failed (exit {proc.returncode}): {(proc.stderr or proc.stdout).strip()[-1500:]}")
+            tail = (proc.stderr or proc.stdout).strip()[-1500:]
+            raise ClusterError(f"`{' '.join(full)}` failed (exit {proc.returncode}): {tail}")
         return proc
 
     def sbatch(self, args: Sequence[str], *, user: str | None = None, cwd: str | None = None) -> str:
@@ -207,7 +209,8 @@ class SlurmCluster:
         want = {n.name for n in self.nodes}
         while True:
             states = self.node_states()
-            active = [r for r in self.squeue() if r.state in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED")]
+            active = [r for r in self.squeue()
+                      if r.state in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED")]
             if not active and set(states) == want and all(s == "idle" for s in states.values()):
                 return
             if time.monotonic() > deadline:
@@ -310,7 +313,8 @@ class SlurmCluster:
             if self.run(["scontrol", "ping"], check=False).returncode == 0:
                 return
             time.sleep(0.1)
-        raise ClusterError(f"slurmctld of lab {self.prefix!r} did not answer in {_READY_TIMEOUT:g}s; {self._log_tail('slurmctld')}")
+        raise ClusterError(f"slurmctld of lab {self.prefix!r} did not answer in {_READY_TIMEOUT:g}s; "
+                           f"{self._log_tail('slurmctld')}")
 
     # ----- health between tests ----------------------------------------------------------------
     def slurmd_pid(self, node: SlurmNode) -> int | None:
@@ -342,7 +346,8 @@ class SlurmCluster:
             out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
             for pid in (int(p) for p in out.split() if p.isdigit()):
                 try:
-                    if _read(f"/proc/{pid}/comm").strip() == b"slurmstepd" or b"\0SLURM_JOB_ID=" in b"\0" + _read(f"/proc/{pid}/environ"):
+                    if (_read(f"/proc/{pid}/comm").strip() == b"slurmstepd"
+                            or b"\0SLURM_JOB_ID=" in b"\0" + _read(f"/proc/{pid}/environ")):
                         pids.append(pid)
                 except OSError:
                     pass

@@ -52,7 +52,7 @@ def test_launch_script_runs_the_checkout_from_the_job_dir(tmp_path: Path) -> Non
     d = _job(tmp_path, "tiny-llama", 2, str(home))
     _, rendered = _render(d)
     # Lay the bundle out as launch does.
-    for rel, (content, mode) in bundle_files(rendered, 0).items():
+    for rel, (content, _mode) in bundle_files(rendered, 0).items():
         path = d / "bundle" / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)

@@ -47,7 +47,7 @@ def test_run_timeout_raises_and_kills_the_whole_group(tmp_path):
     t = LocalTransport(tmp_path)
     start = time.monotonic()
     # The background sleep keeps stdout open: without killing the group, this would hang 30 s.
-    with pytest.raises(NodeUnreachable, match="within 0.5s") as err:
+    with pytest.raises(NodeUnreachable, match=r"within 0\.5s") as err:
         t.run("sleep 30 & echo $! > bg.pid; sleep 30", timeout=0.5)
     assert time.monotonic() - start < 5
     assert err.value.host == "localhost"

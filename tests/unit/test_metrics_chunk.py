@@ -14,7 +14,13 @@ import pytest
 from mfctl.metrics.logdir import feed_file, load_log_dir
 from mfctl.metrics.state import ClusterState
 from tests.unit.test_metrics_state import (
-    MS_WARN, PREFIX, Clock, progress_line, scenario, step_line, traceback_lines,
+    MS_WARN,
+    PREFIX,
+    Clock,
+    progress_line,
+    scenario,
+    step_line,
+    traceback_lines,
 )
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples" / "mindformers-1.9.0-cpu-msrun-dp2"

@@ -9,8 +9,17 @@ from pathlib import Path
 import pytest
 
 from mfctl.metrics.events import (
-    CheckpointSavedEvent, ErrorLineEvent, ExceptionEvent, GlobalBatchSizeEvent, KillAllWorkersEvent,
-    ProgressEvent, SchedulerExitEvent, StepEvent, TimeoutEvent, TracebackEvent, TrainingOverEvent,
+    CheckpointSavedEvent,
+    ErrorLineEvent,
+    ExceptionEvent,
+    GlobalBatchSizeEvent,
+    KillAllWorkersEvent,
+    ProgressEvent,
+    SchedulerExitEvent,
+    StepEvent,
+    TimeoutEvent,
+    TracebackEvent,
+    TrainingOverEvent,
     WorkerExitEvent,
 )
 from mfctl.metrics.parser import parse_line, parse_lines, parse_pid, parse_timedelta

@@ -5,8 +5,8 @@ import pytest
 from mfctl.cluster.batch import plan_batch, sequences_per_step
 from mfctl.cluster.layout import Layout
 from mfctl.errors import BadInput
-from mfctl.presets import configs_dir
 from mfctl.jobspec.presets import parse_preset
+from mfctl.presets import configs_dir
 
 LLAMA2 = (configs_dir() / "presets" / "llama2-7b.yaml").read_text()
 
@@ -57,7 +57,7 @@ def test_sequences_per_step(args: tuple, expected: int) -> None:
 
 def test_user_fixed_accumulation_is_kept() -> None:
     ref = Layout(8, 1, 1, 1)
-    layout, batch, note = plan_batch(Layout(16, 1, 1, 1), ref, batch_size=1, grad_accum=8, interleave=1,
+    _, batch, note = plan_batch(Layout(16, 1, 1, 1), ref, batch_size=1, grad_accum=8, interleave=1,
                                      semi_auto=True, seq_length=4096, grad_accum_fixed=True,
                                      micro_batch_num_fixed=False)
     assert (batch.gradient_accumulation_steps, batch.sequences, batch.tokens) == (8, 128, 128 * 4096)

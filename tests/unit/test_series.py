@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import statistics
 
 from mfctl.metrics.series import SeriesStore, Thinned
@@ -55,7 +56,7 @@ def test_thinned_series_keeps_even_spacing_and_a_resume_replaces_the_tail() -> N
         t.add(step, [float(step)])
     steps = list(t.steps)
     assert len(steps) <= 8 and steps[-1] == 100
-    gaps = [b - a for a, b in zip(steps[:-1], steps[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(steps)]
     assert max(gaps) <= 1.5 * min(gaps)  # spread over the whole run, not bunched at one end
     # The job resumed from step 50: the points after it are the new run's.
     t.add(50, [-1.0])
