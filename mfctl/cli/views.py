@@ -205,6 +205,8 @@ def print_stopped(result: dict) -> None:
     for host, left in result["nodes"].items():
         state = "[green]no process left[/]" if left == 0 else f"[red]{left}[/]"
         out.print(f"{host}: {state}")
+    if result.get("scheduler"):
+        out.print(escape(result["scheduler"]))
     out.print(f"Job {result['job']} is {result['state']}.")
 
 

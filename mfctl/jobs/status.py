@@ -73,11 +73,13 @@ def stop_job(ref: str | None, directory: Path, grace: float = 10.0,
     record = store.find(ref, directory)
     with backend_for_record(record) as backend:
         nodes = backend.stop(record.id, grace)
+        note = backend.describe(record.id)  # what the scheduler says now (Slurm: cancelled)
     clean = all(v == 0 for v in nodes.values())
     if record.state in ACTIVE_STATES:
         store.set_state(record.id, JobState.STOPPED, cause)
         record.state = JobState.STOPPED
-    return {"job": record.id, "state": record.state, "clean": clean, "nodes": nodes}
+    return {"job": record.id, "state": record.state, "clean": clean, "nodes": nodes,
+            **({"scheduler": note} if note else {})}
 
 
 def print_logs(ref: str | None, directory: Path, rank: int | None, follow: bool, lines: int,

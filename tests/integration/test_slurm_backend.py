@@ -206,6 +206,7 @@ def test_stop_ends_a_running_job_at_once_and_twice_is_safe(lab: Lab) -> None:
     assert r.exit_code == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["clean"] and out["state"] == "stopped"
+    assert out["scheduler"].startswith("slurm job ") and "cancelled" in out["scheduler"], out
     assert took < 15, f"stop took {took:.1f} s (KillWait is 30 s)"
     assert job_procs(job_id) == []
     slurm_id = (job / "slurm" / f"{job_id}.slurm_id").read_text().strip()
