@@ -1,3 +1,3 @@
-from mfctl.cli import main
+from mfctl.cli import entry
 
-main()
+entry()

@@ -72,6 +72,15 @@ def _one_line(text: str) -> str:
     return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
+def entry() -> None:
+    """The console script and ``python -m mfctl``: this process is one mfctl command, so the
+    fan-out may take its long-lived heap out of the collector's scans (see remote/group.py)."""
+    from mfctl.remote.group import allow_heap_freeze
+
+    allow_heap_freeze()
+    main()
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         rc = app(args=argv, standalone_mode=False, prog_name="mfctl")

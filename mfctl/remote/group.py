@@ -22,6 +22,16 @@ R = TypeVar("R")
 
 DEFAULT_FANOUT = 64
 _frozen = False
+#: Only a process that is nothing but one mfctl command may freeze its heap: the console script
+#: turns this on (``mfctl.cli.entry``); a library caller (tests, an embedding program) keeps the
+#: collector as it set it.
+_freeze_allowed = False
+
+
+def allow_heap_freeze() -> None:
+    """This process is one mfctl command: ``freeze_heap_once`` may act."""
+    global _freeze_allowed
+    _freeze_allowed = True
 
 
 def freeze_heap_once() -> None:
@@ -35,7 +45,7 @@ def freeze_heap_once() -> None:
     garbage already pending at this moment stays; it happens once per process).
     """
     global _frozen
-    if not _frozen:
+    if _freeze_allowed and not _frozen:
         _frozen = True
         gc.freeze()
 
