@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mfctl.cluster.health import JobState
+from mfctl.jobs.backend import Backend, backend_for_record
 from mfctl.jobs.status import stop_job
 from mfctl.live.collector import MetricsCollector
 from mfctl.metrics.types import History, RankState, Snapshot
@@ -32,9 +33,15 @@ def job_info(record: JobRecord) -> dict[str, Any]:
 class LiveSource:
     """A running (or finished) job's session as the dashboard's source."""
 
+    #: How often the scheduler is asked about the job (one ``scontrol`` call; Slurm only).
+    SCHEDULER_EVERY_S = 5.0
+
     def __init__(self, session: LiveSession) -> None:
         self.session = session
         self.record = session.record
+        self._scheduler_note: str | None = None
+        self._scheduler_at = float("-inf")
+        self._scheduler_backend: Backend | None = None  # its own: a backend is not shared between threads
 
     @property
     def verdict(self):
@@ -48,7 +55,25 @@ class LiveSource:
             snap["alerts"] = list(snap.get("alerts", [])) + [{
                 "kind": "supervisor", "rank": None, "step": snap["cluster"].get("step"),
                 "message": f"job stopped on every node: {verdict.cause}", "time": time.time()}]
+        note = self._scheduler()
+        if note:
+            snap["scheduler"] = note
         return snap
+
+    def _scheduler(self) -> str | None:
+        """What the scheduler says of the job (a pending Slurm job and its reason), asked at most
+        every ``SCHEDULER_EVERY_S``; None for hosts, which have no scheduler. Called from the
+        dashboard's poll worker, never the UI thread."""
+        now = time.monotonic()
+        if now - self._scheduler_at >= self.SCHEDULER_EVERY_S:
+            self._scheduler_at = now
+            if self._scheduler_backend is None:
+                self._scheduler_backend = backend_for_record(self.record)
+            try:
+                self._scheduler_note = self._scheduler_backend.describe(self.record.id)
+            except Exception as exc:  # a failed look is shown; the dashboard goes on
+                self._scheduler_note = f"scheduler not reachable: {exc}"
+        return self._scheduler_note
 
     def history(self, rank: int | None = None) -> History:
         return self.session.history(rank)

@@ -108,9 +108,11 @@ class _SnapshotBase(TypedDict):
 
 class Snapshot(_SnapshotBase, total=False):
     """What ``ClusterState.snapshot(now)`` returns; ``mfctl watch --once`` adds ``unreachable``
-    (``{host: why}``) for nodes whose logs could not be read."""
+    (``{host: why}``) for nodes whose logs could not be read; a job under a scheduler adds
+    ``scheduler``, what the scheduler says of it now (``slurm job 12: pending (Resources)``)."""
 
     unreachable: dict[str, str]
+    scheduler: str
 
 
 # A band point: (step, min, median, max) over the ranks; a line point: (step, value).

@@ -235,7 +235,7 @@ class DashboardApp(App[str | None]):
         cluster = snap.get("cluster") or {}
 
         elapsed = None if self.started_at is None else now - self.started_at
-        header = header_text(self.job, cluster, elapsed)
+        header = header_text(self.job, cluster, elapsed, snap.get("scheduler"))
         if header != self._header:
             self._header = header
             self._header_bar.update(header, layout=False)  # fixed height: no relayout

@@ -35,8 +35,9 @@ _CLUSTER_STYLE = {"failed": STATE_STYLE["failed"], "stalled": "bold " + STATE_ST
 
 
 def header_text(job: Mapping[str, Any], cluster: ClusterView | Mapping[str, Any],
-                elapsed_s: float | None) -> Text:
-    """Two lines: what the job is, then where it stands."""
+                elapsed_s: float | None, scheduler: str | None = None) -> Text:
+    """Two lines: what the job is, then where it stands (with what the scheduler says of it, e.g.
+    a Slurm job still pending and why)."""
     nodes = job.get("nodes", "?")
     devices = job.get("devices_per_node", "?")
     world = cluster.get("world_size") or job.get("world_size", "?")
@@ -47,6 +48,8 @@ def header_text(job: Mapping[str, Any], cluster: ClusterView | Mapping[str, Any]
     text.append("  model ", style="dim").append(str(job.get("model", "?")), style="bold")
     text.append("  ", style="dim").append(f"{nodes} nodes x {devices} devices", style="bold")
     text.append(f" = {world} ranks", style="dim")
+    if scheduler:
+        text.append("  " + scheduler, style="bold yellow" if "pending" in scheduler else "dim")
     text.append("\n")
 
     state = str(cluster.get("state") or "starting")

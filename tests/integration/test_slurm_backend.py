@@ -254,12 +254,46 @@ def test_job_behind_a_busy_cluster_is_pending_with_slurms_reason(lab: Lab) -> No
         r = lab.mfctl("jobs", "--json")
         record = next(j for j in json.loads(r.stdout) if j["id"] == job_id)
         assert record["state"] == "running" and "pending (Resources)" in record["scheduler"], record
+        # The dashboard says it too, in its header, while the job waits for its nodes.
+        assert "pending (Resources)" in _dashboard_header(lab, job_id)
         r = lab.mfctl("stop", "--json", cwd=job)
         assert r.exit_code == 0 and json.loads(r.stdout)["clean"], r.stderr
         slurm_id = (job / "slurm" / f"{job_id}.slurm_id").read_text().strip()
         assert lab.slurm.job(slurm_id)["JobState"] == "CANCELLED"
     finally:
         lab.slurm.run(["scancel", busy], check=False)
+
+
+def _dashboard_header(lab: Lab, job_id: str) -> str:
+    """The header of the real dashboard (``mfctl watch``'s app over a live session), headless."""
+    import asyncio
+
+    from mfctl.live.session import LiveSession
+    from mfctl.records.store import JobStore
+    from mfctl.tui.app import make_app
+
+    saved = {k: os.environ.get(k) for k in lab.env}
+    os.environ.update(lab.env)  # SLURM_CONF and the lab's job store, as the subprocesses get them
+    try:
+        store = JobStore()
+        session = LiveSession(store.find(job_id), store)
+        app = make_app(session.source, job=session.job_info())
+
+        async def header() -> str:
+            async with app.run_test(size=(200, 40)) as pilot:
+                await pilot.pause()
+                return str(app.query_one("#header").render())
+
+        try:
+            return asyncio.run(header())
+        finally:
+            session.close()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _refused(lab: Lab, job: Path, env: dict[str, str] | None = None) -> str:
