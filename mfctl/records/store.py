@@ -154,9 +154,18 @@ class JobStore:
                 for a in alerts])
 
     def alerts(self, job_id: str) -> list[dict[str, Any]]:
+        """One entry per alert event, oldest first. A grouped alert that gained ranks while it was
+        watched was saved again each time it grew (same kind, step and first time): the newest
+        saving, with every rank, stands for it."""
         rows = self._db.execute("SELECT time, message FROM events WHERE job_id = ? AND kind = 'alert'"
-                                " ORDER BY time", (job_id,)).fetchall()
-        return [{**json.loads(message), "time": t} for t, message in rows]
+                                " ORDER BY time, rowid", (job_id,)).fetchall()
+        events: dict[tuple, dict[str, Any]] = {}
+        for t, message in rows:
+            alert = {**json.loads(message), "time": t}
+            key = (alert.get("kind"), alert.get("step"), t) if "ranks" in alert else (len(events), t)
+            events.pop(key, None)  # a later saving replaces it and takes its place in the order
+            events[key] = alert
+        return sorted(events.values(), key=lambda a: a["time"])
 
     def event(self, job_id: str, kind: str, message: str) -> None:
         self._db.execute("INSERT INTO events VALUES (?,?,?,?)", (job_id, time.time(), kind, message))
