@@ -37,7 +37,7 @@ def check(
 
     Example: mfctl check --nodes hosts.txt
     """
-    from mfctl.jobs.backend import backend_for_job
+    from mfctl.jobs.backends import backend_for_job
     from mfctl.jobs.launch import load
 
     opts = ssh_opts(ssh_config, accept_new_hosts, fanout, connect_timeout)
@@ -118,7 +118,7 @@ def launch(
         return
     rec = result.record
     if supervise:
-        from mfctl.live.supervise import run_supervised
+        from mfctl.live.session import run_supervised
 
         rc = run_supervised(rec, directory, nodes, opts, master_addr, sync_dataset, max_restarts,
                             stall_timeout, unreachable_timeout, as_json, say=views.say)
@@ -146,7 +146,7 @@ def supervise_cmd(
     Example: mfctl supervise my-job-20261128-101500
     """
     from mfctl.cluster.health import ACTIVE_STATES, JobState
-    from mfctl.live.supervise import supervise
+    from mfctl.live.session import supervise
     from mfctl.records.store import JobStore
 
     store = JobStore()

@@ -254,22 +254,3 @@ class HostsBackend:
             return res.stdout.split()
 
         return self._on_all(listing)
-
-
-def backend_for_job(plan: LaunchPlan, entries: list[HostEntry], local_dir: str, opts: SshOptions,
-                    spec: JobSpec) -> Backend:
-    """The backend a new launch runs on."""
-    if spec.slurm is not None:
-        from mfctl.jobs.slurm_backend import SlurmBackend
-
-        return SlurmBackend(plan, spec.slurm, local_dir, opts, spec, spec.python, spec.setup)
-    return HostsBackend(plan, entries, local_dir, opts, spec.python, spec.setup)
-
-
-def backend_for_record(record: JobRecord) -> Backend:
-    """The backend a recorded job runs on (its record says which)."""
-    if record.spec.get("scheduler") == "slurm":
-        from mfctl.jobs.slurm_backend import SlurmBackend
-
-        return SlurmBackend.for_record(record)
-    return HostsBackend.for_record(record)

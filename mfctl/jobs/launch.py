@@ -17,7 +17,8 @@ from pathlib import Path
 from mfctl.cluster.health import JobState, Memory, judge
 from mfctl.cluster.plan import LaunchPlan
 from mfctl.errors import BadInput, OperationFailed
-from mfctl.jobs.backend import Backend, Files, backend_for_job, backend_for_record
+from mfctl.jobs.backend import Backend, Files
+from mfctl.jobs.backends import backend_for_job, backend_for_record
 from mfctl.jobs.checkpoints import common_checkpoint
 from mfctl.jobs.jobdir import RENDERED_DIR, Job, load_job, make_plan, render_job
 from mfctl.jobs.nodeops import NodeCheck, describe_error

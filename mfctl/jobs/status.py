@@ -10,7 +10,7 @@ from typing import Any
 
 from mfctl.cluster.health import ACTIVE_STATES, JobState, Memory, NodeStatus, judge
 from mfctl.errors import BadInput, MfctlError
-from mfctl.jobs.backend import backend_for_record
+from mfctl.jobs.backends import backend_for_record
 from mfctl.metrics.logdir import rank_of_path
 from mfctl.metrics.state import MetricsState
 from mfctl.metrics.types import Snapshot

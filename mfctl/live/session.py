@@ -12,7 +12,8 @@ steps and alerts it sees are saved with the job record (``mfctl export``, ``mfct
     session.close()
 
 ``read_once()`` is ``watch --once``: every node's logs read once through the same collector,
-without a follower.
+without a follower. ``supervise()`` and ``run_supervised()`` (``mfctl supervise``, ``launch
+--supervise``) open a session and judge the job through it until it ends.
 """
 
 from __future__ import annotations
@@ -20,15 +21,20 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from mfctl.cluster.health import ACTIVE_STATES, JobState, Verdict
-from mfctl.jobs.backend import Backend, backend_for_record
+from mfctl.jobs.backend import Backend
+from mfctl.jobs.backends import backend_for_record
+from mfctl.jobs.checkpoints import has_checkpoint
 from mfctl.jobs.status import new_state
 from mfctl.live.collector import MetricsCollector
 from mfctl.live.follow import JobFollower
+from mfctl.live.supervise import Supervisor
 from mfctl.metrics.types import AlertView, History, Snapshot
 from mfctl.records.record import JobRecord
 from mfctl.records.store import JobStore
+from mfctl.remote.connect import SshOptions
 
 StepRows = list[tuple]  # (rank, step, total_steps, loss, step_time_ms, samples_per_s, time)
 
@@ -100,8 +106,6 @@ class LiveSession:
     # -- supervision
 
     def supervisor(self, **kwargs):
-        from mfctl.live.supervise import Supervisor
-
         return Supervisor(self.record, JobStore(self.store.home) if self.store else JobStore(),
                           snapshot=self.collector.snapshot, **kwargs)
 
@@ -161,3 +165,48 @@ class LiveSession:
         if self.follower is not None:
             self.follower.stop()
         self.backend.close()
+
+def supervise(record: JobRecord, store: JobStore, *, unreachable_after_s: float = 15.0,
+              stall_after_s: float | None = None, fail_fast: bool = True,
+              say: Callable[[str], None] = lambda _: None, poll_s: float = 1.0) -> Verdict:
+    """Follow the job's logs (one ``LiveSession``) and supervise it until it ends; returns the
+    verdict (recorded)."""
+    session = LiveSession(record, store).start()
+    try:
+        return session.supervise(unreachable_after_s=unreachable_after_s, stall_after_s=stall_after_s,
+                                 fail_fast=fail_fast, say=say, poll_s=poll_s)
+    finally:
+        session.close()
+
+
+def run_supervised(record: JobRecord, directory: Path, nodes: str | None, opts: SshOptions,
+                   master_addr: str | None, sync_dataset: bool,
+                   max_restarts: int, stall_after_s: float | None, unreachable_after_s: float,
+                   as_json: bool, say: Callable[[str], None]) -> int:
+    """``launch --supervise``: supervise, and resume from the last checkpoint after a failure."""
+    import json
+
+    from mfctl.jobs.launch import launch
+
+    store = JobStore()
+    restarts = 0
+    while True:
+        say(f"supervising {record.id} (fail-fast: any failure stops every node)")
+        verdict = supervise(record, store, unreachable_after_s=unreachable_after_s,
+                            stall_after_s=stall_after_s, say=say)
+        say(f"{record.id}: {verdict.state} ({verdict.cause})")
+        if verdict.state == JobState.FINISHED or restarts >= max_restarts:
+            break
+        with backend_for_record(record) as backend:
+            resumable = has_checkpoint(record, backend)
+        if not resumable:
+            say(f"{record.id} saved no checkpoint yet: not resuming")
+            break
+        restarts += 1
+        say(f"resuming from the last checkpoint (restart {restarts} of {max_restarts})")
+        record = launch(directory, nodes, opts, master_addr, sync_dataset=sync_dataset,
+                        resume_from=record, store=store).launched
+    if as_json:
+        print(json.dumps({"job": record.id, "state": verdict.state, "cause": verdict.cause,
+                          "restarts": restarts}))
+    return 0 if verdict.state == JobState.FINISHED else 1

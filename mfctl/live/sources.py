@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mfctl.cluster.health import JobState
-from mfctl.jobs.backend import Backend, backend_for_record
+from mfctl.jobs.backend import Backend
+from mfctl.jobs.backends import backend_for_record
 from mfctl.jobs.status import stop_job
 from mfctl.live.collector import MetricsCollector
 from mfctl.metrics.types import History, RankState, Snapshot

@@ -20,15 +20,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from mfctl.cluster.health import JobState, Memory, Verdict, judge
-from mfctl.jobs.backend import Backend, backend_for_record
-from mfctl.jobs.checkpoints import has_checkpoint
+from mfctl.jobs.backend import Backend
+from mfctl.jobs.backends import backend_for_record
 from mfctl.metrics.types import Snapshot
 from mfctl.records.record import JobRecord
 from mfctl.records.store import JobStore
-from mfctl.remote.connect import SshOptions
 
 
 @dataclass
@@ -113,51 +111,3 @@ class Supervisor:
             if not pending or self.clock() >= deadline:
                 return sorted(pending)
             time.sleep(2.0)
-
-
-def supervise(record: JobRecord, store: JobStore, *, unreachable_after_s: float = 15.0,
-              stall_after_s: float | None = None, fail_fast: bool = True,
-              say: Callable[[str], None] = lambda _: None, poll_s: float = 1.0) -> Verdict:
-    """Follow the job's logs (one ``LiveSession``) and supervise it until it ends; returns the
-    verdict (recorded)."""
-    from mfctl.live.session import LiveSession
-
-    session = LiveSession(record, store).start()
-    try:
-        return session.supervise(unreachable_after_s=unreachable_after_s, stall_after_s=stall_after_s,
-                                 fail_fast=fail_fast, say=say, poll_s=poll_s)
-    finally:
-        session.close()
-
-
-def run_supervised(record: JobRecord, directory: Path, nodes: str | None, opts: SshOptions,
-                   master_addr: str | None, sync_dataset: bool,
-                   max_restarts: int, stall_after_s: float | None, unreachable_after_s: float,
-                   as_json: bool, say: Callable[[str], None]) -> int:
-    """``launch --supervise``: supervise, and resume from the last checkpoint after a failure."""
-    import json
-
-    from mfctl.jobs.launch import launch
-
-    store = JobStore()
-    restarts = 0
-    while True:
-        say(f"supervising {record.id} (fail-fast: any failure stops every node)")
-        verdict = supervise(record, store, unreachable_after_s=unreachable_after_s,
-                            stall_after_s=stall_after_s, say=say)
-        say(f"{record.id}: {verdict.state} ({verdict.cause})")
-        if verdict.state == JobState.FINISHED or restarts >= max_restarts:
-            break
-        with backend_for_record(record) as backend:
-            resumable = has_checkpoint(record, backend)
-        if not resumable:
-            say(f"{record.id} saved no checkpoint yet: not resuming")
-            break
-        restarts += 1
-        say(f"resuming from the last checkpoint (restart {restarts} of {max_restarts})")
-        record = launch(directory, nodes, opts, master_addr, sync_dataset=sync_dataset,
-                        resume_from=record, store=store).launched
-    if as_json:
-        print(json.dumps({"job": record.id, "state": verdict.state, "cause": verdict.cause,
-                          "restarts": restarts}))
-    return 0 if verdict.state == JobState.FINISHED else 1

@@ -20,7 +20,7 @@ KEEP = re.compile(r"step:\[|samples/s/p")
 
 
 def test_sshd_restart_mid_run_loses_and_duplicates_no_line(netns_cluster, tmp_path: Path) -> None:
-    from mfctl.jobs.backend import backend_for_record
+    from mfctl.jobs.backends import backend_for_record
     from mfctl.live.follow import JobFollower
     from mfctl.records.store import JobStore
 
