@@ -374,7 +374,10 @@ def test_supervised_job_restarts_from_the_common_checkpoint(lab: Lab) -> None:
     assert "restart 1 of 1" in out
     records = {j["id"]: j for j in json.loads(lab.mfctl("jobs", "--json").stdout)}
     assert records[first]["state"] == "failed"
-    assert "rank 1" in records[first]["exit_cause"] and "SIGKILL" in records[first]["exit_cause"]
+    # The cause names where it failed: the killed rank when its log's exit line is read first, or
+    # the node whose msrun exited because of it when the supervisor's look at the nodes comes first.
+    cause = records[first]["exit_cause"]
+    assert ("rank 1" in cause and "SIGKILL" in cause) or cause.startswith("node2: msrun exited with code"), cause
     second = next(j for j in records.values() if j["resumed_from"] == first)
     assert second["state"] == "finished" and second["restarts"] == 1
     # The second run loaded the step-16 checkpoint and trained on to step 48 on both nodes,
