@@ -110,11 +110,18 @@ def test_node_crash_is_detected_and_the_rest_stopped(two_nodes) -> None:
     job_id = current_job_id()
     crashed = cluster.nodes[1]
     cluster.kill_sshd(crashed)
-    for p in cluster.processes_of(crashed):
-        try:
-            os.kill(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    # A crash takes every process at once. A killed worker with a large address space can still be in
+    # the kernel's exit path a moment later, so kill again and wait for it (at most 10 s).
+    deadline = time.monotonic() + 10
+    while True:
+        for p in cluster.processes_of(crashed):
+            try:
+                os.kill(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if not job_procs(cluster, crashed, job_id) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert job_procs(cluster, crashed, job_id) == []
     # node 1 is stopped by the supervisor; node 2 comes back (reboot) and is verified clean.
     wait_clean(cluster, job_id, timeout=60)
