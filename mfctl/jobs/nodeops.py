@@ -7,6 +7,7 @@ commands each builds are quoted with ``shlex``; ``HostsBackend`` (``backend.py``
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import posixpath
 import shlex
@@ -32,7 +33,9 @@ NODE_FILES = ("train.py", "cpu_compat.py")
 CPU_SITE_FILES = {"sitecustomize.py": "cpu_sitecustomize.py", "cpu_compat.py": "cpu_compat.py"}
 
 
+@functools.cache
 def node_script(name: str) -> str:
+    """One of mfctl's node scripts (read once per process: every node gets the same text)."""
     return resources.files("mfctl.node").joinpath(name).read_text(encoding="utf-8")
 
 
@@ -101,8 +104,10 @@ def preflight(plan: LaunchPlan, spec, transports: dict[str, Transport], fanout: 
               check_dataset: bool = True) -> list[NodeCheck]:
     """Check every node in one round trip each; compare framework versions across nodes."""
 
+    by_host = {n.host: n for n in plan.nodes}
+
     def check(t: Transport) -> dict[str, str]:
-        node = next(n for n in plan.nodes if n.host == t.host)
+        node = by_host[t.host]
         workdir = node.job_dir if plan.local else spec.workdir
         mf_home = spec.mindformers_home if plan.launcher == "mindformers" else None
         cmd = in_one_piece(inline("preflight.sh", spec.python, spec.dataset, workdir, str(plan.master_port),
