@@ -116,20 +116,40 @@ def test_freeze_heap_freezes_once_the_first_ranks_are_on_screen() -> None:
     """``mfctl watch`` keeps the long-lived heap out of full collections (they stalled the loop)."""
     import gc
 
+    from mfctl.tui import app as app_module
     from tests.fakes.dashboard import StaticSource, synthetic_snapshot
 
     app = make_app(StaticSource([synthetic_snapshot(16, 1)]), job=JOB, clock=lambda: 0.0, refresh_s=0.02,
                    freeze_heap=True)
+    before = gc.get_threshold()
+    full: list[float] = []  # the full collections while the app runs, and when each started
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start" and info["generation"] == 2:
+            full.append(time.monotonic())
 
     async def main() -> None:
         async with app.run_test(size=(200, 50)) as pilot:
             await until(pilot, lambda: gc.get_freeze_count() > 0)
+            # From here the app decides when a full collection runs: never by the counts (however
+            # much is allocated), once per FULL_GC_EVERY polls half an interval after a poll.
+            assert gc.get_threshold()[2] > 10**6 and gc.get_threshold()[:2] == before[:2]
+            gc.callbacks.append(on_gc)
+            try:
+                junk = [[i] for i in range(300_000)]  # ~430 young collections' worth
+                del junk
+                polls = app._polls
+                await until(pilot, lambda: app._polls >= polls + 3 * app_module.FULL_GC_EVERY)
+            finally:
+                gc.callbacks.remove(on_gc)
+            assert 2 <= len(full) <= 4, full
 
     assert gc.get_freeze_count() == 0, "another test left the heap frozen"
     try:
         asyncio.run(main())
     finally:
         gc.unfreeze()
+    assert gc.get_threshold() == before  # the process is left as it was
 
 
 # --------------------------------------------------------------------------------------------------
