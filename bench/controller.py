@@ -18,7 +18,7 @@ compete with the controller for this machine's cores; every launched job is stop
 node) in a child process and reports its resident memory and OS threads once every follower is
 connected; per followed node = (value at 16 - value at 1) / 15.
 
-    sudo python bench/controller.py [--repeats 5]   # brings up a 16-node test cluster and removes it
+    sudo python bench/controller.py [--repeats 15] [--check-only]   # brings up a 16-node test cluster and removes it
 """
 
 from __future__ import annotations
@@ -198,7 +198,9 @@ def report(f: Figures) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=9, help="check runs per size (launch: half)")
+    parser.add_argument("--repeats", type=int, default=15,
+                        help="check runs per size (launch: half); on a shared VM one run's CPU moves by "
+                        "+-20%%, so the medians need many")
     parser.add_argument("--check-only", action="store_true", help="skip launch and watch")
     args = parser.parse_args(argv)
 

@@ -35,6 +35,7 @@ from textual.worker import Worker, WorkerState
 
 from mfctl.metrics.types import History, Snapshot
 from mfctl.tui.format import fmt_loss, fmt_ms, fmt_rate
+from mfctl.tui.gcpace import GcPacer
 from mfctl.tui.panels import (
     AlertsPanel,
     ConfirmScreen,
@@ -77,17 +78,6 @@ class StopFinished(Message):
 # --------------------------------------------------------------------------------------------------
 # The app
 # --------------------------------------------------------------------------------------------------
-
-def _freeze_heap() -> None:
-    gc.collect()
-    gc.freeze()
-
-
-#: With the heap frozen, the app runs the full collections itself, in the quiet middle of a
-#: refresh interval, once per this many polls; automatic ones are off (see ``DashboardApp.freeze_heap``).
-FULL_GC_EVERY = 3
-_NO_AUTO_FULL_GC = 1 << 30  # a third threshold no count reaches: no automatic full collection
-
 
 def _epoch(value: Any) -> float | None:
     """``started_at`` as epoch seconds: a number, an ISO-8601 string, or a datetime."""
@@ -139,21 +129,12 @@ class DashboardApp(App[str | None]):
         self._exit_armed = False
         self._header: Text | None = None
         self._alerts: Text | None = None
+        self.gc_pacer = GcPacer()
 
-    #: Once the first poll with ranks is on screen, collect and ``gc.freeze()`` the heap: the
-    #: imports, widgets and the state caught up so far live as long as the app, and a full
-    #: collection walking them held the event loop ~30 ms of CPU (100-250 ms on a loaded machine)
-    #: every few seconds at 1024 ranks (bench/live.py); afterwards ~8 ms. Process-wide, so only for
-    #: a process the dashboard owns (``mfctl watch``), not for tests that build many apps.
-    #: From then on the full collections no longer start whenever a count says so, often in the
-    #: middle of a frame (at 1024 ranks, bench/live.py: ~25-35 ms each, and a frame holding one
-    #: took 50-60 ms): the app runs one every ``FULL_GC_EVERY`` polls, half a refresh interval after
-    #: a poll, when nothing else is due. Every 3 polls each finds less garbage (~5,000 objects
-    #: instead of ~15,000 every 10) and takes ~12-20 ms. Young collections stay automatic (a few ms).
+    #: The app owns the process (``mfctl watch``): it decides when full collections run (see
+    #: ``gcpace``). Process-wide, so not for tests that build many apps.
     freeze_heap = False
     _heap_frozen = False
-    _gc_thresholds: tuple[int, int, int] | None = None
-    _polls = 0
 
     # The dashboard's own keys do nothing while a dialog is open (no stop prompt over a log view).
     _MAIN_ACTIONS = frozenset({"filter", "cycle_sort", "reverse_sort", "open_log", "stop", "help",
@@ -221,21 +202,12 @@ class DashboardApp(App[str | None]):
             self._arm_poll()
         if self.freeze_heap and not self._heap_frozen and message.snapshot.get("ranks"):
             self._heap_frozen = True
-            self.call_after_refresh(self._take_over_gc)
-        elif self._gc_thresholds is not None:
-            self._polls += 1
-            if self._polls % FULL_GC_EVERY == 0:
-                self.set_timer(self.refresh_s / 2, gc.collect, name="full gc")
-
-    def _take_over_gc(self) -> None:
-        _freeze_heap()
-        self._gc_thresholds = gc.get_threshold()
-        gc.set_threshold(self._gc_thresholds[0], self._gc_thresholds[1], _NO_AUTO_FULL_GC)
+            self.call_after_refresh(self.gc_pacer.take_over)
+        elif self.gc_pacer.polled():
+            self.set_timer(self.refresh_s / 2, gc.collect, name="full gc")
 
     def on_unmount(self) -> None:
-        if self._gc_thresholds is not None:  # the process goes on (a test, `watch` returning): as it was
-            gc.set_threshold(*self._gc_thresholds)
-            self._gc_thresholds = None
+        self.gc_pacer.release()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         group = event.worker.group

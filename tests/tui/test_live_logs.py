@@ -116,7 +116,7 @@ def test_freeze_heap_freezes_once_the_first_ranks_are_on_screen() -> None:
     """``mfctl watch`` keeps the long-lived heap out of full collections (they stalled the loop)."""
     import gc
 
-    from mfctl.tui import app as app_module
+    from mfctl.tui import gcpace
     from tests.fakes.dashboard import StaticSource, synthetic_snapshot
 
     app = make_app(StaticSource([synthetic_snapshot(16, 1)]), job=JOB, clock=lambda: 0.0, refresh_s=0.02,
@@ -138,8 +138,8 @@ def test_freeze_heap_freezes_once_the_first_ranks_are_on_screen() -> None:
             try:
                 junk = [[i] for i in range(300_000)]  # ~430 young collections' worth
                 del junk
-                polls = app._polls
-                await until(pilot, lambda: app._polls >= polls + 3 * app_module.FULL_GC_EVERY)
+                polls = app.gc_pacer.polls
+                await until(pilot, lambda: app.gc_pacer.polls >= polls + 3 * gcpace.FULL_GC_EVERY)
             finally:
                 gc.callbacks.remove(on_gc)
             assert 2 <= len(full) <= 4, full
@@ -187,8 +187,12 @@ def test_dashboard_on_the_sample_logs_shows_each_ranks_last_step_and_loss(tmp_pa
     async def main() -> None:
         async with app.run_test(size=(200, 50)) as pilot:
             table = app.query_one(RankTable)
+            loss = app.query_one("#loss-plot", SeriesPlot)
+            title = f"loss  rank 0 {expected[0][1]} @ 32"
+            # Everything on screen comes from one poll, but a loaded machine may draw it a frame apart.
             await until(pilot, lambda: table.visible_ranks == [0, 1]
-                        and all(table.row_texts(r)[2] == expected[r][0] for r in (0, 1)))
+                        and all(table.row_texts(r)[2] == expected[r][0] for r in (0, 1))
+                        and loss.border_title == title)
             for r in (0, 1):
                 cells = table.row_texts(r)
                 assert (cells[2], cells[3], cells[7]) == (*expected[r], "finished")
@@ -196,8 +200,7 @@ def test_dashboard_on_the_sample_logs_shows_each_ranks_last_step_and_loss(tmp_pa
             # scheduler.log is not a device.
             assert "1 nodes x 2 devices = 2 ranks" in text
             assert "FINISHED" in text and "step 32/32 (100.0%)" in text
-            loss = app.query_one("#loss-plot", SeriesPlot)
-            assert loss.border_title == f"loss  rank 0 {expected[0][1]} @ 32"
+            assert loss.border_title == title
 
     try:
         asyncio.run(main())
