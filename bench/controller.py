@@ -164,6 +164,21 @@ def measure(cluster, jobs: dict[int, Path], repeats: int, do_launch: bool, do_wa
     return figs
 
 
+def speed_probe() -> float:
+    """CPU ms of a fixed pure-Python loop (median of 5): how fast this machine runs Python right now.
+
+    On a shared VM it moves by up to 30% within an hour (on the reference machine: 74 and 94 ms in
+    one run), and every CPU figure this bench prints moves with it."""
+    samples = []
+    for _ in range(5):
+        t = time.process_time()
+        x = 0
+        for i in range(3_000_000):
+            x += i
+        samples.append((time.process_time() - t) * 1000)
+    return statistics.median(samples)
+
+
 def report(f: Figures) -> str:
     lines = [f"{'mfctl command':<34}{'1 node':>12}{'16 nodes':>12}{'per extra node':>16}  goal"]
     one, sixteen, per = per_node(f.check)
@@ -222,8 +237,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         time.sleep(2.5)  # mfctl keeps `ssh -G` answers only for config files older than 2 s
         python = fake_python_dir(work / "py")
         jobs = make_jobs(cluster, work, python)
+        before = speed_probe()
         figs = measure(cluster, jobs, args.repeats, not args.check_only, not args.check_only)
         print(report(figs))
+        print(f"machine speed: a fixed Python loop took {before:.0f} ms before and {speed_probe():.0f} ms after "
+              "(the CPU figures scale with it)")
     finally:
         cluster.down()
         shutil.rmtree(work, ignore_errors=True)
