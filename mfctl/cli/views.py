@@ -64,13 +64,11 @@ def print_table(headers: list[str], rows: list[list[str]], keep: tuple[int, ...]
 
     parsed = [[Text.from_markup(c) if "[" in c else c for c in r] for r in rows]
     plain = [[c if isinstance(c, str) else c.plain for c in r] for r in parsed]
-    widths = [_cell_width(h) for h in headers]
-    for r in plain:
-        for i, c in enumerate(r):
-            if "\n" in c:
-                out.print(table(headers, rows, keep))
-                return
-            widths[i] = max(widths[i], _cell_width(c))
+    if any("\n" in c for r in plain for c in r):
+        out.print(table(headers, rows, keep))
+        return
+    cells = [[_cell_width(c) for c in r] for r in plain]  # each cell's width, measured once
+    widths = [max([_cell_width(h)] + [r[i] for r in cells]) for i, h in enumerate(headers)]
     if sum(widths) + 3 * len(widths) - 1 > out.width:
         out.print(table(headers, rows, keep))
         return
@@ -80,14 +78,14 @@ def print_table(headers: list[str], rows: list[list[str]], keep: tuple[int, ...]
             text.append("┃")
         text.append(" " + _pad(h, widths[i]) + " ", "table.header")
     text.append("\n" + "╇".join("━" * (w + 2) for w in widths))
-    for r, p in zip(parsed, plain):
+    for r, w in zip(parsed, cells):
         text.append("\n")
         for i, cell in enumerate(r):
             if i:
                 text.append("│")
             text.append(" ")
             text.append(cell)
-            text.append(" " * (widths[i] - _cell_width(p[i]) + 1))
+            text.append(" " * (widths[i] - w[i] + 1))
     out.print(text, highlight=False, soft_wrap=True)
 
 

@@ -319,8 +319,7 @@ def logtail_command(python: str, setup: str | None, log_dir: str, offsets: dict[
                     all_lines: bool = False, once: bool = False, job_dir: str | None = None) -> str:
     """``node/logtail.py`` run by the node's python: the metric lines of every msrun log (and of
     msrun's own output under ``job_dir``) from ``offsets`` on, followed or read ``once``."""
-    script = resources.files("mfctl.node").joinpath("logtail.py").read_text(encoding="utf-8")
-    argv = [python, "-u", "-c", script, log_dir]
+    argv = [python, "-u", "-c", node_script("logtail.py"), log_dir]
     if job_dir is not None:
         argv.append(f"--extra={MSRUN_OUT}={posixpath.join(job_dir, RUN_DIR, MSRUN_OUT)}")
     argv += [f"--offset={name}={pos}" for name, pos in sorted(offsets.items())]

@@ -29,10 +29,6 @@ class GcPacer:
         self._thresholds: tuple[int, int, int] | None = None
         self.polls = 0
 
-    @property
-    def active(self) -> bool:
-        return self._thresholds is not None
-
     def take_over(self) -> None:
         gc.collect()
         gc.freeze()
