@@ -27,9 +27,10 @@ import hashlib
 import hmac
 import os
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+
+from mfctl.remote.filestamp import settled, stat_stamp
 
 _lock = threading.Lock()
 
@@ -77,7 +78,6 @@ class _Parsed:
 
 
 _parsed: dict[str, tuple[tuple[int, int, int, int], _Parsed]] = {}
-_RACY_S = 2.0
 
 
 def _file(path: str) -> _Parsed | None:
@@ -85,7 +85,7 @@ def _file(path: str) -> _Parsed | None:
     not modified in the last 2 s, within which a rewrite could keep the same timestamp)."""
     try:
         st = os.stat(path)
-        stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        stamp = stat_stamp(st)
         hit = _parsed.get(path)
         if hit is not None and hit[0] == stamp:
             return hit[1]
@@ -103,7 +103,7 @@ def _file(path: str) -> _Parsed | None:
         if not plain:
             other.append(i)
     parsed = _Parsed(entries, {k: tuple(v) for k, v in exact.items()}, tuple(other))
-    if time.time() - max(st.st_mtime_ns, st.st_ctime_ns) / 1e9 > _RACY_S:
+    if settled(st):
         _parsed[path] = (stamp, parsed)
     return parsed
 

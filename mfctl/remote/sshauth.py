@@ -11,13 +11,13 @@ import base64
 import os
 import shlex
 import socket
-import time
 from collections.abc import Iterator
 
 import paramiko
 from paramiko.agent import AgentSSH
 from paramiko.ssh_exception import AuthenticationException, SSHException
 
+from mfctl.remote.filestamp import settled, stat_stamp
 from mfctl.remote.sshconfig import ResolvedHost
 
 
@@ -110,7 +110,7 @@ def _load(path: str, fresh: bool = False) -> paramiko.PKey | None:
             return None  # ssh ignores a private key others can read ("UNPROTECTED PRIVATE KEY FILE")
     except OSError:
         return None
-    stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode, st.st_uid)
+    stamp = (*stat_stamp(st), st.st_mode, st.st_uid)
     hit = _keys.get(path)
     if hit is not None and hit[0] == stamp and not fresh:
         return hit[1]
@@ -119,8 +119,8 @@ def _load(path: str, fresh: bool = False) -> paramiko.PKey | None:
     except (paramiko.PasswordRequiredException, paramiko.ssh_exception.SSHException, OSError,
             ValueError, TypeError):
         return None  # encrypted (never prompted for), unsupported (sk) or unreadable: ssh skips too
-    if not fresh and time.time() - max(st.st_mtime_ns, st.st_ctime_ns) / 1e9 > 2.0:
-        _keys[path] = (stamp, key)  # not if just written: a rewrite could keep the timestamp
+    if not fresh and settled(st):
+        _keys[path] = (stamp, key)
     return key
 
 

@@ -31,8 +31,9 @@ import socket
 import stat
 import time
 
+from mfctl.remote.filestamp import RACY_S, stat_stamp
+
 _UNCACHEABLE = ("match", "canonicalizehostname")
-_RACY_S = 2.0
 _MAX_FILES = 64  # an Include tree larger than this is not worth tracking: no caching
 
 
@@ -50,7 +51,7 @@ def _stamp(path: str) -> tuple[str, int, int, int, int]:
         st = os.stat(path)
     except OSError:
         return (path, 0, -1, 0, 0)  # absent: a file appearing later changes the key
-    return (path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return (path, *stat_stamp(st))
 
 
 Found = tuple[list[str], list[list[str]], bool]  # files, Include globs with matches, cacheable
@@ -152,7 +153,7 @@ class Entry:
         if self.path is None:
             return
         now = time.time()
-        if any(now - s[3] / 1e9 < _RACY_S for s in self._stamps):  # mtime (ctime is in the key)
+        if any(now - s[3] / 1e9 < RACY_S for s in self._stamps):  # mtime (ctime is in the key)
             return  # racy: a file changed just now could change again within the same timestamp
         directory = os.path.dirname(self.path)
         try:
