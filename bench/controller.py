@@ -6,8 +6,17 @@ cost is that process's user+sys CPU plus that of every child it waited for (the 
 count as mfctl's), read with ``getrusage(RUSAGE_CHILDREN)`` around it. Per extra node =
 (CPU at 16 nodes - CPU at 1 node) / 15, from the medians over the repeats; the 1-node figure
 (mostly Python start-up and imports) is the baseline printed beside it. Goal for ``check``:
-<= 5 ms per extra node. CPU time also grows when other work shares the machine's cores (cache and
-scheduler effects), so the figure from the fastest run of each size is printed too.
+<= 5 ms per extra node.
+
+The test nodes are sshd processes on this machine. Real nodes are other machines, so for the goal
+figure the nodes' sshd (and every session they fork) run on the last CPU and mfctl on the others;
+when they share mfctl's cores, mfctl's own CPU time grows too (its threads are preempted and lose
+their caches: on the reference VM 6.7 against 3.9 ms per node in one interleaved run), and that
+figure is printed beside it. ``check`` is also measured inside one process, start-up excluded
+(``in one process``): the per-node work alone, with much less noise than the difference of two
+~0.3 s process runs. CPU time grows when other work shares the machine, so the figure from the
+fastest run of each size is printed too. ``launch`` and the uncached ``check`` run with the nodes
+apart as well.
 
 ``launch`` runs the real launch pass (load, render, connect, preflight, push, start, verify,
 record) against nodes whose ``python`` is a stand-in directory: the real interpreter, the
@@ -52,11 +61,13 @@ def children_cpu() -> float:
 
 
 def mfctl_cpu(args: Sequence[str], cwd: Path, ok_codes: tuple[int, ...] = (0,),
-              env: dict[str, str] | None = None) -> tuple[float, str]:
-    """Run ``mfctl ARGS`` in its own process; its CPU seconds (with its children's) and stdout."""
+              env: dict[str, str] | None = None, cpus: set[int] | None = None) -> tuple[float, str]:
+    """Run ``mfctl ARGS`` in its own process (on ``cpus`` if given); its CPU seconds (with its
+    children's) and stdout."""
     before = children_cpu()
+    pin = None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
     proc = subprocess.run([sys.executable, "-m", "mfctl", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**ENV, **(env or {})}, timeout=600)
+                          env={**ENV, **(env or {})}, timeout=600, preexec_fn=pin)
     cpu = children_cpu() - before
     if proc.returncode not in ok_codes:
         raise RuntimeError(f"mfctl {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
@@ -119,6 +130,66 @@ _WATCH_CHILD = textwrap.dedent("""
 """)
 
 
+# `mfctl check` (the command's own function: load, connect, preflight, print the table) run again
+# and again in one process, so its start-up is not in the figure: the per-node work alone.
+_CHECK_CHILD = textwrap.dedent("""
+    import json, resource, sys
+    from pathlib import Path
+    from mfctl.cli.run import check
+    cfg, repeats, jobs = Path(sys.argv[1]), int(sys.argv[2]), {1: Path(sys.argv[3]), 16: Path(sys.argv[4])}
+    def cpu():
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+    def run(n):
+        t = cpu()
+        check(directory=jobs[n], nodes=None, ssh_config=cfg, accept_new_hosts=False, fanout=64,
+              connect_timeout=None, as_json=False)
+        return cpu() - t
+    for n in (1, 16):
+        run(n)  # first runs: imports, caches
+    out = {1: [], 16: []}
+    for _ in range(repeats):
+        for n in (1, 16):
+            out[n].append(run(n))
+    print(json.dumps(out), flush=True)
+""")
+
+
+def check_in_process(cfg: Path, jobs: dict[int, Path], repeats: int, cpus: set[int] | None) -> dict[int, list[float]]:
+    pin = None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
+    proc = subprocess.run([sys.executable, "-c", _CHECK_CHILD, str(cfg), str(repeats), str(jobs[1]), str(jobs[16])],
+                          capture_output=True, text=True, env=ENV, timeout=600, preexec_fn=pin)
+    if proc.returncode != 0:
+        raise RuntimeError(f"check child exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
+    return {int(k): v for k, v in json.loads(proc.stdout.strip().splitlines()[-1]).items()}
+
+
+class Placement:
+    """Which CPUs the test nodes' sshd run on: the last one, apart from mfctl (as real nodes are
+    other machines), or all of them, shared with mfctl. A session sshd forks keeps its CPUs."""
+
+    def __init__(self, cluster) -> None:
+        cpus = sorted(os.sched_getaffinity(0))
+        self.all = set(cpus)
+        self.nodes_cpu = {cpus[-1]}
+        self.mfctl_cpus = set(cpus[:-1]) or None  # None: one CPU, nothing to keep apart
+        self.pids = [int((cluster.node_dir(n) / "sshd.pid").read_text().split()[0]) for n in cluster.nodes]
+
+    def _set(self, cpus: set[int]) -> None:
+        for pid in self.pids:
+            os.sched_setaffinity(pid, cpus)
+
+    def apart(self) -> set[int] | None:
+        """Nodes on the last CPU; returns the CPUs for mfctl (None: cannot keep them apart)."""
+        if self.mfctl_cpus is None:
+            return None
+        self._set(self.nodes_cpu)
+        return self.mfctl_cpus
+
+    def shared(self) -> None:
+        self._set(self.all)
+
+
 def watch_cost(job_id: str) -> dict[str, int]:
     proc = subprocess.run([sys.executable, "-c", _WATCH_CHILD, job_id], capture_output=True, text=True,
                           env=ENV, timeout=120)
@@ -129,10 +200,13 @@ def watch_cost(job_id: str) -> dict[str, int]:
 
 @dataclass
 class Figures:
-    check: dict[int, list[float]]
+    check: dict[int, list[float]]  # nodes on a CPU of their own (the goal figure)
+    shared: dict[int, list[float]]  # nodes sharing mfctl's CPUs
+    in_process: dict[int, list[float]]  # check again and again in one process, nodes apart
     uncached: dict[int, list[float]]  # check with every host resolved by `ssh -G` (a first run)
     launch: dict[int, list[float]]
     watch: dict[int, dict[str, int]]
+    apart: bool  # False: one CPU, the nodes could not be kept apart
 
 
 def per_node(values: dict[int, list[float]]) -> tuple[float, float, float]:
@@ -143,24 +217,36 @@ def per_node(values: dict[int, list[float]]) -> tuple[float, float, float]:
 
 def measure(cluster, jobs: dict[int, Path], repeats: int, do_launch: bool, do_watch: bool) -> Figures:
     cfg = ["--ssh-config", str(cluster.ssh_config_path)]
-    figs = Figures({1: [], 16: []}, {1: [], 16: []}, {1: [], 16: []}, {})
-    for n in (1, 16):  # warm-up: page cache, ARP, sshd's first fork
-        mfctl_cpu(["check", *cfg], jobs[n])
-    for _ in range(repeats):  # interleaved, so drift hits both sizes alike
-        for n in (1, 16):
-            figs.check[n].append(mfctl_cpu(["check", *cfg], jobs[n])[0])
-    for _ in range(max(1, repeats // 3)):
-        for n in (1, 16):
-            figs.uncached[n].append(mfctl_cpu(["check", *cfg], jobs[n], env={"MFCTL_SSH_G_CACHE": "0"})[0])
-    if do_launch:
-        for _ in range(max(1, repeats // 2 + 1)):
+    place = Placement(cluster)
+    figs = Figures({1: [], 16: []}, {1: [], 16: []}, {}, {1: [], 16: []}, {1: [], 16: []}, {},
+                   place.mfctl_cpus is not None)
+    try:
+        for n in (1, 16):  # warm-up: page cache, ARP, sshd's first fork
+            mfctl_cpu(["check", *cfg], jobs[n])
+        for _ in range(repeats):  # interleaved, so drift hits both sizes and placements alike
+            cpus = place.apart()
             for n in (1, 16):
-                cpu, out = mfctl_cpu(["launch", "--json", *cfg], jobs[n])
-                figs.launch[n].append(cpu)
-                job_id = json.loads(out)["id"]
-                if do_watch and n not in figs.watch:
-                    figs.watch[n] = watch_cost(job_id)
-                mfctl_cpu(["stop", job_id], jobs[n], ok_codes=(0, 1))
+                figs.check[n].append(mfctl_cpu(["check", *cfg], jobs[n], cpus=cpus)[0])
+            place.shared()
+            for n in (1, 16):
+                figs.shared[n].append(mfctl_cpu(["check", *cfg], jobs[n])[0])
+        cpus = place.apart()
+        figs.in_process = check_in_process(cluster.ssh_config_path, jobs, repeats, cpus)
+        for _ in range(max(1, repeats // 3)):
+            for n in (1, 16):
+                figs.uncached[n].append(mfctl_cpu(["check", *cfg], jobs[n], env={"MFCTL_SSH_G_CACHE": "0"},
+                                                  cpus=cpus)[0])
+        if do_launch:
+            for _ in range(max(1, repeats // 2 + 1)):
+                for n in (1, 16):
+                    cpu, out = mfctl_cpu(["launch", "--json", *cfg], jobs[n], cpus=cpus)
+                    figs.launch[n].append(cpu)
+                    job_id = json.loads(out)["id"]
+                    if do_watch and n not in figs.watch:
+                        figs.watch[n] = watch_cost(job_id)
+                    mfctl_cpu(["stop", job_id], jobs[n], ok_codes=(0, 1))
+    finally:
+        place.shared()
     return figs
 
 
@@ -180,31 +266,40 @@ def speed_probe() -> float:
 
 
 def report(f: Figures) -> str:
-    lines = [f"{'mfctl command':<34}{'1 node':>12}{'16 nodes':>12}{'per extra node':>16}  goal"]
+    lines = [f"{'mfctl command':<38}{'1 node':>12}{'16 nodes':>12}{'per extra node':>16}  goal"]
     one, sixteen, per = per_node(f.check)
     verdict = "meets" if per * 1000 <= CHECK_GOAL_MS else "MISSES"
-    lines.append(f"{'check: CPU':<34}{one * 1000:>9.0f} ms{sixteen * 1000:>9.0f} ms{per * 1000:>13.1f} ms"
-                 f"  <= {CHECK_GOAL_MS:g} ms ({verdict})")
+    where = "nodes on their own CPU" if f.apart else "nodes share the only CPU"
+    lines.append(f"{'check: CPU (' + where + ')':<38}{one * 1000:>9.0f} ms{sixteen * 1000:>9.0f} ms"
+                 f"{per * 1000:>13.1f} ms  <= {CHECK_GOAL_MS:g} ms ({verdict})")
     # The minimum is the figure least disturbed by other work on the machine (CPU time grows
     # under contention too: cache and scheduler effects).
     low = (min(f.check[16]) - min(f.check[1])) / 15
-    lines.append(f"{'check: CPU, fastest runs':<34}{min(f.check[1]) * 1000:>9.0f} ms"
+    lines.append(f"{'check: CPU, fastest runs':<38}{min(f.check[1]) * 1000:>9.0f} ms"
                  f"{min(f.check[16]) * 1000:>9.0f} ms{low * 1000:>13.1f} ms")
+    if f.in_process:
+        one, sixteen, per = per_node(f.in_process)
+        lines.append(f"{'check: CPU, in one process':<38}{one * 1000:>9.1f} ms{sixteen * 1000:>9.1f} ms"
+                     f"{per * 1000:>13.1f} ms  (start-up excluded)")
+    if f.apart:
+        one, sixteen, per = per_node(f.shared)
+        lines.append(f"{'check: CPU, nodes share its CPUs':<38}{one * 1000:>9.0f} ms{sixteen * 1000:>9.0f} ms"
+                     f"{per * 1000:>13.1f} ms  (the test nodes' work slows mfctl down)")
     one, sixteen, per = per_node(f.uncached)
-    lines.append(f"{'check: CPU, ssh -G not cached':<34}{one * 1000:>9.0f} ms{sixteen * 1000:>9.0f} ms"
+    lines.append(f"{'check: CPU, ssh -G not cached':<38}{one * 1000:>9.0f} ms{sixteen * 1000:>9.0f} ms"
                  f"{per * 1000:>13.1f} ms  (a host's first run; MFCTL_SSH_G_CACHE=0)")
     if f.launch[1]:
         one, sixteen, per = per_node(f.launch)
-        lines.append(f"{'launch: CPU':<34}{one * 1000:>9.0f} ms{sixteen * 1000:>9.0f} ms{per * 1000:>13.1f} ms")
+        lines.append(f"{'launch: CPU':<38}{one * 1000:>9.0f} ms{sixteen * 1000:>9.0f} ms{per * 1000:>13.1f} ms")
     if len(f.watch) == 2:
         w1, w16 = f.watch[1], f.watch[16]
-        lines.append(f"{'watch: resident memory':<34}{w1['rss_kb'] / 1024:>9.1f} MB{w16['rss_kb'] / 1024:>9.1f} MB"
+        lines.append(f"{'watch: resident memory':<38}{w1['rss_kb'] / 1024:>9.1f} MB{w16['rss_kb'] / 1024:>9.1f} MB"
                      f"{(w16['rss_kb'] - w1['rss_kb']) / 15 / 1024:>13.2f} MB")
-        lines.append(f"{'watch: OS threads':<34}{w1['threads']:>12}{w16['threads']:>12}"
+        lines.append(f"{'watch: OS threads':<38}{w1['threads']:>12}{w16['threads']:>12}"
                      f"{(w16['threads'] - w1['threads']) / 15:>16.1f}")
         if w16["connected"] != 16:
             lines.append(f"note: only {w16['connected']} of 16 followers were connected when measured")
-    for name, values in (("check", f.check), ("launch", f.launch)):
+    for name, values in (("check", f.check), ("check (nodes share its CPUs)", f.shared), ("launch", f.launch)):
         if values[1]:
             lines.append(f"{name} CPU samples ms: 1 node {[round(v * 1000) for v in values[1]]}, "
                          f"16 nodes {[round(v * 1000) for v in values[16]]}")

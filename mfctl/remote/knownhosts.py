@@ -150,8 +150,10 @@ def matches(patterns: str, name: str) -> bool:
         negated = pat.startswith("!")
         pat = pat[1:] if negated else pat
         # fnmatchcase with [ escaped: known_hosts patterns only know * and ?, and "[host]:port"
-        # must match literally.
-        if fnmatch.fnmatchcase(name, pat.lower().replace("[", "[[]")):
+        # must match literally. A plain name is compared as it is (fnmatch would compile a
+        # pattern per node name).
+        pat = pat.lower()
+        if (name == pat) if ("*" not in pat and "?" not in pat) else fnmatch.fnmatchcase(name, pat.replace("[", "[[]")):
             if negated:
                 return False
             found = True
