@@ -27,7 +27,7 @@ compete with the controller for this machine's cores; every launched job is stop
 node) in a child process and reports its resident memory and OS threads once every follower is
 connected; per followed node = (value at 16 - value at 1) / 15.
 
-    sudo python bench/controller.py [--repeats 15] [--check-only]   # brings up a 16-node test cluster and removes it
+    sudo python bench/controller.py [--repeats 25] [--check-only]   # brings up a 16-node test cluster and removes it
 """
 
 from __future__ import annotations
@@ -279,8 +279,9 @@ def report(f: Figures) -> str:
                  f"{min(f.check[16]) * 1000:>9.0f} ms{low * 1000:>13.1f} ms")
     if f.in_process:
         one, sixteen, per = per_node(f.in_process)
+        verdict = "meets" if per * 1000 <= CHECK_GOAL_MS else "MISSES"
         lines.append(f"{'check: CPU, in one process':<38}{one * 1000:>9.1f} ms{sixteen * 1000:>9.1f} ms"
-                     f"{per * 1000:>13.1f} ms  (start-up excluded)")
+                     f"{per * 1000:>13.1f} ms  <= {CHECK_GOAL_MS:g} ms ({verdict}; start-up excluded)")
     if f.apart:
         one, sixteen, per = per_node(f.shared)
         lines.append(f"{'check: CPU, nodes share its CPUs':<38}{one * 1000:>9.0f} ms{sixteen * 1000:>9.0f} ms"
@@ -308,7 +309,7 @@ def report(f: Figures) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=15,
+    parser.add_argument("--repeats", type=int, default=25,
                         help="check runs per size (launch: half); on a shared VM one run's CPU moves by "
                         "+-20%%, so the medians need many")
     parser.add_argument("--check-only", action="store_true", help="skip launch and watch")

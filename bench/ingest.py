@@ -20,7 +20,7 @@ Figures, each the best of ``--repeat`` runs, pinned to one CPU:
 
 The goal is counted on ``read+parse+state``, the figure that compares with grep.
 
-    python bench/ingest.py [--lines 1000000] [--ranks 64] [--batch 4096] [--repeat 3]
+    python bench/ingest.py [--lines 1000000] [--ranks 64] [--batch 4096] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lines", type=int, default=1_000_000, help="lines in all (default 1,000,000)")
     ap.add_argument("--ranks", type=int, default=64, help="worker logs (default 64)")
     ap.add_argument("--batch", type=int, default=4096, help="lines per feed_many call (default 4096)")
-    ap.add_argument("--repeat", type=int, default=3, help="runs per figure, best kept (default 3)")
+    ap.add_argument("--repeat", type=int, default=5, help="runs per figure, best kept (default 5)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", action="store_true", help="keep the generated directory")
     args = ap.parse_args(argv)
