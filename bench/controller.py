@@ -60,14 +60,18 @@ def children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _pin(cpus: set[int] | None):
+    """A ``preexec_fn`` that puts the child on ``cpus`` (None: leave it where it is)."""
+    return None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
+
+
 def mfctl_cpu(args: Sequence[str], cwd: Path, ok_codes: tuple[int, ...] = (0,),
               env: dict[str, str] | None = None, cpus: set[int] | None = None) -> tuple[float, str]:
     """Run ``mfctl ARGS`` in its own process (on ``cpus`` if given); its CPU seconds (with its
     children's) and stdout."""
     before = children_cpu()
-    pin = None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
     proc = subprocess.run([sys.executable, "-m", "mfctl", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**ENV, **(env or {})}, timeout=600, preexec_fn=pin)
+                          env={**ENV, **(env or {})}, timeout=600, preexec_fn=_pin(cpus))
     cpu = children_cpu() - before
     if proc.returncode not in ok_codes:
         raise RuntimeError(f"mfctl {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
@@ -156,9 +160,8 @@ _CHECK_CHILD = textwrap.dedent("""
 
 
 def check_in_process(cfg: Path, jobs: dict[int, Path], repeats: int, cpus: set[int] | None) -> dict[int, list[float]]:
-    pin = None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
     proc = subprocess.run([sys.executable, "-c", _CHECK_CHILD, str(cfg), str(repeats), str(jobs[1]), str(jobs[16])],
-                          capture_output=True, text=True, env=ENV, timeout=600, preexec_fn=pin)
+                          capture_output=True, text=True, env=ENV, timeout=600, preexec_fn=_pin(cpus))
     if proc.returncode != 0:
         raise RuntimeError(f"check child exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
     return {int(k): v for k, v in json.loads(proc.stdout.strip().splitlines()[-1]).items()}

@@ -149,11 +149,14 @@ def matches(patterns: str, name: str) -> bool:
     for pat in patterns.split(","):
         negated = pat.startswith("!")
         pat = pat[1:] if negated else pat
-        # fnmatchcase with [ escaped: known_hosts patterns only know * and ?, and "[host]:port"
-        # must match literally. A plain name is compared as it is (fnmatch would compile a
-        # pattern per node name).
         pat = pat.lower()
-        if (name == pat) if ("*" not in pat and "?" not in pat) else fnmatch.fnmatchcase(name, pat.replace("[", "[[]")):
+        if "*" in pat or "?" in pat:
+            # fnmatchcase with [ escaped: known_hosts patterns only know * and ?, and
+            # "[host]:port" must match literally.
+            hit = fnmatch.fnmatchcase(name, pat.replace("[", "[[]"))
+        else:
+            hit = name == pat  # a plain name (fnmatch would compile a pattern per node name)
+        if hit:
             if negated:
                 return False
             found = True
