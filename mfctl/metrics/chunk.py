@@ -4,328 +4,243 @@ Why it exists
 -------------
 Per-line work in CPython costs a method call or two per line whatever the line says, and three
 quarters of a training log are the two lines ``MFLossMonitor`` prints per step. Here one compiled
-pattern, run over the whole block by ``finditer``, takes a step line *and* the progress line
-after it in one match (fields and samples/s captured together), so an ordinary step costs one
-match and a few conversions, and the lines between steps (checkpoint notes, warnings, the config
-dump) cost nothing unless a prefilter (``_MARKS``: every substring an event of ``parse_line``
-needs) finds something in them. Working on ``bytes`` spares the UTF-8 decoding of the bar's
-block characters: only the few lines that go to the per-line parser are decoded.
+pattern (``pairs.PAIR_PATTERN``) takes a step line *and* the progress line after it in one match
+(fields and samples/s captured together), and the lines between steps (checkpoint notes,
+warnings, the config dump) cost nothing unless a prefilter (every substring an event of
+``parse_line`` needs) finds something in them. Working on ``bytes`` spares the UTF-8 decoding of
+the bar's block characters: only the few lines that go to the per-line parser are decoded.
 
-Exactness
----------
-``ClusterState.feed_many`` (the per-line path over ``parse_line``) is the reference; this path must
-leave exactly the same state, and the tests compare both on the sample logs and on generated
-logs with every oddity. So the pair pattern only takes what the line path would read the same
-way, and anything else falls back to it, line by line:
+Two ways through a block, the same state (``pairs`` says how it stays exactly the per-line
+path's):
 
-- ``Epoch:\\[`` alone is an alternative of the pattern, so every step mark in the text is seen: a
-  mark whose pair does not match sends its whole line to the per-line path (the line path only
-  ever tries the first mark of a line, so a later mark on that line is skipped too);
-- the step line must not end with ``}`` (the line path's test), the progress line must end with
-  it, hold no ``|`` around the bar but its own two, no `` samples/s/p`` before the figure, and a
-  plain decimal figure; the loss and norm must convert with ``float`` and the overflow flag be
-  ``True``/``False``; otherwise the pair goes to the per-line path;
-- fields only the newest step needs (lr, loss scale, epoch, separate losses, percent, time left)
-  are converted once per chunk, from the last pair, with the parser's own functions.
+- ``feed_chunk`` (a block of ``SPLIT_FROM`` bytes or more): one ``split`` by the pattern takes the
+  whole block apart in C; losses and norms are converted a column at a time, and a run of ordinary
+  steps is a loop of a few float operations per step (the running means). The stretches between
+  pairs are sorted out first: those of a shape seen before with no event to apply (a checkpoint
+  note every N steps) do not stop that loop, and only the last note's numbers are read. A block
+  with a step mark outside a pair, or a progress mark outside one, goes the other way.
+- ``pairs.feed_matches`` (shorter blocks, and those): ``finditer``, one pair at a time.
 """
 
 from __future__ import annotations
 
-import re
-from itertools import chain
+from itertools import compress, repeat
+from operator import contains
 from typing import TYPE_CHECKING, Any
 
-from mfctl.metrics.events import CheckpointSavedEvent, GlobalBatchSizeEvent, ProgressEvent, StepEvent
-from mfctl.metrics.parser import (
-    PROGRESS_MARK,
-    STEP_MARK,
-    STEP_RE,
-    parse_line,
-    parse_pid,
-    parse_progress,
-    step_event_from_match,
+from mfctl.metrics.events import ProgressEvent, StepEvent
+from mfctl.metrics.pairs import (
+    _DIGITS,
+    _MARK,
+    _NL,
+    _NO_EVENT,
+    _PAIR,
+    _SEEN,
+    _SEEN_LONGEST,
+    _events_between,
+    _ordinary,
+    _text,
+    feed_matches,
 )
+from mfctl.metrics.parser import PROGRESS_MARK, STEP_MARK, STEP_RE, parse_progress, step_event_from_match
 
 if TYPE_CHECKING:
     from mfctl.metrics.state import ClusterState, RankTrack
 
-__all__ = ["MARKS_PATTERN", "PAIR_PATTERN", "feed_chunk"]
-
-_STEP_HEAD = r"Epoch:\["
-assert STEP_RE.pattern.startswith(_STEP_HEAD)
-# MFLossMonitor's canonical step line, stricter than STEP_RE: where this matches, STEP_RE reads
-# the same epoch, step, loss, step time, overflow flag and norm (each value here is a plain number
-# that STEP_RE's wider classes stop at the same place); other shapes (sink mode with separate
-# losses, nan, no global_norm...) take the per-line path. Plain digit classes: the regex engine
-# costs per character, and this runs over every step of every rank.
-_N = r"(?:0|[1-9][0-9]{0,14})"  # no leading zeros: equal text is an equal number
-_X = r"[0-9]{1,20}\.[0-9]{1,20}"
-PAIR_PATTERN = (
-    _STEP_HEAD + r"(?: *(" + _N + r")/ *(?:\1()|" + _N + r")\], "  # 1 epoch, 2 set when it is the last
-    r"step:\[ *(" + _N + r")/ *(?:\3()|" + _N + r")\], "  # 3 step, 4 set when it is the last
-    r"loss:(?:\[(" + _X + r")/" + _X + r"\]| *(" + _X + r")), "  # 5 current (running mean beside) | 6 sink
-    r"per_step_time: ([0-9]{1,15})ms, lr: [-+.0-9eE]*, "  # 7 (lr and scale: numbers, read once per chunk)
-    r"overflow cond: (?:False|True()), loss_scale: [.0-9]*, "  # 8 set when True
-    r"global_norm: \[(" + _X + r")\]"  # 9
-    r"[^\n]*(?<!\})\n"  # the rest of the step line, which does not end with "}"
-    r"()[^\n]*\| *([0-9]{1,20}\.[0-9]{0,20})" + PROGRESS_MARK  # 10 the progress line, 11 samples/s
-    + r"[^\n]*\}(?=\n|\Z)\n?"  # the progress line ends with "}"
-    + r"|)"  # or the mark alone: its line goes to the per-line path
-)
-# A line without any of these is one parse_line has no event for (see parser.py: the step and
-# progress marks; _info_event's texts; "with exception" and exception names (both hold "xception"),
-# "Exit", "Interrupt", "Fatal Python error"; error levels; a timeout needs a WARNING or error level
-# line). Each starts with a character that is rare in log text: the regex engine only tries the
-# alternatives where such a character is, so the lines between steps cost little.
-MARKS_PATTERN = (r"Epoch:\[|/s/p|T(?:raceback|raining Over)|xception|WARNING|E(?:RROR|rror|xit)|CRITICAL"
-                 r"|Interrupt|F(?:atal Python error|inish saving ckpt)|_batch_size = ")
-
-# Per kind of data (str or bytes), the value of that kind (typed Any: mypy cannot tie a value's
-# type to its key's).
-_PAIR: dict[type, Any] = {str: re.compile(PAIR_PATTERN), bytes: re.compile(PAIR_PATTERN.encode())}
-_MARKS: dict[type, Any] = {str: re.compile(MARKS_PATTERN), bytes: re.compile(MARKS_PATTERN.encode())}
-RUNNING = "running"  # state.RUNNING (state.py imports this module)
-_NL: dict[type, Any] = {str: "\n", bytes: b"\n"}
-_OPEN: dict[type, Any] = {str: "[", bytes: b"["}
-_MARK: dict[type, Any] = {str: PROGRESS_MARK, bytes: PROGRESS_MARK.encode()}
+__all__ = ["SPLIT_FROM", "feed_chunk"]
 
 
-def _text(s: str | bytes) -> str:
-    return s if isinstance(s, str) else s.decode("utf-8", "replace")
+# split() by the pair pattern returns, per pair, the text before it and its 11 groups, then the
+# text after the last pair: pair k's group i (0-based, as m.groups()) is parts[_S * k + 1 + i].
+_S = 12
+# Blocks shorter than this (a few steps: what a live follower reads at a time) take
+# feed_matches, which costs less per block; longer ones are split.
+SPLIT_FROM = 4096
 
 
-# Which lines of a stretch between steps need the parser does not depend on its digits (no mark
-# holds one, and a digit stays a digit): stretches that differ only in timestamps and counters
-# (the checkpoint notes every N steps, a periodic warning) are scanned once. Bytes only (a str
-# translate costs more than the scan), short stretches only, and a bounded table.
-_DIGITS = bytes.maketrans(b"123456789", b"000000000")
-_SEEN: dict[Any, list[list[Any]]] = {}  # shape of a stretch (bytes) -> [[start, end, shape], ...]
-_SEEN_MAX = 4096
-_SEEN_LONGEST = 16384
-
-
-# Lines between steps that recur with other digits (a checkpoint note every N steps, a periodic
-# warning) are parsed once per shape (the line with its digits zeroed): whether parse_line finds an
-# event in a line does not depend on its digits (its patterns only ask whether a character is a
-# digit), nor where a checkpoint note's numbers are (they are read from there for the next ones).
-# Only when the pid is known (else a "[" line is read for it) and only these two answers.
-_NO_EVENT = ()
-_CKPT_B = re.compile(rb"Finish saving ckpt of epoch (\d{1,15}) step (\d{1,15})")
-
-
-def _marked(data: str | bytes, a: int, b: int) -> list[tuple[int, int]]:
-    """(start, end) of each line of data[a:b] a mark is in."""
-    kind = type(data)
-    nl = _NL[kind]
+def _where(col: list[Any], value: Any) -> list[int]:
+    """The indexes where ``col`` holds ``value`` (few: found by C scans, not a Python loop)."""
     out = []
-    done = a
-    for mk in _MARKS[kind].finditer(data, a, b):
-        s = mk.start()
-        if s < done:
-            continue
-        ls = data.rfind(nl, a, s) + 1
-        if ls == 0:
-            ls = a
-        e = data.find(nl, s, b)
-        e = b if e < 0 else e
-        out.append((ls, e))
-        done = e + 1
-    return out
+    k = -1
+    try:
+        while True:
+            k = col.index(value, k + 1)
+            out.append(k)
+    except ValueError:
+        return out
 
 
-def _ordinary(r: RankTrack) -> bool:
-    """Whether the next plain step may skip ``_on_step``: a running rank with nothing pending."""
-    return (r.state == RUNNING and r.loss_ema is not None and r.gn_ema is not None
-            and not (r.loss_spiking or r.loss_nonfinite or r.gn_spiking or r.gn_nonfinite or r.overflow_run))
-
-
-def _lines_to_parse(data: str | bytes, a: int, b: int, want_pid: bool) -> tuple[Any, list]:
-    """The lines of data[a:b] (complete lines that no pair took) that may hold an event: those a
-    mark is in, and while the pid is unknown (``want_pid``) those that start with "[". Returns
-    (text, [[start, end, shape], ...]): a line is text[start:end]; ``shape`` is what an earlier
-    line of the same shape gave (None: not known, parse it), and may be filled in (see _SEEN)."""
-    kind = type(data)
-    if want_pid:
-        nl, opener, search = _NL[kind], _OPEN[kind], _MARKS[kind].search
-        out = []
-        while a < b:
-            e = data.find(nl, a, b)
-            e = b if e < 0 else e
-            if data.startswith(opener, a) or search(data, a, e) is not None:
-                out.append([a, e, None])
-            a = e + 1
-        return data, out
-    if kind is bytes and b - a <= _SEEN_LONGEST:
-        seg = data[a:b]
-        key = seg.translate(_DIGITS)
-        lines = _SEEN.get(key)
-        if lines is None:
-            lines = [[s, e, None] for s, e in _marked(seg, 0, len(seg))]
-            if len(_SEEN) >= _SEEN_MAX:
-                _SEEN.clear()
-            _SEEN[key] = lines
-        return seg, lines
-    return data, [[s, e, None] for s, e in _marked(data, a, b)]
-
-
-def _store(state: ClusterState, r: RankTrack, now: float, ema: float | None, seen: int,
-           gema: float | None, gseen: int, lg: Any, loss: float | None, overflow: bool | None,
-           gn: float | None, pend: list[Any], pend_ms: list[Any]) -> None:
-    """Bring r up to date with the pairs fed so far: their history points and step times (the
-    newest that r's deques keep), the counters and the last pair's values."""
+def _flush(state: ClusterState, r: RankTrack, now: float, ema: float | None, seen: int, gema: float | None,
+           gseen: int, parts: list[Any], losses: list[float], gns: list[float], a: int, ma: int, b: int) -> None:
+    """Bring r up to date with pairs a..b-1 (its counters are ahead, mirrored by the caller):
+    their history points and, from pair ``ma`` on (the earlier went through ``_on_step``), their
+    step times, as many as r's deques keep; then the last pair's values."""
     keep = r.history.maxlen
-    append = r.history.append
-    for g in (pend[-keep:] if keep is not None else pend):
-        v = g[4]
-        append((int(g[2]), float(v if v is not None else g[5]), float(g[10])))
+    lo = a if keep is None else max(a, b - keep)
+    r.history.extend(zip(map(int, parts[_S * lo + 3:_S * b:_S]), losses[lo:b],
+                         map(float, parts[_S * lo + 11:_S * b:_S])))
     keep = r.recent_step_ms.maxlen
-    append = r.recent_step_ms.append
-    for g in (pend_ms[-keep:] if keep is not None else pend_ms):
-        append(int(g[6]))
-    pend.clear()
-    pend_ms.clear()
-    state._write_back(r, now, ema, seen, gema, gseen, int(lg[2]), loss, int(lg[6]), overflow, gn, float(lg[10]))
+    lo = ma if keep is None else max(ma, b - keep)
+    r.recent_step_ms.extend(map(int, parts[_S * lo + 7:_S * b:_S]))
+    k = b - 1
+    j = _S * k
+    state._write_back(r, now, ema, seen, gema, gseen, int(parts[j + 3]), losses[k], int(parts[j + 7]),
+                      parts[j + 8] is not None, gns[k], float(parts[j + 11]))
 
 
 def feed_chunk(state: ClusterState, rank: int, data: str | bytes, node: str | None = None) -> None:
     """Complete lines of ``rank`` (a trailing partial line counts as a line), as ``feed_many`` would.
 
-    The rank's counters live in locals while ordinary steps go by (``feed_many``'s inline case);
-    anything else writes them back, goes through ``ClusterState._on_step`` / ``_apply`` and
-    reads them again.
+    One ``split`` by the pair pattern takes the block apart in C; the losses and norms are
+    converted a column at a time (``map``), and a run of ordinary steps is one small loop over two
+    lists of floats (the running means: that is all an ordinary step changes). The lines between
+    pairs only stop that loop when they hold an event to apply: those of a shape seen before
+    with nothing but a checkpoint note in them are sorted out first, and only the last note's
+    numbers are read. Where the block holds a step mark without its pair, or a progress mark
+    outside one, it goes to ``feed_matches`` (the same state, a pair at a time).
     """
+    if len(data) < SPLIT_FROM:
+        feed_matches(state, rank, data, node)
+        return
     kind = type(data)
-    nl, mark = _NL[kind], _MARK[kind]
+    parts = _PAIR[kind].split(data)
+    n = len(parts) // _S
+    # A step mark alone leaves its step (group 2) None. One progress mark per pair and none
+    # elsewhere: the mark in each pair is its own (the line path reads the figure before the first).
+    if None in parts[3::_S] or data.count(_MARK[kind]) != n:
+        feed_matches(state, rank, data, node)
+        return
+    nl = _NL[kind]
     now = state.clock()
     r = state.rank(rank, node)
+    ev: Any  # an Event
+    gaps = parts[0::_S]  # the text before each pair, then the text after the last one
+    # Pairs with whole lines before them.
+    lined = list(compress(range(n), map(contains, gaps, repeat(nl))))
+    if lined and lined[0] == 0:  # a log's header (the pid is read there): no pair before it
+        for ev in _events_between(state, r, gaps[0], 0, gaps[0].rfind(nl)):
+            state._apply(r, ev, now)
+        del lined[0]
+    # The lines between pairs that need no more than a checkpoint note's numbers (a shape seen
+    # before: see _SEEN) and where the last note of each such stretch is; the others are `stops`.
+    stops = []
+    notes: list[tuple[int, Any, int, Any]] = []  # (pair, text, line start, spans) of a stretch's last note
+    if kind is bytes and r.pid is not None:
+        get = _SEEN.get
+        for s in lined:
+            text = gaps[s]
+            ls = text.rfind(nl)
+            lines = get(text[:ls].translate(_DIGITS)) if ls <= _SEEN_LONGEST else None
+            if lines is not None:
+                note = None
+                for a, _b, shape in lines:
+                    if shape is None:
+                        break
+                    if shape is not _NO_EVENT:
+                        note = (s, text, a, shape)
+                else:
+                    if note is not None:
+                        notes.append(note)
+                    continue
+            stops.append(s)
+    else:
+        stops = lined
+    col = parts[5::_S]  # the loss (group 4), or in sink mode group 5
+    if None in col:
+        col = [v if v is not None else w for v, w in zip(col, parts[6::_S])]
+    losses = list(map(float, col))  # plain decimals: they convert, and are finite
+    gns = list(map(float, parts[9::_S]))
+    # Pairs that must go through _on_step: an overflow (group 7), the last step (groups 1 and 3).
+    # (Flag groups are empty: they hold "" where set.)
+    special = set(_where(parts[8::_S], nl[:0]))
+    epoch_last = parts[2::_S]
+    special.update(k for k in _where(parts[4::_S], nl[:0]) if epoch_last[k] is not None)
+    unknown = set(stops)
+    starts = sorted(unknown | special | {0, n})
+    # Mirrors of r's counters. Pairs pend..k-1 are ahead of r (the newest of them give r its
+    # history points; from ms_from on, its step times); ema and gema are floats when `ordinary`.
     alpha, lratio, gratio, warm = (state.spike_alpha, state.loss_spike_ratio, state.global_norm_spike_ratio,
                                    state.spike_warmup)
-    end = len(data)
-    # The last pair: the newest step's (and progress line's) other fields come from it.
-    last_step = last_prog = None
-    # Mirrors of r's counters. `dirty`: they and the last pair's values (`lg` its groups, loss,
-    # overflow, gn) are ahead of r, and `pend` / `pend_ms` hold the pairs whose history points /
-    # step times are not in r yet (only the newest of them survive r's bounded deques, so the rest
-    # are never converted).
-    # ema and gema are floats whenever `ordinary` is true (_ordinary checks both); lg is the last
-    # pair's groups once `dirty`.
     ema: Any
     gema: Any
-    lg: Any
-    loss: float | None
-    overflow: bool | None
-    gn: float | None
-    # An Event, dispatched on `t = type(ev)` (cheaper than isinstance); mypy cannot narrow through t.
-    ev: Any
     ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
-    lg = loss = overflow = gn = None
-    pend: list[Any] = []
-    pend_ms: list[Any] = []
-    pend_append, pend_ms_append = pend.append, pend_ms.append
     ordinary = _ordinary(r)
-    dirty = False
-    pos = 0  # data[:pos] is handled
-    skip_to = -1  # a mark before this offset is on a line the per-line path takes
-    for m in chain(_PAIR[kind].finditer(data), (None,)):
-        if m is not None:
-            s, e = m.span()
-            if s < skip_to:
-                continue
-            g = m.groups()
-            if g[2] is None:  # a step mark without its pair: its whole line goes to the per-line path
-                skip_to = data.find(nl, s)
-                if skip_to < 0:
-                    skip_to = end
-                continue
-            # The line path reads the figure before the *first* mark of the progress line: another
-            # mark before it in the pair (MindFormers never prints one) sends the pair to it.
-            if data.find(mark, s, e) != m.end(11):
-                skip_to = e
-                continue
-            ls = data.rfind(nl, pos, s)
-        else:
-            ls = end
-        if ls >= 0:  # whole lines before this pair (or the end): those that may hold an event
-            text, lines = _lines_to_parse(data, pos, ls, r.pid is None)
-            for entry in lines:
-                a, b, shape = entry
-                if shape is not None:  # a line of this shape was parsed before
-                    if shape is not _NO_EVENT:
-                        (c, d), (f, h) = shape
-                        r.ckpt_epoch, r.ckpt_step = int(text[a + c:a + d]), int(text[a + f:a + h])
-                    continue
-                raw = text[a:b]
-                # Shapes are kept when the pid is known (else a "[" line is read for it) and for
-                # ASCII lines (str's \d matches more than bytes' does).
-                shaped = kind is bytes and r.pid is not None and raw.isascii()
-                line = _text(raw)
-                ev = parse_line(line)
-                if ev is None:
-                    if r.pid is None and line.startswith("["):
-                        r.pid = parse_pid(line)
-                    elif shaped:
-                        entry[2] = _NO_EVENT
-                    continue
-                t = type(ev)
-                if t is CheckpointSavedEvent:  # touches nothing the locals mirror
-                    r.ckpt_epoch, r.ckpt_step = ev.epoch, ev.step
-                    if shaped:
-                        found = list(_CKPT_B.finditer(raw))
-                        if len(found) == 1 and (int(found[0][1]), int(found[0][2])) == (ev.epoch, ev.step):
-                            entry[2] = (found[0].span(1), found[0].span(2))
-                    continue
-                if t is GlobalBatchSizeEvent:
-                    state.global_batch_size = ev.global_batch_size
-                    continue
-                if dirty:
-                    _store(state, r, now, ema, seen, gema, gseen, lg, loss, overflow, gn, pend, pend_ms)
-                    dirty = False
+    pend = ms_from = 0
+    noted = 0  # notes[:noted] are in r
+    # Whether the newest step's / progress line's other fields are the last pair's.
+    step_fields = prog_fields = False
+    for s, e in zip(starts, starts[1:] + [n]):
+        if s in unknown or s == n:
+            # The checkpoint notes before these lines, then the lines (the text after the last
+            # pair: all of it, a partial line too).
+            last = noted
+            while noted < len(notes) and notes[noted][0] < s:
+                noted += 1
+            if noted > last:
+                _, text, a, ((c, d), (f, h)) = notes[noted - 1]
+                r.ckpt_epoch, r.ckpt_step = int(text[a + c:a + d]), int(text[a + f:a + h])
+            text = gaps[s]
+            for ev in _events_between(state, r, text, 0, len(text) if s == n else text.rfind(nl)):
+                if s > pend:
+                    _flush(state, r, now, ema, seen, gema, gseen, parts, losses, gns, pend, ms_from, s)
+                    pend = ms_from = s
                 state._apply(r, ev, now)
-                if t is StepEvent:  # r holds this line's fields already (a later pair sets them again)
-                    last_step = None
-                elif t is ProgressEvent:
-                    last_prog = None
+                if type(ev) is StepEvent:  # r holds this line's fields already (a later pair sets them again)
+                    step_fields = False
+                elif type(ev) is ProgressEvent:
+                    prog_fields = False
                 ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
                 ordinary = _ordinary(r)
-        if m is None:
-            break
-        v = g[4]
-        loss = float(v if v is not None else g[5])
-        gn = float(g[8])
-        overflow = g[7] is not None
-        final = g[3] is not None and g[1] is not None
-        # Plain decimals: loss and norm are finite; an ordinary step is _on_step's usual case
-        # (`ordinary` includes both running means being known).
-        if (ordinary and not final and not overflow
-                and not (loss > ema * lratio and seen >= warm and ema > 0.0)
-                and not (gn > gema * gratio and gseen >= warm and gema > 0.0)):
-            ema += alpha * (loss - ema)
-            seen += 1
-            gema += alpha * (gn - gema)
-            gseen += 1
-            pend_ms_append(g)
-        else:
-            if dirty:  # this pair's loss, overflow, norm already: _on_step sets them the same way
-                _store(state, r, now, ema, seen, gema, gseen, lg, loss, overflow, gn, pend, pend_ms)
-            state._on_step(r, int(g[2]), loss, int(g[6]), overflow, gn, final, now)
+        if s == e:
+            continue
+        step_fields = prog_fields = True
+        k = s
+        through = s in special  # its first pair goes through _on_step
+        while k < e:
+            if ordinary and not through:
+                # Ordinary steps (_on_step's usual case): the running means move, nothing else.
+                i = k
+                for loss, gn in zip(losses[k:e], gns[k:e]):
+                    if ((loss > ema * lratio or gn > gema * gratio)
+                            and ((loss > ema * lratio and seen + i - k >= warm and ema > 0.0)
+                                 or (gn > gema * gratio and gseen + i - k >= warm and gema > 0.0))):
+                        break
+                    ema += alpha * (loss - ema)
+                    gema += alpha * (gn - gema)
+                    i += 1
+                seen += i - k
+                gseen += i - k
+                k = i
+                if k == e:
+                    break
+            through = False
+            if k > pend:
+                _flush(state, r, now, ema, seen, gema, gseen, parts, losses, gns, pend, ms_from, k)
+                pend = k
+            j = _S * k
+            state._on_step(r, int(parts[j + 3]), losses[k], int(parts[j + 7]), parts[j + 8] is not None, gns[k],
+                           parts[j + 4] is not None and parts[j + 2] is not None, now)
+            ms_from = k + 1
             ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
             ordinary = _ordinary(r)
-        pend_append(g)
-        lg = g
-        dirty = True
-        last_step = last_prog = m
-        pos = e
-    if dirty:
-        _store(state, r, now, ema, seen, gema, gseen, lg, loss, overflow, gn, pend, pend_ms)
-    # The newest step's and progress line's other fields, read by the parser itself.
-    if last_step is not None:
-        ls = data.rfind(nl, 0, last_step.start()) + 1
-        line = _text(data[ls:last_step.start(10) - 1])  # the step line
+            k += 1
+    if n > pend:
+        _flush(state, r, now, ema, seen, gema, gseen, parts, losses, gns, pend, ms_from, n)
+    if not (step_fields or prog_fields):
+        return
+    # The newest pair's lines, found back from the text after it: the progress line ends the
+    # pair (at its newline or the end), the step line is the line before it. Their other fields
+    # are read by the parser itself.
+    end = len(data) - len(gaps[n])
+    pe = end - 1 if data[end - 1:end] == nl else end
+    ps = data.rfind(nl, 0, pe) + 1
+    if step_fields:
+        line = _text(data[data.rfind(nl, 0, ps - 1) + 1:ps - 1])
         sm = STEP_RE.match(line, line.find(STEP_MARK))
         if sm is not None:
             state._set_step_fields(r, step_event_from_match(sm))
-    if last_prog is not None:
-        line = _text(data[last_prog.start(10):last_prog.end()]).rstrip("\n")  # the progress line
-        ev = parse_progress(line, line.find(PROGRESS_MARK))
-        if ev is not None:
-            r.percent, r.eta_s = ev.percent, ev.eta_s
+    if prog_fields:
+        line = _text(data[ps:pe])
+        pev = parse_progress(line, line.find(PROGRESS_MARK))
+        if pev is not None:
+            r.percent, r.eta_s = pev.percent, pev.eta_s

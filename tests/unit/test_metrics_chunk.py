@@ -7,10 +7,12 @@ feeds the same log both ways and compares the whole state (every rank field, his
 from __future__ import annotations
 
 import random
+import sys
 from pathlib import Path
 
 import pytest
 
+from mfctl.metrics import chunk
 from mfctl.metrics.logdir import feed_file, load_log_dir
 from mfctl.metrics.state import ClusterState
 from tests.unit.test_metrics_state import (
@@ -24,6 +26,14 @@ from tests.unit.test_metrics_state import (
 )
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples" / "mindformers-1.9.0-cpu-msrun-dp2"
+
+
+@pytest.fixture(autouse=True, params=["split", "matches"])
+def chunk_way(request, monkeypatch):
+    """Every test here runs both ways through a block: split whole (feed_chunk's way for big blocks)
+    and a pair at a time (feed_matches, its way for small ones)."""
+    monkeypatch.setattr(chunk, "SPLIT_FROM", 0 if request.param == "split" else sys.maxsize)
+    return request.param
 
 
 def state() -> ClusterState:
@@ -183,3 +193,41 @@ def test_every_parser_case_between_steps_equals_lines(as_bytes):
     for rank in range(2):  # twice: the second rank meets the shapes the first one left
         logs = {rank: lines}
         assert_same(by_chunks(logs, random.Random(rank), as_bytes), by_lines(logs))
+
+
+def between_steps(rng: random.Random, step: int) -> list[str]:
+    """What MindFormers and MindSpore print between two steps now and then: checkpoint notes
+    (their numbers change), a periodic warning, an error line (an alert each time it changes)."""
+    kind = rng.choice(["none", "none", "ckpt", "ckpt", "warning", "error", "ckpt+error", "batch"])
+    note = [PREFIX + "......Saving ckpt......",
+            PREFIX + f"Finish saving ckpt of epoch 1 step {step} using 0.0{step % 10} seconds"]
+    error = [PREFIX.replace("INFO", "ERROR") + f"device {step % 3} is slow"]
+    return {"none": [], "ckpt": note, "warning": [MS_WARN.format(pid=4242)], "error": error,
+            "ckpt+error": note + error + note[1:],
+            "batch": [PREFIX + f"global_batch_size = 8 = {step % 4 + 1} * 2 * 1"]}[kind]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_recurring_lines_between_steps_in_big_blocks(seed):
+    """The same kinds of lines again and again between steps (the shapes a block meets a second
+    time are sorted out before its steps are run through): the last checkpoint note, error
+    alerts and steps come out as line by line, with spikes and an overflow among the steps."""
+    rng = random.Random(seed)
+    lines = [MS_WARN.format(pid=4242)]
+    total = 400
+    for step in range(1, total + 1):
+        loss = 6.5 - step / 200 + (5.0 if rng.random() < 0.02 else 0.0)
+        lines += [step_line(step, total=total, loss=loss, gn=0.5 + rng.random() / 10,
+                            overflow=rng.random() < 0.01), progress_line()]
+        lines += between_steps(rng, step)
+    if seed % 2:
+        lines += [PREFIX + "Finish saving ckpt of epoch 1 step 999 using 0.01 seconds"]
+    for rank in range(2):  # twice: the second rank meets every shape the first one left
+        logs = {rank: lines}
+        for as_bytes in (True, False):
+            s = state()
+            text = "".join(line + "\n" for line in lines)
+            s.feed_chunk(rank, text.encode() if as_bytes else text)  # one big block
+            assert_same(s, by_lines(logs))
+            assert s.ranks[rank].ckpt_step == (999 if seed % 2 else max(
+                int(line.split(" step ")[1].split()[0]) for line in lines if "Finish saving" in line))
