@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mfctl.metrics import chunk
+from mfctl.metrics import chunk, pairs
 from mfctl.metrics.logdir import feed_file, load_log_dir
 from mfctl.metrics.state import ClusterState
 from tests.unit.test_metrics_state import (
@@ -231,3 +231,22 @@ def test_recurring_lines_between_steps_in_big_blocks(seed):
             assert_same(s, by_lines(logs))
             assert s.ranks[rank].ckpt_step == (999 if seed % 2 else max(
                 int(line.split(" step ")[1].split()[0]) for line in lines if "Finish saving" in line))
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="possessive repeats need Python 3.11")
+def test_pair_pattern_matches_the_same_with_and_without_possessive_repeats():
+    """Python 3.10 gets the pattern without possessive repeats: it must take the same pairs."""
+    import re
+
+    rng = random.Random(7)
+    texts = [(SAMPLES / "worker_0.log").read_text(encoding="utf-8")]
+    texts += ["".join(line + "\n" for line in odd_scenario(rng)) for _ in range(20)]
+    texts += ["".join(line + "\n" for line in parser_case_lines() if isinstance(line, str))]
+    fast, plain = re.compile(pairs.pair_pattern(True)), re.compile(pairs.pair_pattern(False))
+    assert fast.pattern != plain.pattern
+    taken = 0
+    for text in texts:
+        got = [(m.span(), m.groups()) for m in fast.finditer(text)]
+        assert got == [(m.span(), m.groups()) for m in plain.finditer(text)]
+        taken += sum(1 for _, g in got if g[2] is not None)
+    assert taken > 500
