@@ -211,24 +211,34 @@ def between_steps(rng: random.Random, step: int) -> list[str]:
 def test_recurring_lines_between_steps_in_big_blocks(seed):
     """The same kinds of lines again and again between steps (the shapes a block meets a second
     time are sorted out before its steps are run through): the last checkpoint note, error
-    alerts and steps come out as line by line, with spikes and an overflow among the steps."""
+    alerts and steps come out as line by line, with spikes and an overflow among the steps; with
+    short history and step-time windows (odd seeds) only their newest points are kept."""
+    history, window = (16, 3) if seed % 2 else (2048, 8)
+
+    def fresh() -> ClusterState:
+        return ClusterState(world_size=4, seq_length=128, clock=Clock(), overflow_streak=2,
+                            history_len=history, step_window=window)
+
     rng = random.Random(seed)
     lines = [MS_WARN.format(pid=4242)]
     total = 400
     for step in range(1, total + 1):
         loss = 6.5 - step / 200 + (5.0 if rng.random() < 0.02 else 0.0)
-        lines += [step_line(step, total=total, loss=loss, gn=0.5 + rng.random() / 10,
-                            overflow=rng.random() < 0.01), progress_line()]
+        lines += [step_line(step, total=total, loss=loss, gn=0.5 + rng.random() / 10, ms=100 + step % 7,
+                            overflow=rng.random() < 0.01), progress_line(sps=40.0 + step % 5)]
         lines += between_steps(rng, step)
     if seed % 2:
         lines += [PREFIX + "Finish saving ckpt of epoch 1 step 999 using 0.01 seconds"]
     for rank in range(2):  # twice: the second rank meets every shape the first one left
-        logs = {rank: lines}
+        lined = fresh()
+        for line in lines:
+            lined.feed(rank, line)
+        assert len(lined.ranks[rank].history) == min(history, total)
         for as_bytes in (True, False):
-            s = state()
+            s = fresh()
             text = "".join(line + "\n" for line in lines)
             s.feed_chunk(rank, text.encode() if as_bytes else text)  # one big block
-            assert_same(s, by_lines(logs))
+            assert_same(s, lined)
             assert s.ranks[rank].ckpt_step == (999 if seed % 2 else max(
                 int(line.split(" step ")[1].split()[0]) for line in lines if "Finish saving" in line))
 
