@@ -30,17 +30,17 @@ from typing import TYPE_CHECKING, Any
 
 from mfctl.metrics.events import ProgressEvent, StepEvent
 from mfctl.metrics.pairs import (
-    _DIGITS,
-    _MARK,
-    _NL,
-    _NO_EVENT,
-    _PAIR,
-    _SEEN,
-    _SEEN_LONGEST,
-    _events_between,
-    _ordinary,
-    _text,
+    DIGITS_TO_ZERO,
+    NL_OF,
+    NO_EVENT,
+    PAIR_RE,
+    PROGRESS_MARK_OF,
+    SHAPE_LONGEST,
+    SHAPES,
+    as_text,
+    events_between,
     feed_matches,
+    is_ordinary,
 )
 from mfctl.metrics.parser import PROGRESS_MARK, STEP_MARK, STEP_RE, parse_progress, step_event_from_match
 
@@ -103,14 +103,14 @@ def feed_chunk(state: ClusterState, rank: int, data: str | bytes, node: str | No
         feed_matches(state, rank, data, node)
         return
     kind = type(data)
-    parts = _PAIR[kind].split(data)
+    parts = PAIR_RE[kind].split(data)
     n = len(parts) // _S
     # A step mark alone leaves its step (group 2) None. One progress mark per pair and none
     # elsewhere: the mark in each pair is its own (the line path reads the figure before the first).
-    if None in parts[3::_S] or data.count(_MARK[kind]) != n:
+    if None in parts[3::_S] or data.count(PROGRESS_MARK_OF[kind]) != n:
         feed_matches(state, rank, data, node)
         return
-    nl = _NL[kind]
+    nl = NL_OF[kind]
     now = state.clock()
     r = state.rank(rank, node)
     ev: Any  # an Event
@@ -118,25 +118,25 @@ def feed_chunk(state: ClusterState, rank: int, data: str | bytes, node: str | No
     # Pairs with whole lines before them.
     lined = list(compress(range(n), map(contains, gaps, repeat(nl))))
     if lined and lined[0] == 0:  # a log's header (the pid is read there): no pair before it
-        for ev in _events_between(state, r, gaps[0], 0, gaps[0].rfind(nl)):
+        for ev in events_between(state, r, gaps[0], 0, gaps[0].rfind(nl)):
             state._apply(r, ev, now)
         del lined[0]
     # The lines between pairs that need no more than a checkpoint note's numbers (a shape seen
-    # before: see _SEEN) and where the last note of each such stretch is; the others are `stops`.
+    # before: see SHAPES) and where the last note of each such stretch is; the others are `stops`.
     stops = []
     notes: list[tuple[int, Any, int, Any]] = []  # (pair, text, line start, spans) of a stretch's last note
     if kind is bytes and r.pid is not None:
-        get = _SEEN.get
+        get = SHAPES.get
         for s in lined:
             text = gaps[s]
             ls = text.rfind(nl)
-            lines = get(text[:ls].translate(_DIGITS)) if ls <= _SEEN_LONGEST else None
+            lines = get(text[:ls].translate(DIGITS_TO_ZERO)) if ls <= SHAPE_LONGEST else None
             if lines is not None:
                 note = None
                 for a, _b, shape in lines:
                     if shape is None:
                         break
-                    if shape is not _NO_EVENT:
+                    if shape is not NO_EVENT:
                         note = (s, text, a, shape)
                 else:
                     if note is not None:
@@ -164,7 +164,7 @@ def feed_chunk(state: ClusterState, rank: int, data: str | bytes, node: str | No
     ema: Any
     gema: Any
     ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
-    ordinary = _ordinary(r)
+    ordinary = is_ordinary(r)
     pend = ms_from = 0
     noted = 0  # notes[:noted] are in r
     # Whether the newest step's / progress line's other fields are the last pair's.
@@ -180,7 +180,7 @@ def feed_chunk(state: ClusterState, rank: int, data: str | bytes, node: str | No
                 _, text, a, ((c, d), (f, h)) = notes[noted - 1]
                 r.ckpt_epoch, r.ckpt_step = int(text[a + c:a + d]), int(text[a + f:a + h])
             text = gaps[s]
-            for ev in _events_between(state, r, text, 0, len(text) if s == n else text.rfind(nl)):
+            for ev in events_between(state, r, text, 0, len(text) if s == n else text.rfind(nl)):
                 if s > pend:
                     _flush(state, r, now, ema, seen, gema, gseen, parts, losses, gns, pend, ms_from, s)
                     pend = ms_from = s
@@ -190,7 +190,7 @@ def feed_chunk(state: ClusterState, rank: int, data: str | bytes, node: str | No
                 elif type(ev) is ProgressEvent:
                     prog_fields = False
                 ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
-                ordinary = _ordinary(r)
+                ordinary = is_ordinary(r)
         if s == e:
             continue
         step_fields = prog_fields = True
@@ -222,7 +222,7 @@ def feed_chunk(state: ClusterState, rank: int, data: str | bytes, node: str | No
                            parts[j + 4] is not None and parts[j + 2] is not None, now)
             ms_from = k + 1
             ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
-            ordinary = _ordinary(r)
+            ordinary = is_ordinary(r)
             k += 1
     if n > pend:
         _flush(state, r, now, ema, seen, gema, gseen, parts, losses, gns, pend, ms_from, n)
@@ -235,12 +235,12 @@ def feed_chunk(state: ClusterState, rank: int, data: str | bytes, node: str | No
     pe = end - 1 if data[end - 1:end] == nl else end
     ps = data.rfind(nl, 0, pe) + 1
     if step_fields:
-        line = _text(data[data.rfind(nl, 0, ps - 1) + 1:ps - 1])
+        line = as_text(data[data.rfind(nl, 0, ps - 1) + 1:ps - 1])
         sm = STEP_RE.match(line, line.find(STEP_MARK))
         if sm is not None:
             state._set_step_fields(r, step_event_from_match(sm))
     if prog_fields:
-        line = _text(data[ps:pe])
+        line = as_text(data[ps:pe])
         pev = parse_progress(line, line.find(PROGRESS_MARK))
         if pev is not None:
             r.percent, r.eta_s = pev.percent, pev.eta_s

@@ -45,7 +45,22 @@ from mfctl.metrics.parser import (
 if TYPE_CHECKING:
     from mfctl.metrics.state import ClusterState, RankTrack
 
-__all__ = ["MARKS_PATTERN", "PAIR_PATTERN", "feed_matches", "pair_pattern"]
+__all__ = [
+    "DIGITS_TO_ZERO",
+    "MARKS_PATTERN",
+    "NL_OF",
+    "NO_EVENT",
+    "PAIR_PATTERN",
+    "PAIR_RE",
+    "PROGRESS_MARK_OF",
+    "SHAPES",
+    "SHAPE_LONGEST",
+    "as_text",
+    "events_between",
+    "feed_matches",
+    "is_ordinary",
+    "pair_pattern",
+]
 
 _STEP_HEAD = r"Epoch:\["
 assert STEP_RE.pattern.startswith(_STEP_HEAD)
@@ -88,15 +103,15 @@ MARKS_PATTERN = (r"Epoch:\[|/s/p|T(?:raceback|raining Over)|xception|WARNING|E(?
 
 # Per kind of data (str or bytes), the value of that kind (typed Any: mypy cannot tie a value's
 # type to its key's).
-_PAIR: dict[type, Any] = {str: re.compile(PAIR_PATTERN), bytes: re.compile(PAIR_PATTERN.encode())}
+PAIR_RE: dict[type, Any] = {str: re.compile(PAIR_PATTERN), bytes: re.compile(PAIR_PATTERN.encode())}
 _MARKS: dict[type, Any] = {str: re.compile(MARKS_PATTERN), bytes: re.compile(MARKS_PATTERN.encode())}
 RUNNING = "running"  # state.RUNNING (state.py imports this module)
-_NL: dict[type, Any] = {str: "\n", bytes: b"\n"}
+NL_OF: dict[type, Any] = {str: "\n", bytes: b"\n"}
 _OPEN: dict[type, Any] = {str: "[", bytes: b"["}
-_MARK: dict[type, Any] = {str: PROGRESS_MARK, bytes: PROGRESS_MARK.encode()}
+PROGRESS_MARK_OF: dict[type, Any] = {str: PROGRESS_MARK, bytes: PROGRESS_MARK.encode()}
 
 
-def _text(s: str | bytes) -> str:
+def as_text(s: str | bytes) -> str:
     return s if isinstance(s, str) else s.decode("utf-8", "replace")
 
 
@@ -104,10 +119,10 @@ def _text(s: str | bytes) -> str:
 # holds one, and a digit stays a digit): stretches that differ only in timestamps and counters
 # (the checkpoint notes every N steps, a periodic warning) are scanned once. Bytes only (a str
 # translate costs more than the scan), short stretches only, and a bounded table.
-_DIGITS = bytes.maketrans(b"123456789", b"000000000")
-_SEEN: dict[Any, list[list[Any]]] = {}  # shape of a stretch (bytes) -> [[start, end, shape], ...]
-_SEEN_MAX = 4096
-_SEEN_LONGEST = 16384
+DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+SHAPES: dict[Any, list[list[Any]]] = {}  # shape of a stretch (bytes) -> [[start, end, shape], ...]
+_SHAPES_MAX = 4096
+SHAPE_LONGEST = 16384
 
 
 # Lines between steps that recur with other digits (a checkpoint note every N steps, a periodic
@@ -115,14 +130,14 @@ _SEEN_LONGEST = 16384
 # event in a line does not depend on its digits (its patterns only ask whether a character is a
 # digit), nor where a checkpoint note's numbers are (they are read from there for the next ones).
 # Only when the pid is known (else a "[" line is read for it) and only these two answers.
-_NO_EVENT = ()
+NO_EVENT = ()
 _CKPT_B = re.compile(rb"Finish saving ckpt of epoch (\d{1,15}) step (\d{1,15})")
 
 
 def _marked(data: str | bytes, a: int, b: int) -> list[tuple[int, int]]:
     """(start, end) of each line of data[a:b] a mark is in."""
     kind = type(data)
-    nl = _NL[kind]
+    nl = NL_OF[kind]
     out = []
     done = a
     for mk in _MARKS[kind].finditer(data, a, b):
@@ -139,7 +154,7 @@ def _marked(data: str | bytes, a: int, b: int) -> list[tuple[int, int]]:
     return out
 
 
-def _ordinary(r: RankTrack) -> bool:
+def is_ordinary(r: RankTrack) -> bool:
     """Whether the next plain step may skip ``_on_step``: a running rank with nothing pending."""
     return (r.state == RUNNING and r.loss_ema is not None and r.gn_ema is not None
             and not (r.loss_spiking or r.loss_nonfinite or r.gn_spiking or r.gn_nonfinite or r.overflow_run))
@@ -149,16 +164,16 @@ def _lines_to_parse(data: str | bytes, a: int, b: int) -> tuple[Any, list]:
     """The lines of data[a:b] (complete lines that no pair took) that may hold an event: those a
     mark is in. Returns (text, [[start, end, shape], ...]): a line is text[start:end]; ``shape``
     is what an earlier line of the same shape gave (None: not known, parse it), and may be filled
-    in (see _SEEN)."""
-    if type(data) is bytes and b - a <= _SEEN_LONGEST:
+    in (see SHAPES)."""
+    if type(data) is bytes and b - a <= SHAPE_LONGEST:
         seg = data[a:b]
-        key = seg.translate(_DIGITS)
-        lines = _SEEN.get(key)
+        key = seg.translate(DIGITS_TO_ZERO)
+        lines = SHAPES.get(key)
         if lines is None:
             lines = [[s, e, None] for s, e in _marked(seg, 0, len(seg))]
-            if len(_SEEN) >= _SEEN_MAX:
-                _SEEN.clear()
-            _SEEN[key] = lines
+            if len(SHAPES) >= _SHAPES_MAX:
+                SHAPES.clear()
+            SHAPES[key] = lines
         return seg, lines
     return data, [[s, e, None] for s, e in _marked(data, a, b)]
 
@@ -167,7 +182,7 @@ def _lines_to_pid(data: str | bytes, a: int, b: int) -> tuple[list, int]:
     """While the pid is unknown: the lines of data[a:b] a mark is in up to the next line that
     starts with "[" (the pid is read from one), that line included, and where the rest begins."""
     kind = type(data)
-    nl, opener = _NL[kind], _OPEN[kind]
+    nl, opener = NL_OF[kind], _OPEN[kind]
     f = a if data.startswith(opener, a) else data.find(nl + opener, a, b) + 1
     if f <= 0:
         return [[s, e, None] for s, e in _marked(data, a, b)], b
@@ -176,7 +191,7 @@ def _lines_to_pid(data: str | bytes, a: int, b: int) -> tuple[list, int]:
     return [[s, e, None] for s, e in _marked(data, a, max(a, f - 1))] + [[f, e, None]], e + 1
 
 
-def _events_between(state: ClusterState, r: RankTrack, data: str | bytes, a: int, b: int) -> Iterator[Any]:
+def events_between(state: ClusterState, r: RankTrack, data: str | bytes, a: int, b: int) -> Iterator[Any]:
     """The events of the whole lines in data[a:b] (lines no pair took) that need ``_apply``, in
     order; the others (the pid, checkpoint notes, the batch size) are set here as they come. The
     caller applies each before the next line is read (a line read for the pid may come after one)."""
@@ -192,13 +207,13 @@ def _events_between(state: ClusterState, r: RankTrack, data: str | bytes, a: int
 
 
 def _line_events(state: ClusterState, r: RankTrack, kind: type, text: Any, lines: list) -> Iterator[Any]:
-    """``_events_between`` for the given lines of ``text``."""
+    """``events_between`` for the given lines of ``text``."""
     # An Event, dispatched on `t = type(ev)` (cheaper than isinstance); mypy cannot narrow through t.
     ev: Any
     for entry in lines:
         a, b, shape = entry
         if shape is not None:  # a line of this shape was parsed before
-            if shape is not _NO_EVENT:
+            if shape is not NO_EVENT:
                 (c, d), (f, h) = shape
                 r.ckpt_epoch, r.ckpt_step = int(text[a + c:a + d]), int(text[a + f:a + h])
             continue
@@ -206,13 +221,13 @@ def _line_events(state: ClusterState, r: RankTrack, kind: type, text: Any, lines
         # Shapes are kept when the pid is known (else a "[" line is read for it) and for
         # ASCII lines (str's \d matches more than bytes' does).
         shaped = kind is bytes and r.pid is not None and raw.isascii()
-        line = _text(raw)
+        line = as_text(raw)
         ev = parse_line(line)
         if ev is None:
             if r.pid is None and line.startswith("["):
                 r.pid = parse_pid(line)
             elif shaped:
-                entry[2] = _NO_EVENT
+                entry[2] = NO_EVENT
             continue
         t = type(ev)
         if t is CheckpointSavedEvent:  # touches nothing the caller's locals mirror
@@ -255,7 +270,7 @@ def feed_matches(state: ClusterState, rank: int, data: str | bytes, node: str | 
     reads them again.
     """
     kind = type(data)
-    nl, mark = _NL[kind], _MARK[kind]
+    nl, mark = NL_OF[kind], PROGRESS_MARK_OF[kind]
     now = state.clock()
     r = state.rank(rank, node)
     alpha, lratio, gratio, warm = (state.spike_alpha, state.loss_spike_ratio, state.global_norm_spike_ratio,
@@ -267,7 +282,7 @@ def feed_matches(state: ClusterState, rank: int, data: str | bytes, node: str | 
     # overflow, gn) are ahead of r, and `pend` / `pend_ms` hold the pairs whose history points /
     # step times are not in r yet (only the newest of them survive r's bounded deques, so the rest
     # are never converted).
-    # ema and gema are floats whenever `ordinary` is true (_ordinary checks both); lg is the last
+    # ema and gema are floats whenever `ordinary` is true (is_ordinary checks both); lg is the last
     # pair's groups once `dirty`.
     ema: Any
     gema: Any
@@ -282,11 +297,11 @@ def feed_matches(state: ClusterState, rank: int, data: str | bytes, node: str | 
     pend: list[Any] = []
     pend_ms: list[Any] = []
     pend_append, pend_ms_append = pend.append, pend_ms.append
-    ordinary = _ordinary(r)
+    ordinary = is_ordinary(r)
     dirty = False
     pos = 0  # data[:pos] is handled
     skip_to = -1  # a mark before this offset is on a line the per-line path takes
-    for m in chain(_PAIR[kind].finditer(data), (None,)):
+    for m in chain(PAIR_RE[kind].finditer(data), (None,)):
         if m is not None:
             s, e = m.span()
             if s < skip_to:
@@ -306,7 +321,7 @@ def feed_matches(state: ClusterState, rank: int, data: str | bytes, node: str | 
         else:
             ls = end
         if ls >= 0:  # whole lines before this pair (or the end): those that may hold an event
-            for ev in _events_between(state, r, data, pos, ls):
+            for ev in events_between(state, r, data, pos, ls):
                 if dirty:
                     _store(state, r, now, ema, seen, gema, gseen, lg, loss, overflow, gn, pend, pend_ms)
                     dirty = False
@@ -317,7 +332,7 @@ def feed_matches(state: ClusterState, rank: int, data: str | bytes, node: str | 
                 elif t is ProgressEvent:
                     last_prog = None
                 ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
-                ordinary = _ordinary(r)
+                ordinary = is_ordinary(r)
         if m is None:
             break
         v = g[4]
@@ -340,7 +355,7 @@ def feed_matches(state: ClusterState, rank: int, data: str | bytes, node: str | 
                 _store(state, r, now, ema, seen, gema, gseen, lg, loss, overflow, gn, pend, pend_ms)
             state._on_step(r, int(g[2]), loss, int(g[6]), overflow, gn, final, now)
             ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
-            ordinary = _ordinary(r)
+            ordinary = is_ordinary(r)
         pend_append(g)
         lg = g
         dirty = True
@@ -351,12 +366,12 @@ def feed_matches(state: ClusterState, rank: int, data: str | bytes, node: str | 
     # The newest step's and progress line's other fields, read by the parser itself.
     if last_step is not None:
         ls = data.rfind(nl, 0, last_step.start()) + 1
-        line = _text(data[ls:last_step.start(10) - 1])  # the step line
+        line = as_text(data[ls:last_step.start(10) - 1])  # the step line
         sm = STEP_RE.match(line, line.find(STEP_MARK))
         if sm is not None:
             state._set_step_fields(r, step_event_from_match(sm))
     if last_prog is not None:
-        line = _text(data[last_prog.start(10):last_prog.end()]).rstrip("\n")  # the progress line
+        line = as_text(data[last_prog.start(10):last_prog.end()]).rstrip("\n")  # the progress line
         ev = parse_progress(line, line.find(PROGRESS_MARK))
         if ev is not None:
             r.percent, r.eta_s = ev.percent, ev.eta_s
