@@ -28,21 +28,19 @@ from itertools import compress, repeat
 from operator import contains
 from typing import TYPE_CHECKING, Any
 
-from mfctl.metrics.events import ProgressEvent, StepEvent
 from mfctl.metrics.pairs import (
-    DIGITS_TO_ZERO,
     NL_OF,
     NO_EVENT,
     PAIR_RE,
     PROGRESS_MARK_OF,
-    SHAPE_LONGEST,
-    SHAPES,
     as_text,
     events_between,
     feed_matches,
     is_ordinary,
+    known_lines,
+    read_note,
+    set_last_fields,
 )
-from mfctl.metrics.parser import PROGRESS_MARK, STEP_MARK, STEP_RE, parse_progress, step_event_from_match
 
 if TYPE_CHECKING:
     from mfctl.metrics.state import ClusterState, RankTrack
@@ -122,15 +120,13 @@ def feed_chunk(state: ClusterState, rank: int, data: str | bytes, node: str | No
             state._apply(r, ev, now)
         del lined[0]
     # The lines between pairs that need no more than a checkpoint note's numbers (a shape seen
-    # before: see SHAPES) and where the last note of each such stretch is; the others are `stops`.
+    # before: see pairs.SHAPES) and where the last note of each such stretch is; the others are `stops`.
     stops = []
     notes: list[tuple[int, Any, int, Any]] = []  # (pair, text, line start, spans) of a stretch's last note
     if kind is bytes and r.pid is not None:
-        get = SHAPES.get
         for s in lined:
             text = gaps[s]
-            ls = text.rfind(nl)
-            lines = get(text[:ls].translate(DIGITS_TO_ZERO)) if ls <= SHAPE_LONGEST else None
+            lines = known_lines(text, 0, text.rfind(nl))
             if lines is not None:
                 note = None
                 for a, _b, shape in lines:
@@ -167,8 +163,6 @@ def feed_chunk(state: ClusterState, rank: int, data: str | bytes, node: str | No
     ordinary = is_ordinary(r)
     pend = ms_from = 0
     noted = 0  # notes[:noted] are in r
-    # Whether the newest step's / progress line's other fields are the last pair's.
-    step_fields = prog_fields = False
     for s, e in zip(starts, starts[1:] + [n]):
         if s in unknown or s == n:
             # The checkpoint notes before these lines, then the lines (the text after the last
@@ -177,23 +171,20 @@ def feed_chunk(state: ClusterState, rank: int, data: str | bytes, node: str | No
             while noted < len(notes) and notes[noted][0] < s:
                 noted += 1
             if noted > last:
-                _, text, a, ((c, d), (f, h)) = notes[noted - 1]
-                r.ckpt_epoch, r.ckpt_step = int(text[a + c:a + d]), int(text[a + f:a + h])
+                read_note(r, *notes[noted - 1][1:])
+            # None of these lines is a step or progress line (parse_line reads those only where
+            # their mark is, and every mark here is in a pair): the last pair's lines keep the
+            # newest step's fields.
             text = gaps[s]
             for ev in events_between(state, r, text, 0, len(text) if s == n else text.rfind(nl)):
                 if s > pend:
                     _flush(state, r, now, ema, seen, gema, gseen, parts, losses, gns, pend, ms_from, s)
                     pend = ms_from = s
                 state._apply(r, ev, now)
-                if type(ev) is StepEvent:  # r holds this line's fields already (a later pair sets them again)
-                    step_fields = False
-                elif type(ev) is ProgressEvent:
-                    prog_fields = False
                 ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
                 ordinary = is_ordinary(r)
         if s == e:
             continue
-        step_fields = prog_fields = True
         k = s
         through = s in special  # its first pair goes through _on_step
         while k < e:
@@ -226,21 +217,11 @@ def feed_chunk(state: ClusterState, rank: int, data: str | bytes, node: str | No
             k += 1
     if n > pend:
         _flush(state, r, now, ema, seen, gema, gseen, parts, losses, gns, pend, ms_from, n)
-    if not (step_fields or prog_fields):
+    if not n:
         return
     # The newest pair's lines, found back from the text after it: the progress line ends the
-    # pair (at its newline or the end), the step line is the line before it. Their other fields
-    # are read by the parser itself.
+    # pair (at its newline or the end), the step line is the line before it.
     end = len(data) - len(gaps[n])
     pe = end - 1 if data[end - 1:end] == nl else end
     ps = data.rfind(nl, 0, pe) + 1
-    if step_fields:
-        line = as_text(data[data.rfind(nl, 0, ps - 1) + 1:ps - 1])
-        sm = STEP_RE.match(line, line.find(STEP_MARK))
-        if sm is not None:
-            state._set_step_fields(r, step_event_from_match(sm))
-    if prog_fields:
-        line = as_text(data[ps:pe])
-        pev = parse_progress(line, line.find(PROGRESS_MARK))
-        if pev is not None:
-            r.percent, r.eta_s = pev.percent, pev.eta_s
+    set_last_fields(state, r, as_text(data[data.rfind(nl, 0, ps - 1) + 1:ps - 1]), as_text(data[ps:pe]))

@@ -45,22 +45,9 @@ from mfctl.metrics.parser import (
 if TYPE_CHECKING:
     from mfctl.metrics.state import ClusterState, RankTrack
 
-__all__ = [
-    "DIGITS_TO_ZERO",
-    "MARKS_PATTERN",
-    "NL_OF",
-    "NO_EVENT",
-    "PAIR_PATTERN",
-    "PAIR_RE",
-    "PROGRESS_MARK_OF",
-    "SHAPES",
-    "SHAPE_LONGEST",
-    "as_text",
-    "events_between",
-    "feed_matches",
-    "is_ordinary",
-    "pair_pattern",
-]
+__all__ = ["MARKS_PATTERN", "NL_OF", "NO_EVENT", "PAIR_PATTERN", "PAIR_RE", "PROGRESS_MARK_OF", "SHAPES", "as_text",
+           "events_between", "feed_matches", "is_ordinary", "known_lines", "pair_pattern", "read_note",
+           "set_last_fields"]
 
 _STEP_HEAD = r"Epoch:\["
 assert STEP_RE.pattern.startswith(_STEP_HEAD)
@@ -119,10 +106,10 @@ def as_text(s: str | bytes) -> str:
 # holds one, and a digit stays a digit): stretches that differ only in timestamps and counters
 # (the checkpoint notes every N steps, a periodic warning) are scanned once. Bytes only (a str
 # translate costs more than the scan), short stretches only, and a bounded table.
-DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 SHAPES: dict[Any, list[list[Any]]] = {}  # shape of a stretch (bytes) -> [[start, end, shape], ...]
 _SHAPES_MAX = 4096
-SHAPE_LONGEST = 16384
+_SHAPE_LONGEST = 16384
 
 
 # Lines between steps that recur with other digits (a checkpoint note every N steps, a periodic
@@ -160,14 +147,48 @@ def is_ordinary(r: RankTrack) -> bool:
             and not (r.loss_spiking or r.loss_nonfinite or r.gn_spiking or r.gn_nonfinite or r.overflow_run))
 
 
+def _shape(data: str | bytes, a: int, b: int) -> tuple[bytes, bytes] | None:
+    """(data[a:b], its key in SHAPES) when the shape of that stretch may be kept (bytes, short)."""
+    if type(data) is bytes and b - a <= _SHAPE_LONGEST:
+        seg = data[a:b]
+        return seg, seg.translate(_DIGITS_TO_ZERO)
+    return None
+
+
+def known_lines(data: str | bytes, a: int, b: int) -> list | None:
+    """What ``_lines_to_parse`` would return as the lines of data[a:b] when their shape was seen
+    before (offsets from ``a``), without keeping anything; None otherwise."""
+    shape = _shape(data, a, b)
+    return None if shape is None else SHAPES.get(shape[1])
+
+
+def read_note(r: RankTrack, text: Any, a: int, spans: Any) -> None:
+    """A checkpoint note's numbers, from the line at text[a:] whose shape gave their ``spans``."""
+    (c, d), (f, h) = spans
+    r.ckpt_epoch, r.ckpt_step = int(text[a + c:a + d]), int(text[a + f:a + h])
+
+
+def set_last_fields(state: ClusterState, r: RankTrack, step_line: str | None, progress_line: str | None) -> None:
+    """The newest step's and progress line's fields that only the newest counts (lr, loss scale,
+    epoch, percent, time left...), read from those lines by the parser itself."""
+    if step_line is not None:
+        sm = STEP_RE.match(step_line, step_line.find(STEP_MARK))
+        if sm is not None:
+            state._set_step_fields(r, step_event_from_match(sm))
+    if progress_line is not None:
+        ev = parse_progress(progress_line, progress_line.find(PROGRESS_MARK))
+        if ev is not None:
+            r.percent, r.eta_s = ev.percent, ev.eta_s
+
+
 def _lines_to_parse(data: str | bytes, a: int, b: int) -> tuple[Any, list]:
     """The lines of data[a:b] (complete lines that no pair took) that may hold an event: those a
     mark is in. Returns (text, [[start, end, shape], ...]): a line is text[start:end]; ``shape``
     is what an earlier line of the same shape gave (None: not known, parse it), and may be filled
     in (see SHAPES)."""
-    if type(data) is bytes and b - a <= SHAPE_LONGEST:
-        seg = data[a:b]
-        key = seg.translate(DIGITS_TO_ZERO)
+    shape = _shape(data, a, b)
+    if shape is not None:
+        seg, key = shape
         lines = SHAPES.get(key)
         if lines is None:
             lines = [[s, e, None] for s, e in _marked(seg, 0, len(seg))]
@@ -214,8 +235,7 @@ def _line_events(state: ClusterState, r: RankTrack, kind: type, text: Any, lines
         a, b, shape = entry
         if shape is not None:  # a line of this shape was parsed before
             if shape is not NO_EVENT:
-                (c, d), (f, h) = shape
-                r.ckpt_epoch, r.ckpt_step = int(text[a + c:a + d]), int(text[a + f:a + h])
+                read_note(r, text, a, shape)
             continue
         raw = text[a:b]
         # Shapes are kept when the pid is known (else a "[" line is read for it) and for
@@ -363,15 +383,9 @@ def feed_matches(state: ClusterState, rank: int, data: str | bytes, node: str | 
         pos = e
     if dirty:
         _store(state, r, now, ema, seen, gema, gseen, lg, loss, overflow, gn, pend, pend_ms)
-    # The newest step's and progress line's other fields, read by the parser itself.
-    if last_step is not None:
-        ls = data.rfind(nl, 0, last_step.start()) + 1
-        line = as_text(data[ls:last_step.start(10) - 1])  # the step line
-        sm = STEP_RE.match(line, line.find(STEP_MARK))
-        if sm is not None:
-            state._set_step_fields(r, step_event_from_match(sm))
-    if last_prog is not None:
-        line = as_text(data[last_prog.start(10):last_prog.end()]).rstrip("\n")  # the progress line
-        ev = parse_progress(line, line.find(PROGRESS_MARK))
-        if ev is not None:
-            r.percent, r.eta_s = ev.percent, ev.eta_s
+    set_last_fields(
+        state, r,
+        None if last_step is None else as_text(
+            data[data.rfind(nl, 0, last_step.start()) + 1:last_step.start(10) - 1]),  # its step line
+        None if last_prog is None else as_text(
+            data[last_prog.start(10):last_prog.end()]).rstrip("\n"))  # its progress line
