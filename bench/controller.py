@@ -268,33 +268,36 @@ def speed_probe() -> float:
     return statistics.median(samples)
 
 
+def _cpu_row(label: str, one: float, sixteen: float, per: float, decimals: int = 0, note: str = "") -> str:
+    """One row of CPU seconds (1 node, 16 nodes, per extra node), in ms."""
+    row = f"{label:<38}{one * 1000:>9.{decimals}f} ms{sixteen * 1000:>9.{decimals}f} ms{per * 1000:>13.1f} ms"
+    return row + (f"  {note}" if note else "")
+
+
+def _goal(per: float, more: str = "") -> str:
+    return f"<= {CHECK_GOAL_MS:g} ms ({'meets' if per * 1000 <= CHECK_GOAL_MS else 'MISSES'}{more})"
+
+
 def report(f: Figures) -> str:
     lines = [f"{'mfctl command':<38}{'1 node':>12}{'16 nodes':>12}{'per extra node':>16}  goal"]
     one, sixteen, per = per_node(f.check)
-    verdict = "meets" if per * 1000 <= CHECK_GOAL_MS else "MISSES"
     where = "nodes on their own CPU" if f.apart else "nodes share the only CPU"
-    lines.append(f"{'check: CPU (' + where + ')':<38}{one * 1000:>9.0f} ms{sixteen * 1000:>9.0f} ms"
-                 f"{per * 1000:>13.1f} ms  <= {CHECK_GOAL_MS:g} ms ({verdict})")
+    lines.append(_cpu_row(f"check: CPU ({where})", one, sixteen, per, note=_goal(per)))
     # The minimum is the figure least disturbed by other work on the machine (CPU time grows
     # under contention too: cache and scheduler effects).
-    low = (min(f.check[16]) - min(f.check[1])) / 15
-    lines.append(f"{'check: CPU, fastest runs':<38}{min(f.check[1]) * 1000:>9.0f} ms"
-                 f"{min(f.check[16]) * 1000:>9.0f} ms{low * 1000:>13.1f} ms")
+    low, high = min(f.check[1]), min(f.check[16])
+    lines.append(_cpu_row("check: CPU, fastest runs", low, high, (high - low) / 15))
     if f.in_process:
         one, sixteen, per = per_node(f.in_process)
-        verdict = "meets" if per * 1000 <= CHECK_GOAL_MS else "MISSES"
-        lines.append(f"{'check: CPU, in one process':<38}{one * 1000:>9.1f} ms{sixteen * 1000:>9.1f} ms"
-                     f"{per * 1000:>13.1f} ms  <= {CHECK_GOAL_MS:g} ms ({verdict}; start-up excluded)")
+        lines.append(_cpu_row("check: CPU, in one process", one, sixteen, per, decimals=1,
+                              note=_goal(per, "; start-up excluded")))
     if f.apart:
-        one, sixteen, per = per_node(f.shared)
-        lines.append(f"{'check: CPU, nodes share its CPUs':<38}{one * 1000:>9.0f} ms{sixteen * 1000:>9.0f} ms"
-                     f"{per * 1000:>13.1f} ms  (the test nodes' work slows mfctl down)")
-    one, sixteen, per = per_node(f.uncached)
-    lines.append(f"{'check: CPU, ssh -G not cached':<38}{one * 1000:>9.0f} ms{sixteen * 1000:>9.0f} ms"
-                 f"{per * 1000:>13.1f} ms  (a host's first run; MFCTL_SSH_G_CACHE=0)")
+        lines.append(_cpu_row("check: CPU, nodes share its CPUs", *per_node(f.shared),
+                              note="(the test nodes' work slows mfctl down)"))
+    lines.append(_cpu_row("check: CPU, ssh -G not cached", *per_node(f.uncached),
+                          note="(a host's first run; MFCTL_SSH_G_CACHE=0)"))
     if f.launch[1]:
-        one, sixteen, per = per_node(f.launch)
-        lines.append(f"{'launch: CPU':<38}{one * 1000:>9.0f} ms{sixteen * 1000:>9.0f} ms{per * 1000:>13.1f} ms")
+        lines.append(_cpu_row("launch: CPU", *per_node(f.launch)))
     if len(f.watch) == 2:
         w1, w16 = f.watch[1], f.watch[16]
         lines.append(f"{'watch: resident memory':<38}{w1['rss_kb'] / 1024:>9.1f} MB{w16['rss_kb'] / 1024:>9.1f} MB"
