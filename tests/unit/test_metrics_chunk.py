@@ -7,6 +7,7 @@ feeds the same log both ways and compares the whole state (every rank field, his
 from __future__ import annotations
 
 import random
+import re
 import sys
 from pathlib import Path
 
@@ -36,8 +37,8 @@ def chunk_way(request, monkeypatch):
     return request.param
 
 
-def state() -> ClusterState:
-    return ClusterState(world_size=4, seq_length=128, clock=Clock(), overflow_streak=2)
+def state(**kw) -> ClusterState:
+    return ClusterState(world_size=4, seq_length=128, clock=Clock(), overflow_streak=2, **kw)
 
 
 def assert_same(a: ClusterState, b: ClusterState) -> None:
@@ -215,10 +216,6 @@ def test_recurring_lines_between_steps_in_big_blocks(seed):
     short history and step-time windows (odd seeds) only their newest points are kept."""
     history, window = (16, 3) if seed % 2 else (2048, 8)
 
-    def fresh() -> ClusterState:
-        return ClusterState(world_size=4, seq_length=128, clock=Clock(), overflow_streak=2,
-                            history_len=history, step_window=window)
-
     rng = random.Random(seed)
     lines = [MS_WARN.format(pid=4242)]
     total = 400
@@ -230,12 +227,12 @@ def test_recurring_lines_between_steps_in_big_blocks(seed):
     if seed % 2:
         lines += [PREFIX + "Finish saving ckpt of epoch 1 step 999 using 0.01 seconds"]
     for rank in range(2):  # twice: the second rank meets every shape the first one left
-        lined = fresh()
+        lined = state(history_len=history, step_window=window)
         for line in lines:
             lined.feed(rank, line)
         assert len(lined.ranks[rank].history) == min(history, total)
         for as_bytes in (True, False):
-            s = fresh()
+            s = state(history_len=history, step_window=window)
             text = "".join(line + "\n" for line in lines)
             s.feed_chunk(rank, text.encode() if as_bytes else text)  # one big block
             assert_same(s, lined)
@@ -246,8 +243,6 @@ def test_recurring_lines_between_steps_in_big_blocks(seed):
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="possessive repeats need Python 3.11")
 def test_pair_pattern_matches_the_same_with_and_without_possessive_repeats():
     """Python 3.10 gets the pattern without possessive repeats: it must take the same pairs."""
-    import re
-
     rng = random.Random(7)
     texts = [(SAMPLES / "worker_0.log").read_text(encoding="utf-8")]
     texts += ["".join(line + "\n" for line in odd_scenario(rng)) for _ in range(20)]
