@@ -120,10 +120,11 @@ def feed_chunk(state: ClusterState, rank: int, data: str | bytes, node: str | No
             state._apply(r, ev, now)
         del lined[0]
     # The lines between pairs that need no more than a checkpoint note's numbers (a shape seen
-    # before: see pairs.SHAPES) and where the last note of each such stretch is; the others are `stops`.
-    stops = []
+    # before: see pairs.SHAPES, bytes only) and where the last note of each such stretch is; the
+    # others are `unknown`. (While the pid is unknown no shape is used: a "[" line is read for it.)
+    unknown: set[int] = set()
     notes: list[tuple[int, Any, int, Any]] = []  # (pair, text, line start, spans) of a stretch's last note
-    if kind is bytes and r.pid is not None:
+    if r.pid is not None:
         for s in lined:
             text = gaps[s]
             lines = known_lines(text, 0, text.rfind(nl))
@@ -138,9 +139,9 @@ def feed_chunk(state: ClusterState, rank: int, data: str | bytes, node: str | No
                     if note is not None:
                         notes.append(note)
                     continue
-            stops.append(s)
+            unknown.add(s)
     else:
-        stops = lined
+        unknown.update(lined)
     col = parts[5::_S]  # the loss (group 4), or in sink mode group 5
     if None in col:
         col = [v if v is not None else w for v, w in zip(col, parts[6::_S])]
@@ -151,7 +152,6 @@ def feed_chunk(state: ClusterState, rank: int, data: str | bytes, node: str | No
     special = set(_where(parts[8::_S], nl[:0]))
     epoch_last = parts[2::_S]
     special.update(k for k in _where(parts[4::_S], nl[:0]) if epoch_last[k] is not None)
-    unknown = set(stops)
     starts = sorted(unknown | special | {0, n})
     # Mirrors of r's counters. Pairs pend..k-1 are ahead of r (the newest of them give r its
     # history points; from ms_from on, its step times); ema and gema are floats when `ordinary`.
