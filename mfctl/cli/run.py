@@ -30,20 +30,27 @@ def check(
     accept_new_hosts: bool = AcceptNewOpt,
     fanout: int = FanoutOpt,
     connect_timeout: float | None = TimeoutOpt,
+    network: bool = typer.Option(
+        False, "--network", help="Ascend: also ping each device's peer device on the next node "
+        "(hccn_tool -ping); fail listing the pairs that lost packets."),
     as_json: bool = json_opt("Print the results as JSON."),
 ) -> None:
     """Preflight every node in parallel: reachable, Python and framework versions (equal on every
-    node), msrun, dataset, free disk, master port, leftovers of an earlier run, NPU count.
+    node), msrun, dataset, free disk, master port, leftovers of an earlier run. When the job's
+    config targets Ascend, also the NPUs (npu-smi: count, health, processes holding them, chip
+    model), the device network (hccn_tool: link, net health, IP) and the driver, firmware and
+    CANN versions, equal on every node.
 
     Example: mfctl check --nodes hosts.txt
     """
     from mfctl.jobs.backends import backend_for_job
-    from mfctl.jobs.launch import load
+    from mfctl.jobs.launch import load, targets_ascend
 
     opts = ssh_opts(ssh_config, accept_new_hosts, fanout, connect_timeout)
     job, launch_plan = load(directory, nodes, opts, None, None)
+    ascend = targets_ascend(job, launch_plan)
     with backend_for_job(launch_plan, job.entries, str(job.dir), opts, job.spec) as backend:
-        checks = backend.preflight(job.spec)
+        checks = backend.preflight(job.spec, ascend=ascend, network=network)
     views.print_checks(checks, as_json)
     bad = [c for c in checks if not c.ok]
     if bad:

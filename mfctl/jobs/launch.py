@@ -20,13 +20,14 @@ from mfctl.errors import BadInput, OperationFailed
 from mfctl.jobs.backend import Backend, Files
 from mfctl.jobs.backends import backend_for_job, backend_for_record
 from mfctl.jobs.checkpoints import common_checkpoint
-from mfctl.jobs.jobdir import RENDERED_DIR, Job, load_job, make_plan, render_job
-from mfctl.jobs.nodeops import NodeCheck, describe_error
+from mfctl.jobs.jobdir import RENDERED_DIR, Job, load_job, make_plan, read_text, render_job
+from mfctl.jobs.nodeops import NodeCheck, describe_error, preflight_context
 from mfctl.records.ids import new_job_id
 from mfctl.records.record import JobRecord, hosts_of
 from mfctl.records.store import JobStore
 from mfctl.remote.connect import SshOptions
 from mfctl.remote.resolve import make_resolver
+from mfctl.render import config_device_target, render_model_config
 
 SYNCED_DATASET_DIR = "data"
 
@@ -110,8 +111,20 @@ def render(job: Job, plan: LaunchPlan, job_id: str, resume: bool) -> tuple[Path,
     return rendered, extra
 
 
-def check_nodes(backend: Backend, job: Job) -> list[NodeCheck]:
-    checks = backend.preflight(job.spec, check_dataset=job.synced_dataset is None)
+def targets_ascend(job: Job, plan: LaunchPlan, rendered: Path | None = None) -> bool:
+    """The job's rendered MindFormers config (``rendered/config.yaml``, or rendered here in memory)
+    says ``device_target: Ascend``: the preflight's NPU rows apply."""
+    if rendered is not None:
+        text = (rendered / "config.yaml").read_text(encoding="utf-8")
+    else:
+        own = read_text(job.dir / job.spec.model_config_file, "model_config") if job.spec.model_config_file else None
+        text = render_model_config(job.spec, job.preset, job.layout, plan.world_size, own, batch=job.batch)
+    target = config_device_target(text)
+    return isinstance(target, str) and target.strip().lower() == "ascend"
+
+
+def check_nodes(backend: Backend, job: Job, ascend: bool = False) -> list[NodeCheck]:
+    checks = backend.preflight(job.spec, check_dataset=job.synced_dataset is None, ascend=ascend)
     bad = [c for c in checks if not c.ok]
     if bad:
         more = f" (and {len(bad) - 1} more node(s))" if len(bad) > 1 else ""
@@ -178,7 +191,8 @@ def submission_preview(job: Job, plan: LaunchPlan) -> str | None:
     job_id = preview_job_id(job.spec.name)
     line = sbatch_command(job.spec.slurm, job.spec.name, output_path(str(job.dir), job_id),
                           script_path(str(job.dir), job_id))
-    return f"# {line}\n" + batch_script(job.spec, plan, job_id, str(job.dir))
+    ctx = preflight_context(plan, job.spec, targets_ascend(job, plan))
+    return f"# {line}\n" + batch_script(job.spec, plan, job_id, str(job.dir), ctx)
 
 
 # --------------------------------------------------------------------------- the pass
@@ -207,7 +221,7 @@ def launch(
     progress.stage(f"connecting to {len(plan.nodes)} node(s)")
     with backend_for_job(plan, job.entries, str(job.dir), opts, job.spec) as backend:
         progress.stage("checking nodes")
-        checks = check_nodes(backend, job)
+        checks = check_nodes(backend, job, ascend=targets_ascend(job, plan, rendered))
         progress.stage("pushing the job bundle")
         push(backend, rendered, extra, checks, progress)
         store = store or JobStore()

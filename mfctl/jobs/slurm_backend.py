@@ -25,10 +25,11 @@ from pathlib import Path
 
 from mfctl.cluster.health import NodeStatus, ProcInfo
 from mfctl.cluster.plan import LaunchPlan, NodePlan
+from mfctl.cluster.preflight import Context
 from mfctl.cluster.slurm import NETWORK_FS, NODES_DIR, SLURM_DIR, SlurmJob, partition_problem, sbatch_argv
 from mfctl.errors import BadInput, OperationFailed
 from mfctl.jobs.backend import Files, NodeLogs
-from mfctl.jobs.nodeops import NodeCheck, bundle_files, logtail_command, push_bundle, tail_command
+from mfctl.jobs.nodeops import NodeCheck, bundle_files, logtail_command, preflight_context, push_bundle, tail_command
 from mfctl.jobspec.schema import SPEC_FILE, JobSpec, SlurmSpec
 from mfctl.metrics.logdir import rank_of_path
 from mfctl.metrics.types import LogLine
@@ -43,10 +44,14 @@ from mfctl.render import render_template
 END_WAIT_S = 20.0
 
 
-def batch_script(spec: JobSpec, plan: LaunchPlan, job_id: str, job_dir: str) -> str:
-    """The batch script ``sbatch`` runs (see templates/slurm-batch.sh.j2)."""
+def batch_script(spec: JobSpec, plan: LaunchPlan, job_id: str, job_dir: str, ctx: Context | None = None) -> str:
+    """The batch script ``sbatch`` runs (see templates/slurm-batch.sh.j2); ``ctx``: the preflight's
+    (whether the NPU rows apply, the devices, the CANN scripts)."""
     assert spec.slurm is not None
+    ctx = ctx or preflight_context(plan, spec)
     return render_template("slurm-batch.sh.j2", {
+        "ascend": "1" if ctx.ascend else "0", "devices_list": ",".join(str(d) for d in ctx.devices),
+        "set_env": ":".join(ctx.set_env),
         "job_id": job_id, "job_name": spec.name, "job_dir": job_dir, "nodes_dir": NODES_DIR,
         "node_count": len(plan.nodes), "devices": plan.nodes[0].local_worker_num,
         "sbatch": shlex.join(sbatch_argv(spec.slurm, spec.name, output_path(job_dir, job_id),
@@ -107,6 +112,8 @@ class SlurmBackend:
         self.setup = setup
         self._client: SlurmClient | None = None
         self.last_job: SlurmJob | None = None
+        #: The preflight's context (set by ``preflight``): the batch script and the nodes' judge use it.
+        self.context: Context | None = None
 
     @classmethod
     def for_record(cls, record: JobRecord) -> SlurmBackend:
@@ -137,9 +144,13 @@ class SlurmBackend:
 
     # -- launch
 
-    def preflight(self, spec: JobSpec, check_dataset: bool = True) -> list[NodeCheck]:
+    def preflight(self, spec: JobSpec, check_dataset: bool = True, ascend: bool = False,
+                  network: bool = False) -> list[NodeCheck]:
         """What can be known before submitting; anything wrong is bad input (nothing is submitted).
-        Each node runs the node preflight itself, inside its task, before msrun."""
+        The nodes are checked once Slurm gives them: each task gathers its facts with the node
+        preflight, and the batch script judges them with the same table, before msrun.
+        (``network``: the device pings need the nodes now, which Slurm has not given: not done.)"""
+        self.context = preflight_context(self.plan, spec, ascend, check_dataset)
         c = self.client
         c.require_tools()
         where = posixpath.join(self.job_dir, SPEC_FILE)
@@ -188,7 +199,17 @@ class SlurmBackend:
 
     def _files(self, rendered: Path, node_rank: int, extra: Files) -> Files:
         files = bundle_files(rendered, node_rank)
-        files["node/preflight.sh"] = (resources.files("mfctl.node").joinpath("preflight.sh").read_bytes(), 0o644)
+        node = resources.files("mfctl.node")
+        files["node/preflight.sh"] = (node.joinpath("preflight.sh").read_bytes(), 0o644)
+        files["node/preflight_judge.py"] = (node.joinpath("preflight_judge.py").read_bytes(), 0o644)
+        # The preflight's table and parsers, as a package of their own for the judge (stdlib only).
+        cluster = resources.files("mfctl.cluster")
+        files["judge/mfctl/__init__.py"] = files["judge/mfctl/cluster/__init__.py"] = (b"", 0o644)
+        for name in ("preflight.py", "facts.py", "npu.py"):
+            files[f"judge/mfctl/cluster/{name}"] = (cluster.joinpath(name).read_bytes(), 0o644)
+        if self.context is not None or self.spec is not None:
+            ctx = self.context or preflight_context(self.plan, self.spec)
+            files["preflight.json"] = (ctx.to_json().encode(), 0o644)
         return {**files, **extra}
 
     def bundle_size(self, rendered: Path, extra: Files) -> int:
@@ -216,7 +237,7 @@ class SlurmBackend:
     def start(self, job_id: str) -> dict[str, str]:
         if self.spec is None:
             raise OperationFailed("a recorded Slurm job is resubmitted by 'mfctl launch --resume'")
-        script = batch_script(self.spec, self.plan, job_id, self.job_dir)
+        script = batch_script(self.spec, self.plan, job_id, self.job_dir, self.context)
         self._write(script_path(self.job_dir, job_id), script, 0o700)
         argv = sbatch_argv(self.slurm, self.spec.name, output_path(self.job_dir, job_id),
                            script_path(self.job_dir, job_id))
