@@ -61,12 +61,14 @@ class NodeFacts:
         return f"link.{device}" in self.raw or f"net_health.{device}" in self.raw or f"ip.{device}" in self.raw
 
     def versions(self) -> dict[str, str]:
+        """npu-smi's version (the driver's, as it says), and the driver, firmware and CANN
+        toolkit versions of their version files."""
         out = {}
         info = self.npu_smi
         if info is not None and info.version:
             out["npu_smi"] = info.version
         for key in ("driver", "firmware", "cann"):
-            v = self.values.get(f"{key}_version")
+            v = npu.parse_version_file(self.text(f"{key}.info"))
             if v:
                 out[key] = v
         return out

@@ -125,7 +125,7 @@ def _unhealthy(f: NodeFacts, c: Context) -> list[str]:
             continue
         h = f.health(ch.npu)
         detail = ""
-        if h is not None and (h.code or h.info):
+        if h is not None and (h.code or "NA") + (h.info or "NA") != "NANA":
             detail = f" (error code {h.code or 'NA'}: {h.info or 'NA'})"
         out.append(f"NPU {ch.id} ({ch.name}) health is {ch.health}{detail}")
     return out
@@ -306,11 +306,11 @@ CLUSTER_ROWS: tuple[ClusterRow, ...] = (
     ClusterRow("npu_info", _chip_models, "NPU chip models", "use nodes of one chip model", when=_ascend),
     ClusterRow("npu_info", lambda f: f.versions().get("npu_smi"), "driver versions (npu-smi)",
                "install the same Ascend driver on every node", when=_ascend),
-    ClusterRow("driver_version", lambda f: f.get("driver_version"), "driver versions (version.info)",
+    ClusterRow("driver.info", lambda f: f.versions().get("driver"), "driver versions (version.info)",
                "install the same Ascend driver on every node", when=_ascend),
-    ClusterRow("firmware_version", lambda f: f.get("firmware_version"), "firmware versions",
+    ClusterRow("firmware.info", lambda f: f.versions().get("firmware"), "firmware versions",
                "install the same firmware on every node", when=_ascend),
-    ClusterRow("cann_version", lambda f: f.get("cann_version"), "CANN toolkit versions",
+    ClusterRow("cann.info", lambda f: f.versions().get("cann"), "CANN toolkit versions",
                "install the same CANN toolkit on every node", when=_ascend),
 )
 

@@ -142,18 +142,15 @@ if [ "$ascend" = 1 ]; then
     else
         echo "hccn_tool MISSING"
     fi
-    v=$(sed -n 's/^Version=//p' /usr/local/Ascend/driver/version.info 2>/dev/null | head -n 1)
-    [ -n "$v" ] && echo "driver_version $v"
-    v=$(sed -n 's/^Version=//p' /usr/local/Ascend/firmware/version.info 2>/dev/null | head -n 1)
-    [ -n "$v" ] && echo "firmware_version $v"
+    sed 's/^/@driver.info /' /usr/local/Ascend/driver/version.info 2>/dev/null
+    sed 's/^/@firmware.info /' /usr/local/Ascend/firmware/version.info 2>/dev/null
     # The CANN toolkit of the environment the workers get: the setup line's, then the scripts'.
     sh_=sh
     command -v bash >/dev/null 2>&1 && sh_=bash
     home=$("$sh_" -c 'for f in "$@"; do [ -f "$f" ] && . "$f" >/dev/null 2>&1; done; echo "${ASCEND_TOOLKIT_HOME:-${ASCEND_HOME_PATH:-}}"' cann $scripts 2>/dev/null)
     if [ -n "$home" ]; then
         for i in "$home"/ascend_toolkit_install.info "$home"/*/ascend_toolkit_install.info; do
-            v=$(sed -n 's/^version=//p' "$i" 2>/dev/null | head -n 1)
-            if [ -n "$v" ]; then echo "cann_version $v"; break; fi
+            if [ -f "$i" ]; then sed 's/^/@cann.info /' "$i"; break; fi
         done
     fi
 fi
