@@ -57,7 +57,7 @@ def main(argv: list[str]) -> int:
             print(f"mfctl: preflight failed on {verdict.host}: {p}", file=sys.stderr)
         run = os.path.join(d, "run")
         with open(os.path.join(run, "preflight_failed"), "w", encoding="utf-8") as f:
-            f.write("; ".join(verdict.problems).replace("\n", " ") + "\n")
+            f.write(" | ".join(verdict.problems).replace("\n", " ") + "\n")
         with open(os.path.join(run, "exit_code"), "w", encoding="utf-8") as f:
             f.write("3\n")
     return 3 if failed else 0

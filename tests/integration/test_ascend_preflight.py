@@ -94,8 +94,8 @@ def pair(netns_cluster, stand_ins, tmp_path: Path):
         for n, files in zip(nodes, (first, second)):
             ascend.write_node(ascend.DATA_ROOT / n.address, files)
 
-    def check(*args: str):
-        return run_mfctl_process("check", "--json", "--ssh-config", str(cluster.ssh_config_path), *args, cwd=job)
+    def check(*args: str, command: str = "check"):
+        return run_mfctl_process(command, "--json", "--ssh-config", str(cluster.ssh_config_path), *args, cwd=job)
 
     yield nodes, answer, check
     shutil.rmtree(shared, ignore_errors=True)
@@ -170,6 +170,14 @@ def test_network_pings_each_device_peer_on_the_next_node(pair) -> None:
         assert [p for p in node["problems"] if p.startswith(want)], node["problems"]
     answer(_node(1, EIGHT), _node(2, EIGHT))
     assert check("--network").exit_code == 0
+
+
+def test_launch_runs_the_same_checks_and_starts_nothing(pair) -> None:
+    nodes, answer, check = pair
+    answer(_node(1, EIGHT), _node(2, EIGHT, **{"net_health.2": ascend.NET_FAULT}))
+    r = check(command="launch")
+    assert r.exit_code == 1, r.stdout + r.stderr
+    assert f"{nodes[1].name}: NPU 2: device network health is Fault" in r.stderr and "nothing was started" in r.stderr
 
 
 # --------------------------------------------------------------------------- Slurm
