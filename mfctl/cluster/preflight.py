@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 from mfctl.cluster import npu
-from mfctl.cluster.facts import NodeFacts, read_facts
+from mfctl.cluster.facts import DeviceNet, NodeFacts, read_facts
 
 __all__ = ["CLUSTER_ROWS", "NODE_ROWS", "Context", "NodeFacts", "Verdict", "judge", "read_facts"]
 
@@ -95,13 +95,9 @@ def _python_ok(f: NodeFacts) -> bool:
     return f.get("python") not in (None, "MISSING") and not f.get("python_broken")
 
 
-def _devices(c: Context) -> tuple[int, ...]:
-    return c.devices
-
-
 def _used_chips(f: NodeFacts, c: Context) -> list[npu.Chip]:
     info = f.npu_smi
-    return [ch for d in _devices(c) if info and (ch := info.chip(d)) is not None]
+    return [ch for d in c.devices if info and (ch := info.chip(d)) is not None]
 
 
 def _missing_devices(f: NodeFacts, c: Context) -> list[str]:
@@ -109,13 +105,13 @@ def _missing_devices(f: NodeFacts, c: Context) -> list[str]:
     if info is None or info.unreadable == "(no output)":
         return []
     found = [ch.id for ch in info.chips if not ch.inference_only]
-    missing = [d for d in _devices(c) if info.chip(d) is None]
-    if not missing and len(found) >= len(_devices(c)):
+    missing = [d for d in c.devices if info.chip(d) is None]
+    if not missing and len(found) >= len(c.devices):
         return []
     have = ", ".join(str(i) for i in found) or "none"
     return [f"NPU {', '.join(str(d) for d in missing)} not found: npu-smi shows {len(found)} training "
-            f"chip(s) (device {have}), the job uses {len(_devices(c))} per node "
-            f"(devices {', '.join(str(d) for d in _devices(c))})"]
+            f"chip(s) (device {have}), the job uses {len(c.devices)} per node "
+            f"(devices {', '.join(str(d) for d in c.devices)})"]
 
 
 def _unhealthy(f: NodeFacts, c: Context) -> list[str]:
@@ -155,30 +151,47 @@ def _npu_unreadable(f: NodeFacts, c: Context) -> list[str]:
     return [f"npu-smi info printed what mfctl cannot read: {info.unreadable[:160]!r}"]
 
 
-def _hccn(f: NodeFacts, c: Context, what: str) -> list[str]:
-    if f.get("hccn_tool") in (None, "MISSING"):
-        return []
-    out = []
-    for d in _devices(c):
-        if not f.hccn_asked(d):
-            continue
-        net = f.net(d)
-        if what == "link" and net.link is not None and net.link.upper() != "UP":
-            out.append(f"NPU {d}: device NIC link is {net.link} (hccn_tool -i {d} -link -g)")
-        elif what == "health" and net.net_health is not None and net.net_health.lower() in ("fault", "socket failed"):
-            out.append(f"NPU {d}: device network health is {net.net_health} (hccn_tool -i {d} -net_health -g)")
-        elif what == "init" and net.net_health is not None and net.net_health.lower() == "init":
-            out.append(f"NPU {d}: device network health is Init: no detection address is set, so the "
-                       f"link is not checked; set one with 'hccn_tool -i {d} -netdetect -s address <IP>'")
-        elif what == "ip" and net.ip is None and f"ip.{d}" in f.raw:
-            said = next((x.strip() for x in f.raw[f"ip.{d}"] if x.strip()), "nothing")
-            out.append(f"NPU {d}: the device NIC has no IP address (hccn_tool -i {d} -ip -g said {said[:120]!r})")
-        elif what == "unreadable":
-            for name, value in (("link", net.link), ("net_health", net.net_health)):
-                lines = [x for x in f.raw.get(f"{name}.{d}", []) if x.strip()]
-                if value is None and lines:
-                    out.append(f"hccn_tool -i {d} -{name} -g printed what mfctl cannot read: {lines[0][:160]!r}")
-    return out
+def _per_device(check: Callable[[int, DeviceNet, NodeFacts], str | None]) -> Find:
+    """A row over hccn_tool's answers: ``check`` sees each used device's NIC (when it was asked)."""
+    def find(f: NodeFacts, c: Context) -> list[str]:
+        if f.get("hccn_tool") in (None, "MISSING"):
+            return []
+        return [what for d in c.devices if f.hccn_asked(d) and (what := check(d, f.net(d), f))]
+    return find
+
+
+def _link_down(d: int, net: DeviceNet, f: NodeFacts) -> str | None:
+    if net.link is None or net.link.upper() == "UP":
+        return None
+    return f"NPU {d}: device NIC link is {net.link} (hccn_tool -i {d} -link -g)"
+
+
+def _net_fault(d: int, net: DeviceNet, f: NodeFacts) -> str | None:
+    if (net.net_health or "").lower() not in ("fault", "socket failed"):
+        return None
+    return f"NPU {d}: device network health is {net.net_health} (hccn_tool -i {d} -net_health -g)"
+
+
+def _net_init(d: int, net: DeviceNet, f: NodeFacts) -> str | None:
+    if (net.net_health or "").lower() != "init":
+        return None
+    return (f"NPU {d}: device network health is Init: no detection address is set, so the link is not "
+            f"checked; set one with 'hccn_tool -i {d} -netdetect -s address <IP>'")
+
+
+def _no_ip(d: int, net: DeviceNet, f: NodeFacts) -> str | None:
+    if net.ip is not None or f"ip.{d}" not in f.raw:
+        return None
+    said = next((x.strip() for x in f.raw[f"ip.{d}"] if x.strip()), "nothing")
+    return f"NPU {d}: the device NIC has no IP address (hccn_tool -i {d} -ip -g said {said[:120]!r})"
+
+
+def _hccn_unreadable(d: int, net: DeviceNet, f: NodeFacts) -> str | None:
+    for name, value in (("link", net.link), ("net_health", net.net_health)):
+        lines = [x for x in f.raw.get(f"{name}.{d}", []) if x.strip()]
+        if value is None and lines:
+            return f"hccn_tool -i {d} -{name} -g printed what mfctl cannot read: {lines[0][:160]!r}"
+    return None
 
 
 def _stale(f: NodeFacts, c: Context) -> list[str]:
@@ -248,20 +261,19 @@ NODE_ROWS: tuple[Row, ...] = (
         "or pick other devices", when=_ascend),
     Row("npu_info", _foreign, "stop it, or pick other devices", when=_ascend),
     Row("npu_info", _inference, "train on 910-series nodes", when=lambda c: c.ascend and c.training),
-    Row("link", lambda f, c: _hccn(f, c, "link"), "check the cable and the switch port, or pick other devices",
+    Row("link", _per_device(_link_down), "check the cable and the switch port, or pick other devices",
         when=_ascend),
-    Row("net_health", lambda f, c: _hccn(f, c, "health"), "check the device network (hccn_tool -i N "
-        "-netdetect -g, the detection address, the switch)", when=_ascend),
-    Row("ip", lambda f, c: _hccn(f, c, "ip"), "configure it (/etc/hccn.conf, hccn_tool -i N -ip -s)",
-        when=_ascend),
+    Row("net_health", _per_device(_net_fault), "check the device network (hccn_tool -i N -netdetect -g, "
+        "the detection address, the switch)", when=_ascend),
+    Row("ip", _per_device(_no_ip), "configure it (/etc/hccn.conf, hccn_tool -i N -ip -s)", when=_ascend),
     # Warnings: the job may start.
     Row("npu_info", _npu_unreadable, "the NPU checks may be incomplete", when=_ascend, level=WARN),
     Row("hccn_tool", lambda f, c: _if(f.get("npu_smi") not in (None, "MISSING") and f.get("hccn_tool") == "MISSING",
                                       "npu-smi is here but hccn_tool is not (PATH, /usr/local/Ascend/driver/tools)"),
         "the device network is not checked", when=_ascend, level=WARN),
-    Row("net_health", lambda f, c: _hccn(f, c, "init"), "", when=_ascend, level=WARN),
-    Row("link", lambda f, c: _hccn(f, c, "unreadable"), "the device network checks may be incomplete",
-        when=_ascend, level=WARN),
+    Row("net_health", _per_device(_net_init), "", when=_ascend, level=WARN),
+    Row("link", _per_device(_hccn_unreadable), "the device network checks may be incomplete", when=_ascend,
+        level=WARN),
 )
 
 

@@ -150,6 +150,12 @@ def test_unreadable_npu_smi_output_warns_naming_the_line(tmp_path: Path) -> None
                                    "ret is -8005'; the NPU checks may be incomplete",)
 
 
+def test_unreadable_hccn_tool_output_warns_naming_the_device_and_line(tmp_path: Path) -> None:
+    v = verdict(gather(tmp_path, ascend.node_outputs(EIGHT, **{"link.1": "Unknown command, please check\n"})))
+    assert v.ok and v.warnings == ("hccn_tool -i 1 -link -g printed what mfctl cannot read: 'Unknown command, "
+                                   "please check'; the device network checks may be incomplete",)
+
+
 def test_a_configured_set_env_that_is_missing_fails(tmp_path: Path) -> None:
     real = tmp_path / "set_env.sh"
     real.write_text(": \n")
