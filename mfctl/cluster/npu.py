@@ -76,6 +76,8 @@ class NpuSmiInfo:
     version: str | None
     chips: tuple[Chip, ...]
     unreadable: str | None = None
+    #: Every process row read, as (NPU id, chip, process); a chip's own are also in its ``processes``.
+    processes: tuple[tuple[int, int, NpuProcess], ...] = ()
 
     def chip(self, device: int) -> Chip | None:
         return next((c for c in self.chips if c.id == device), None)
@@ -97,9 +99,9 @@ def parse_npu_smi_info(text: str) -> NpuSmiInfo:
     """Read ``npu-smi info`` (any layout above)."""
     version: str | None = None
     unreadable: str | None = None
-    hbm_column = False
+    hbm_column: bool | None = None  # unknown until the header says (an excerpt may lack it)
     section = ""  # "devices" or "processes", after their header rows
-    pending: tuple[int, str, str] | None = None  # an NPU's first row, waiting for its chip row
+    pending: tuple[int, str, str, str] | None = None  # an NPU's first row (and the line), waiting for its chip row
     chips: list[Chip] = []
     procs: dict[tuple[int, int], list[NpuProcess]] = {}
     seen_table = False
@@ -140,21 +142,26 @@ def parse_npu_smi_info(text: str) -> NpuSmiInfo:
         if m:
             section = "processes"
             continue
+        if section == "" and len(words) >= 2 and words[0].isdigit() and not words[1].isdigit() and len(cells) >= 3:
+            section = "devices"  # a table without its header (cut): its rows say what they are
         if section == "devices":
             # The rows alternate: an NPU's first row (id, name, health), then its chip row.
             if pending is None and len(words) >= 2 and words[0].isdigit() and len(cells) >= 3:
-                pending = (int(words[0]), " ".join(words[1:]), cells[1].split()[0] if cells[1] else "")
+                pending = (int(words[0]), " ".join(words[1:]), cells[1].split()[0] if cells[1] else "", s)
                 continue
             if pending is not None and words and len(words) <= 2 and all(w.isdigit() for w in words) \
                     and len(cells) >= 3:
-                npu, name, health = pending
+                npu, name, health, _ = pending
                 pending = None
                 chip_no = int(words[0])
                 device = int(words[1]) if len(words) == 2 else npu
                 pairs = _PAIR.findall(cells[2])
                 used = total = None
-                if hbm_column and pairs:
-                    used, total = _int(pairs[-1][0]), _int(pairs[-1][1])
+                if hbm_column or (hbm_column is None and len(pairs) >= 2):
+                    if len(pairs) >= 2:  # Memory-Usage, then HBM-Usage
+                        used, total = _int(pairs[-1][0]), _int(pairs[-1][1])
+                    else:
+                        bad(line)  # the row is cut before its HBM
                 chips.append(Chip(device, npu, chip_no, name, health, used, total))
                 continue
             pending = None
@@ -172,14 +179,15 @@ def parse_npu_smi_info(text: str) -> NpuSmiInfo:
             continue
         bad(line)
     if pending is not None:
-        bad(f"| {pending[0]} {pending[1]} | {pending[2]} | (no chip row)")
+        bad(pending[3])  # a first row without its chip row
     if not seen_table and unreadable is None:
         unreadable = "(no output)"
     with_procs = tuple(
         Chip(c.id, c.npu, c.chip, c.name, c.health, c.hbm_used_mb, c.hbm_total_mb,
              tuple(procs.get((c.npu, c.chip), ())))
         for c in chips)
-    return NpuSmiInfo(version, with_procs, unreadable)
+    every = tuple((npu_id, chip_no, p) for (npu_id, chip_no), ps in procs.items() for p in ps)
+    return NpuSmiInfo(version, with_procs, unreadable, every)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,22 @@ CASES = [
         (2, 1, 0, "Ascend910", "OK", 3116, 65536, ()),
         (3, 1, 1, "Ascend910", "OK", 10568, 65536, (P(990711, "python", 7746),)),
     ], None),
+    # Excerpts of outputs pasted in issues (cut by the index that stored them: the cut row is named).
+    ("npu-smi_info_A3_26x_116col_process_in_container_excerpt.txt", None, [
+        (15, 7, 1, "Ascend910", "OK", 31877, 65536, ()),  # no header: the rows say what they are
+    ], None),
+    ("npu-smi_info_A3_24.1.rc3.7_excerpt.txt", "24.1.rc3.7", [
+        (0, 0, 0, "Ascend910", "OK", 3397, 65536, ()),
+        (1, 0, 1, "Ascend910", "OK", 3186, 65536, ()),
+        (2, 1, 0, "Ascend910", "OK", None, None, ()),
+    ], "| 0     2                   | 0000:99:00.0  | 0           0    / 0"),
+    ("npu-smi_info_910B3_excerpt.txt", None, [(d, d, 0, "910B3", "OK", used, 65536, ())
+                                              for d, used in enumerate([3379, 3385, 3380])],
+     "| 3     910B3               | OK            | 92.7        41                0"),
+    ("npu-smi_info_910ProB_24.1.0_excerpt.txt", "24.1.0", [
+        (0, 0, 0, "910ProB", "OK", 18, 32768, ()),  # Memory-Usage 2387 / 13553 is not the HBM
+        (1, 1, 0, "910ProB", "OK", 8, 32768, ()),
+    ], "| 2     910ProB             | OK            | 78.2        39                0    / 0"),
     # The 310 family: "Chip  Device", no HBM column.
     ("npu-smi_info_310P3_npu-smi-24.1.rc2.txt", "24.1.rc2", [
         (0, 0, 0, "310P3", "OK", None, None, ()),
@@ -55,7 +71,7 @@ CASES = [
 def _command_output(name: str) -> str:
     """The tool's output: the docs' command prompt line (not printed by the tool) dropped."""
     return "\n".join(line for line in recorded(name).splitlines()
-                     if not line.startswith(("root@", "> npu-smi")))
+                     if not line.startswith(("root@", "[root@", "> npu-smi")))
 
 
 @pytest.mark.parametrize(("name", "version", "chips", "unreadable"), CASES, ids=[c[0][:40] for c in CASES])
@@ -65,6 +81,11 @@ def test_npu_smi_info_in_every_layout(name: str, version: str, chips: list, unre
     assert [(c.id, c.npu, c.chip, c.name, c.health, c.hbm_used_mb, c.hbm_total_mb, c.processes)
             for c in info.chips] == chips
     assert info.unreadable == unreadable
+
+
+def test_process_rows_of_the_116_column_layout_are_read_with_their_cut_names() -> None:
+    info = npu.parse_npu_smi_info(recorded("npu-smi_info_A3_26x_116col_process_in_container_excerpt.txt"))
+    assert info.processes == ((0, 0, P(632268, "python3.1", 197)),)
 
 
 def test_health_warning_is_read_even_when_the_cell_overflows_its_column() -> None:
@@ -80,7 +101,7 @@ def test_health_warning_is_read_even_when_the_cell_overflows_its_column() -> Non
     ("dcmi model initialized failed, because the device is used. ret is -8020\n",
      "dcmi model initialized failed, because the device is used. ret is -8020"),
     ("| npu-smi 23.0.6.2   Version: 23.0.6.2 |\n| NPU   Name | Health | Power |\n| 0   910B2 | OK | 1 |\n",
-     "| 0 910B2 | OK | (no chip row)"),
+     "| 0   910B2 | OK | 1 |"),
 ])
 def test_unreadable_output_is_named_never_raised(text: str, unreadable: str) -> None:
     info = npu.parse_npu_smi_info(text)
