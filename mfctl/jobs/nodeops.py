@@ -116,6 +116,8 @@ def _set_env(spec) -> tuple[str, ...]:
 def job_devices(spec, plan: LaunchPlan) -> tuple[int, ...]:
     """The device ids the job's workers use on each node: the spec's list, else 0..N-1."""
     listed = getattr(spec, "devices", None)
+    if isinstance(listed, str):
+        listed = [d for d in listed.replace(" ", "").split(",") if d]
     if listed:
         return tuple(int(d) for d in listed)
     return tuple(range(plan.nodes[0].local_worker_num if plan.nodes else spec.devices_per_node))
