@@ -112,7 +112,7 @@ def preflight(plan: LaunchPlan, spec, transports: dict[str, Transport], fanout: 
         mf_home = spec.mindformers_home if plan.launcher == "mindformers" else None
         cmd = in_one_piece(inline("preflight.sh", spec.python, spec.dataset, workdir, str(plan.master_port),
                                   "1" if node.node_rank == 0 else "0", spec.name, spec.setup or "",
-                                  node.job_dir, mf_home or ""))
+                                  node.job_dir, mf_home or "", *(spec.ascend.set_env or ())))
         res = t.run(cmd, timeout=60)
         facts: dict[str, str] = {}
         for line in res.stdout.splitlines():
@@ -156,6 +156,10 @@ def preflight(plan: LaunchPlan, spec, transports: dict[str, Transport], fanout: 
         if f.get("port") == "busy":
             nc.problems.append(f"master port {plan.master_port} is in use on the master; stop what "
                                "uses it or set --master-port")
+        if f.get("set_env_missing"):
+            # ascend.set_env: the launch script would refuse to start without it.
+            nc.problems.append(f"ascend.set_env {f['set_env_missing']} is not there (or not readable); "
+                               "install CANN there or fix ascend.set_env in mfctl.yaml")
         if f.get("stale", "0") not in ("0", ""):
             nc.problems.append(f"{f['stale']} process(es) of an earlier {spec.name} job still run; "
                                "'mfctl stop' it first")

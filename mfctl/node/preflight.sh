@@ -1,5 +1,5 @@
 # mfctl preflight: one round trip answers every check for one node, as "key value" lines.
-# Sent inline as: sh -c "$THIS_SCRIPT" preflight PYTHON DATASET WORKDIR MASTER_PORT IS_MASTER JOB_NAME SETUP JOB_DIR [MF_HOME]
+# Sent inline as: sh -c "$THIS_SCRIPT" preflight PYTHON DATASET WORKDIR MASTER_PORT IS_MASTER JOB_NAME SETUP JOB_DIR [MF_HOME [SET_ENV...]]
 set -u
 python=$1
 dataset=$2
@@ -92,5 +92,14 @@ if [ -n "$mf_home" ]; then
 fi
 if command -v npu-smi >/dev/null 2>&1; then
     echo "npu $(npu-smi info -l 2>/dev/null | grep -c 'NPU ID')"
+fi
+# ascend.set_env (arguments 10 on): the CANN environment scripts the launch script will source,
+# taken as it takes them (relative or ~/ = under the home). The first one missing, if any.
+if [ $# -gt 9 ]; then
+    shift 9
+    for f in "$@"; do
+        case $f in /*) p=$f ;; "~/"*) p=$HOME/${f#"~/"} ;; *) p=$HOME/$f ;; esac
+        if [ ! -f "$p" ] || [ ! -r "$p" ]; then echo "set_env_missing $f"; break; fi
+    done
 fi
 echo "done 1"
