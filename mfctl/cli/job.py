@@ -6,8 +6,9 @@ from pathlib import Path
 
 import typer
 
-from mfctl.cli import app, views
+from mfctl.cli import views
 from mfctl.cli.options import AliasSshConfigOpt, DirOpt, MasterAddrOpt, NodesOpt, json_opt, resolver
+from mfctl.cli.root import app
 
 
 @app.command()
