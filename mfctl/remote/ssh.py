@@ -197,9 +197,11 @@ class SshTransport:
         if isinstance(sock, socket.socket):
             self._tune_socket(sock)
         transport = ParamikoTransport(sock, **kwargs)  # type: ignore[arg-type]
-        # The key exchange is bounded by the connect timeout too (paramiko's default is 15 s);
-        # SSHClient.connect sets the banner and auth timeouts from connect_kwargs itself.
-        transport.handshake_timeout = timeout
+        # SSHClient.connect stops waiting for the key exchange after the connect timeout (and sets
+        # the banner and auth timeouts from connect_kwargs). The transport's own handshake limit
+        # (paramiko's default: 15 s) only ends its thread: a second later, so that the connect
+        # timeout is what a stalled node reports ("did not finish within").
+        transport.handshake_timeout = timeout + 1
         hostkeys.restrict_algorithms(r, transport)
         # SSH-level keepalives put data on the wire; TCP_USER_TIMEOUT then aborts the connection
         # when that data stays unacknowledged (a partition) instead of retransmitting for ~15 min.

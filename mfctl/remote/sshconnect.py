@@ -110,6 +110,9 @@ def reason_at(e: BaseException, host: str, port: int, user: str, t: float,
             "IdentityFile, IdentitiesOnly, CertificateFile, ssh-agent and the node's authorized_keys"
         )
     if isinstance(e, SSHException):
+        if str(e) == "No existing session":  # paramiko's start_client gave up waiting for the key exchange
+            return (f"SSH handshake with {where} did not finish within {t:g}s (it answered, then stalled: "
+                    "sshd overloaded or stuck?)")
         if "Incompatible ssh peer" in str(e):
             return (f"SSH handshake with {where} failed: {e}; no algorithm in common: check "
                     "HostKeyAlgorithms, KexAlgorithms, Ciphers and MACs for this host")

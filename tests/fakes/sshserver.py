@@ -7,6 +7,9 @@ offered, in order (``offered``: ``(keytype, fingerprint)``); a command gets ``re
 exit status 0 (nothing is executed). ``global_request`` makes it send an unsolicited global
 request after auth, as OpenSSH's sshd sends ``hostkeys-00@openssh.com``.
 
+``Lab`` puts one together with the files a user would write (keys made by ``ssh-keygen``, an
+ssh_config whose ``Host node`` is this server, known_hosts) and connects through ``SshTransport``.
+
 A stand-in for host keys and auth only: the real sshd parity suite (tests/integration) checks the
 same verdicts against ``ssh`` itself.
 """
@@ -16,10 +19,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import socket
+import subprocess
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
+
+from mfctl.remote.base import NodeUnreachable
+from mfctl.remote.ssh import SshTransport
 
 
 def fingerprint(blob: bytes) -> str:
@@ -134,3 +142,75 @@ class SshServer:
         for t in self._transports:
             t.close()  # one accepted meanwhile
             t.join(10)
+
+
+def keygen(path: Path, kind: str = "ed25519", passphrase: str = "") -> Path:
+    """A key pair made by ``ssh-keygen``: ``path`` (private) and ``path.pub``."""
+    subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", passphrase, "-C", path.name, "-f", str(path)],
+                   check=True, capture_output=True)
+    return path
+
+
+def pub(path: Path) -> str:
+    """``keytype base64`` of a key's .pub file."""
+    return " ".join((path.parent / (path.name + ".pub")).read_text().split()[:2])
+
+
+def blob(path: Path) -> bytes:
+    return base64.b64decode(pub(path).split()[1])
+
+
+@dataclass
+class Lab:
+    """A server and the client's files in ``d``; ``config()`` writes the ssh_config of ``node``."""
+
+    d: Path
+    server: SshServer
+    host_key: Path
+    other_host_key: Path
+    user_key: Path
+
+    @property
+    def name(self) -> str:
+        """How known_hosts names this server: a port other than 22 is ``[host]:port``."""
+        return f"[127.0.0.1]:{self.server.port}"
+
+    def config(self, extra: str = "", known_hosts: str = "", *, identity: bool = True) -> Path:
+        """``extra`` lines go into ``Host node`` (first value wins: they override the defaults
+        below); ``identity=False`` leaves the default IdentityFile out (IdentityFile adds up)."""
+        (self.d / "known_hosts").write_text(known_hosts)
+        cfg = self.d / "ssh_config"
+        cfg.write_text(
+            f"Host node\n  HostName 127.0.0.1\n  Port {self.server.port}\n  User tester\n{extra}"
+            f"Host *\n  UserKnownHostsFile {self.d}/known_hosts\n"
+            f"  GlobalKnownHostsFile {self.d}/global_known_hosts\n"
+            + (f"  IdentityFile {self.user_key}\n" if identity else "")
+            + "  IdentityAgent none\n  StrictHostKeyChecking yes\n  ConnectTimeout 5\n")
+        return cfg
+
+    def known(self) -> str:
+        """The known_hosts line of this server's host key."""
+        return f"{self.name} {pub(self.host_key)}\n"
+
+    def run(self, cfg: Path, *, accept_new: bool = False) -> str:
+        """``true`` on the node through mfctl's SSH transport: its stdout (the server's reply)."""
+        t = SshTransport("node", ssh_config_path=cfg, accept_new_hosts=accept_new)
+        try:
+            res = t.run("true")
+        finally:
+            t.close()
+        assert res.exit_code == 0
+        return res.stdout
+
+    def refused(self, cfg: Path, *, accept_new: bool = False) -> str:
+        """The one-line reason mfctl gives for not reaching the node; nothing ran there."""
+        ran = len(self.server.commands)
+        try:
+            self.run(cfg, accept_new=accept_new)
+        except NodeUnreachable as e:
+            message = str(e)
+        else:
+            raise AssertionError("mfctl connected and ran the command; it should have refused")
+        assert "\n" not in message and message.startswith("node:"), message
+        assert len(self.server.commands) == ran  # refused before anything ran
+        return message

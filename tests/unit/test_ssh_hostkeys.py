@@ -13,17 +13,13 @@ import base64
 import hashlib
 import hmac
 import shutil
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from mfctl.remote import hostkeys, knownhosts
-from mfctl.remote.base import NodeUnreachable
-from mfctl.remote.ssh import SshTransport
-from tests.fakes.sshserver import SshServer
+from tests.fakes.sshserver import Lab, SshServer, blob, keygen, pub
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("ssh") is None or shutil.which("ssh-keygen") is None,
@@ -32,68 +28,10 @@ pytestmark = [
 ]
 
 
-def keygen(path: Path, kind: str = "ed25519", passphrase: str = "") -> Path:
-    subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", passphrase, "-C", path.name, "-f", str(path)],
-                   check=True, capture_output=True)
-    return path
-
-
-def pub(path: Path) -> str:
-    """``keytype base64`` of a key's .pub file."""
-    return " ".join((path.parent / (path.name + ".pub")).read_text().split()[:2])
-
-
-def blob(path: Path) -> bytes:
-    return base64.b64decode(pub(path).split()[1])
-
-
 def hashed(name: str) -> str:
     salt = b"salt-for-the-tests!!"
     digest = hmac.new(salt, name.encode(), hashlib.sha1).digest()
     return f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()}"
-
-
-@dataclass
-class Lab:
-    d: Path
-    server: SshServer
-    host_key: Path
-    other_host_key: Path
-    user_key: Path
-
-    @property
-    def name(self) -> str:
-        """How known_hosts names this server: a port other than 22 is ``[host]:port``."""
-        return f"[127.0.0.1]:{self.server.port}"
-
-    def config(self, extra: str = "", known_hosts: str = "") -> Path:
-        (self.d / "known_hosts").write_text(known_hosts)
-        cfg = self.d / "ssh_config"
-        cfg.write_text(
-            f"Host node\n  HostName 127.0.0.1\n  Port {self.server.port}\n  User tester\n{extra}"
-            f"Host *\n  UserKnownHostsFile {self.d}/known_hosts\n"
-            f"  GlobalKnownHostsFile {self.d}/global_known_hosts\n"
-            f"  IdentityFile {self.user_key}\n  IdentityAgent none\n  StrictHostKeyChecking yes\n"
-            "  ConnectTimeout 5\n")
-        return cfg
-
-    def run(self, cfg: Path, *, accept_new: bool = False) -> str:
-        t = SshTransport("node", ssh_config_path=cfg, accept_new_hosts=accept_new)
-        try:
-            res = t.run("true")
-        finally:
-            t.close()
-        assert res.exit_code == 0
-        return res.stdout
-
-    def refused(self, cfg: Path, *, accept_new: bool = False) -> str:
-        ran = len(self.server.commands)
-        with pytest.raises(NodeUnreachable) as err:
-            self.run(cfg, accept_new=accept_new)
-        message = str(err.value)
-        assert "\n" not in message and message.startswith("node:")
-        assert len(self.server.commands) == ran  # refused before anything ran
-        return message
 
 
 @pytest.fixture
