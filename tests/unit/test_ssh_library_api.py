@@ -99,10 +99,8 @@ def test_connections_do_not_write_into_the_shared_fabric_config(tmp_path: Path) 
     cfg.write_text("Host *\n  HostName 127.0.0.1\n  ProxyCommand nc %h %p\n  ConnectTimeout 3\n")
     if shutil.which("ssh") is None:
         pytest.skip("needs the OpenSSH client (ssh -G)")
-    t = SshTransport("a", ssh_config_path=cfg)
-    conn = t._conn
-    assert isinstance(conn, OpenSshConnection) and conn.proxy_command == "nc 127.0.0.1 22"
-    assert conn.connect_timeout == 3 and conn.connect_kwargs["channel_timeout"] == 3
+    t = SshTransport("a", ssh_config_path=cfg)  # builds its Connection (ProxyCommand, timeouts, client)
+    assert t.resolved.proxy_command == "nc 127.0.0.1 22" and t.connect_timeout == 3
     assert repr(sshconnect.fabric_config()) == before
     for name in ("connect_timeout", "connect_kwargs", "client", "gateway", "inline_ssh_env", "proxy_command"):
         assert name in vars(fabric.Connection) or name in vars(OpenSshConnection), name
