@@ -17,6 +17,7 @@ from mfctl.cluster.batch import GlobalBatch
 from mfctl.cluster.layout import Layout
 from mfctl.cluster.plan import CONFIG_FILE, CPU_SITE_DIR, RUN_DIR, LaunchPlan, NodePlan
 from mfctl.errors import BadInput
+from mfctl.jobspec.ascend import DEFAULT_ATB_SET_ENV, DEFAULT_TOOLKIT_SET_ENV
 from mfctl.jobspec.presets import ModelShape, Preset
 from mfctl.jobspec.schema import JobSpec, yaml_error_mark
 
@@ -231,4 +232,16 @@ def render_launch_script(spec: JobSpec, plan: LaunchPlan, node: NodePlan, job_id
         "output_dir": spec.output_dir,
         "mindformers_home": spec.mindformers_home if mindformers else None,
         "cpu_site": CPU_SITE_DIR if mindformers and cpu else None,
+        "set_env": None if spec.ascend.set_env is None else [node_path_word(p) for p in spec.ascend.set_env],
+        "default_set_env": [shlex.quote(p) for p in DEFAULT_TOOLKIT_SET_ENV],
+        "atb_set_env": shlex.quote(DEFAULT_ATB_SET_ENV),
+        "visible_devices": ",".join(map(str, node.devices)) if node.devices is not None else None,
     })
+
+
+def node_path_word(path: str) -> str:
+    """A path on the node as one shell word: absolute as given, relative (or ``~/``) under the
+    node user's home, as mfctl takes workdir and mindformers_home."""
+    if path.startswith("/"):
+        return shlex.quote(path)
+    return '"$HOME"/' + shlex.quote(path.removeprefix("~/"))

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import typer
 
-from mfctl.cli import app, views
+from mfctl.cli import views
 from mfctl.cli.options import AliasSshConfigOpt, DirOpt, MasterAddrOpt, NodesOpt, json_opt, resolver
+from mfctl.cli.root import app
 
 
 @app.command()
@@ -22,6 +23,9 @@ def init(
         "'host slots=8'); copied into the job. Default: this machine alone."),
     devices_per_node: int | None = typer.Option(None, "--devices-per-node",
                                                    help="Devices (msrun workers) per node."),
+    devices: str | None = typer.Option(
+        None, "--devices", help="The devices each node's job uses, e.g. 0,1,2,3: exported as "
+        "ASCEND_RT_VISIBLE_DEVICES; their count is the workers per node."),
     dataset: str | None = typer.Option(None, "--dataset",
                                           help="MindRecord dataset path on the nodes."),
     name: str | None = typer.Option(None, "--name", help="Job name (default: the directory name)."),
@@ -98,7 +102,7 @@ def init(
         if nodes is None and slurm is None:
             answer = typer.prompt("Hosts file (or 'localhost' for this machine)", default="localhost")
             nodes = None if answer == "localhost" else Path(answer)
-        if devices_per_node is None:
+        if devices_per_node is None and devices is None:
             preset = PRESETS.get(model or "")
             devices_per_node = typer.prompt("Devices per node", type=int,
                                             default=preset.devices_per_node if preset else 8)
@@ -107,7 +111,7 @@ def init(
                                    default="data/wiki.mindrecord")
     job = create_job(
         directory, model=model, model_config=model_config, nodes=nodes,
-        devices_per_node=devices_per_node, dataset=dataset, name=name, launcher=launcher,
+        devices_per_node=devices_per_node, devices=devices, dataset=dataset, name=name, launcher=launcher,
         mindformers_home=mindformers_home, dp=dp, mp=mp, pp=pp, micro_batch_num=micro_batch_num,
         master_port=master_port, master_addr=master_addr, python=python, workdir=workdir, force=force,
         train={k: v for k, v in (("batch_size", batch_size), ("gradient_accumulation_steps", grad_accum))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mfctl.cli import app, views
+from mfctl.cli import views
 from mfctl.cli.options import (
     AcceptNewOpt,
     DirOpt,
@@ -19,6 +19,7 @@ from mfctl.cli.options import (
     json_opt,
     ssh_opts,
 )
+from mfctl.cli.root import app
 from mfctl.errors import BadInput, OperationFailed
 
 

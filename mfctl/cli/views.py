@@ -125,6 +125,14 @@ def print_plan(job, launch_plan) -> None:
         b = launch_plan.batch
         out.print(f"global batch: {b.sequences:,} sequences x {b.seq_length:,} tokens = {b.tokens:,} "
                   f"tokens per step ({b.formula()})")
+    devices = launch_plan.nodes[0].devices
+    if devices is not None:
+        out.print(f"devices on each node: {','.join(map(str, devices))} (ASCEND_RT_VISIBLE_DEVICES)",
+                  highlight=False)
+    set_env = job.spec.ascend.set_env
+    if set_env is not None:
+        out.print(f"CANN environment: {', '.join(escape(p) for p in set_env) or 'none'} (ascend.set_env)",
+                  highlight=False)
     rows = []
     for node in launch_plan.nodes:
         ranks = f"{node.ranks[0]}-{node.ranks[-1]}" if len(node.ranks) > 1 else str(node.ranks[0])

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import typer
 
-from mfctl.cli import app, views
+from mfctl.cli import views
 from mfctl.cli.options import DirOpt, JobArg, json_opt
+from mfctl.cli.root import app
 from mfctl.errors import BadInput
 
 

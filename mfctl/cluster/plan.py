@@ -50,9 +50,12 @@ class NodePlan:
     #: The training command, run by the node launch script from ``cwd``.
     command: str
     cwd: str
+    #: The devices the node's workers use (the spec's ``devices``; local rank i on the i-th),
+    #: exported as ASCEND_RT_VISIBLE_DEVICES. None: the node's default (0..local_worker_num-1).
+    devices: tuple[int, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "host": self.host,
             "node_rank": self.node_rank,
             "local_worker_num": self.local_worker_num,
@@ -61,6 +64,9 @@ class NodePlan:
             "job_dir": self.job_dir,
             "log_dir": self.log_dir,
         }
+        if self.devices is not None:
+            out["devices"] = list(self.devices)
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any], entry: HostEntry | None = None) -> NodePlan:
@@ -68,7 +74,8 @@ class NodePlan:
         return cls(
             host=data["host"], entry=entry or entry_of_label(data["host"]), node_rank=data["node_rank"],
             local_worker_num=data["local_worker_num"], ranks=tuple(data["ranks"]), job_dir=data["job_dir"],
-            log_dir=data["log_dir"], command=data["command"], cwd=data.get("cwd", data["job_dir"]))
+            log_dir=data["log_dir"], command=data["command"], cwd=data.get("cwd", data["job_dir"]),
+            devices=tuple(data["devices"]) if data.get("devices") is not None else None)
 
     def log_path(self, rank: int | None) -> str:
         """The node's msrun log of ``rank`` (None: the scheduler's), as a path on the node.
@@ -210,6 +217,16 @@ def _mindformers_command(spec: JobSpec, world: int, devices: int, master: str, n
     ])
 
 
+def _workers_per_node(spec: JobSpec, entries: list[HostEntry]) -> int:
+    """msrun's local workers per node: the hosts file's slots, else the spec's device count (the
+    length of ``devices`` when it lists them: then the slots must agree)."""
+    slots = entries[0].slots
+    if spec.devices is not None and slots is not None and slots != len(spec.devices):
+        raise BadInput(f"hosts file line {entries[0].line}: slots={slots} but devices lists "
+                       f"{len(spec.devices)} device(s) ({','.join(map(str, spec.devices))}); make them agree")
+    return slots or spec.devices_per_node
+
+
 def build_plan(
     spec: JobSpec,
     entries: list[HostEntry],
@@ -229,7 +246,11 @@ def build_plan(
     the address msrun can reach (an ssh_config alias's HostName).
     """
     local = len(entries) == 1 and entries[0].is_local
-    devices = entries[0].slots or spec.devices_per_node
+    devices = _workers_per_node(spec, entries)
+    visible = tuple(spec.devices) if spec.devices is not None else None
+    if len(entries) > 1 and "HCCL_IF_IP" in spec.env:
+        raise BadInput(f"env.HCCL_IF_IP is one address for all {len(entries)} nodes, but HCCL binds "
+                       "each node's own address; set HCCL_SOCKET_IFNAME (the interface name) instead")
     world = devices * len(entries)
     master = master_addr or spec.master_addr or ("127.0.0.1" if local else resolve(entries[0]))
     job_dir = local_job_dir if local else posixpath.join(spec.workdir, spec.name)
@@ -264,6 +285,7 @@ def build_plan(
         nodes.append(NodePlan(
             host=entry.label, entry=entry, node_rank=node_rank, local_worker_num=devices,
             ranks=ranks, job_dir=job_dir, log_dir=log_dir, command=command, cwd=job_dir,
+            devices=visible,
         ))
     return LaunchPlan(
         job_name=spec.name, world_size=world, master_addr=master, master_port=spec.master_port,

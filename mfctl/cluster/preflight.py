@@ -46,8 +46,8 @@ class Context:
     ascend: bool = False
     #: The device ids the job's workers use on every node.
     devices: tuple[int, ...] = ()
-    #: The configured CANN environment scripts (empty: the defaults, which may be absent).
-    set_env: tuple[str, ...] = ()
+    #: The configured CANN environment scripts (``ascend.set_env``; None: unset, the defaults).
+    set_env: tuple[str, ...] | None = None
     #: Training (not inference): a 310 chip cannot train.
     training: bool = True
     min_free_kb: int = MIN_FREE_KB
@@ -59,7 +59,7 @@ class Context:
     def from_json(cls, text: str) -> Context:
         data = json.loads(text)
         data["devices"] = tuple(data.get("devices", ()))
-        data["set_env"] = tuple(data.get("set_env", ()))
+        data["set_env"] = None if data.get("set_env") is None else tuple(data["set_env"])
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
@@ -231,9 +231,9 @@ def _checkout(f: NodeFacts, c: Context) -> list[str]:
 NODE_ROWS: tuple[Row, ...] = (
     Row("setup_failed", lambda f, c: _if(bool(f.get("setup_failed")), f"the setup line failed: {c.setup!r}"),
         "fix 'setup' in mfctl.yaml"),
-    Row("set_env_missing", lambda f, c: [f"the CANN environment script {p} (ascend.set_env) does not exist"
-                                         for p in f.raw.get("set_env_missing", [])],
-        "install CANN there or fix ascend.set_env"),
+    Row("set_env_missing", lambda f, c: _if(bool(f.get("set_env_missing")), f"ascend.set_env "
+                                            f"{f.get('set_env_missing')} is not there (or not readable)"),
+        "install CANN there or fix ascend.set_env in mfctl.yaml"),
     Row("python", lambda f, c: _if(not _python_ok(f), f"python {c.python!r} not found"),
         "install it or set --python / 'python'"),
     Row("mindspore", lambda f, c: _if(_python_ok(f) and f.get("mindspore") == "MISSING",

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from mfctl.cluster.hostfile import parse_hostfile
 from mfctl.errors import BadInput
 from mfctl.jobs.jobdir import Job, get_preset, load_job, read_text, resolve_layout
+from mfctl.jobspec.ascend import parse_devices
 from mfctl.jobspec.schema import SPEC_FILE, JobSpec, ParallelSpec, dump_spec
 from mfctl.render import check_own_config
 
@@ -22,6 +23,7 @@ def create_job(
     devices_per_node: int | None,
     dataset: str | None,
     name: str | None = None,
+    devices: str | None = None,
     launcher: str = "msrun",
     mindformers_home: str | None = None,
     dp: int | None = None,
@@ -56,6 +58,16 @@ def create_job(
         value = (train or {}).get(key)
         if value is not None and value < 1:
             raise BadInput(f"{flag} must be a positive integer, got {value}")
+    device_list = None
+    if devices is not None:
+        try:
+            device_list = parse_devices(devices)
+        except ValueError as exc:
+            raise BadInput(f"--devices {exc}") from None
+        if devices_per_node is not None and devices_per_node != len(device_list):
+            raise BadInput(f"--devices lists {len(device_list)} device(s) but --devices-per-node is "
+                           f"{devices_per_node}; give one of them")
+        devices_per_node = len(device_list)
     if launcher not in ("msrun", "mindformers"):
         raise BadInput(f"--launcher must be 'msrun' or 'mindformers', got {launcher!r}")
     if launcher == "mindformers" and not mindformers_home:
@@ -70,8 +82,9 @@ def create_job(
         entries = parse_hostfile(hosts_text, str(nodes))
         slots = entries[0].slots
         if slots is not None and devices_per_node is not None and slots != devices_per_node:
-            raise BadInput(f"{nodes}:{entries[0].line}: slots={slots} but --devices-per-node is "
-                           f"{devices_per_node}; make them agree")
+            given = (f"--devices lists {devices_per_node} device(s)" if device_list is not None
+                     else f"--devices-per-node is {devices_per_node}")
+            raise BadInput(f"{nodes}:{entries[0].line}: slots={slots} but {given}; make them agree")
     own_text = None
     if model_config is not None:
         own_text = read_text(model_config, "model config")
@@ -86,6 +99,7 @@ def create_job(
             hosts="hosts.txt" if nodes is not None else "localhost",
             **({"scheduler": "slurm", "slurm": slurm} if slurm is not None else {}),
             devices_per_node=devices_per_node or slots or preset.devices_per_node,
+            devices=device_list,
             parallel=ParallelSpec(data_parallel=dp, model_parallel=mp, pipeline_stage=pp,
                                   micro_batch_num=micro_batch_num),
             dataset=dataset,

@@ -171,6 +171,10 @@ def load_job(directory: Path, nodes: str | None = None) -> Job:
             f"{source}:{entries[0].line}: slots={slots} but {spec_path}:"
             f"{_spec_line(text, 'devices_per_node')} says devices_per_node {spec.devices_per_node}; "
             "make them agree")
+    if slots is not None and spec.devices is not None and slots != len(spec.devices):
+        raise BadInput(
+            f"{source}:{entries[0].line}: slots={slots} but {spec_path}:{_spec_line(text, 'devices')} "
+            f"lists {len(spec.devices)} device(s); make them agree")
     world = (slots or spec.devices_per_node) * len(entries)
     layout, note, batch = resolve_layout(spec, preset, world, f"{spec_path}:{_spec_line(text, 'parallel')}")
     return Job(directory.resolve(), spec, preset, entries, source, layout, note, batch)

@@ -105,21 +105,16 @@ class NodeCheck:
         return out
 
 
-def _set_env(spec) -> tuple[str, ...]:
-    """The spec's ``ascend.set_env`` (a path or a list; absent: the defaults)."""
-    value = getattr(getattr(spec, "ascend", None), "set_env", None)
-    if not value:
-        return ()
-    return (value,) if isinstance(value, str) else tuple(str(v) for v in value)
+def _set_env(spec) -> tuple[str, ...] | None:
+    """The spec's ``ascend.set_env`` (None: unset, the defaults; [] sources nothing)."""
+    value = spec.ascend.set_env
+    return None if value is None else tuple(value)
 
 
 def job_devices(spec, plan: LaunchPlan) -> tuple[int, ...]:
     """The device ids the job's workers use on each node: the spec's list, else 0..N-1."""
-    listed = getattr(spec, "devices", None)
-    if isinstance(listed, str):
-        listed = [d for d in listed.replace(" ", "").split(",") if d]
-    if listed:
-        return tuple(int(d) for d in listed)
+    if spec.devices:
+        return tuple(spec.devices)
     return tuple(range(plan.nodes[0].local_worker_num if plan.nodes else spec.devices_per_node))
 
 
@@ -136,7 +131,13 @@ def preflight_args(spec, ctx: Context, workdir: str, is_master: bool, job_dir: s
     mf_home = ctx.mindformers_home if ctx.launcher == "mindformers" else ""
     return [spec.python, spec.dataset, workdir, str(ctx.master_port), "1" if is_master else "0", spec.name,
             spec.setup or "", job_dir, mf_home, "1" if ctx.ascend else "0",
-            ",".join(str(d) for d in ctx.devices), ":".join(ctx.set_env)]
+            ",".join(str(d) for d in ctx.devices), *set_env_args(ctx)]
+
+
+def set_env_args(ctx: Context) -> list[str]:
+    """``preflight.sh``'s last arguments: ``1`` and the configured CANN scripts, or ``0`` (unset:
+    the default locations)."""
+    return ["0"] if ctx.set_env is None else ["1", *ctx.set_env]
 
 
 def judged(facts: list[NodeFacts], ctx: Context) -> list[NodeCheck]:

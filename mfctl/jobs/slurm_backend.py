@@ -11,6 +11,9 @@ Statuses combine what Slurm says (``scontrol -o show job``: pending with its rea
 which nodes, ended with which exit code) with the run files each node writes (its exit code, the
 node it ran on, a failed preflight's reason); once Slurm forgets a job (``MinJobAge``) the run
 files and mfctl's record remain.
+
+Size: one backend behind one interface (launch, status, stop, logs), kept in one module as the
+hosts backend is.
 """
 
 from __future__ import annotations
@@ -29,7 +32,15 @@ from mfctl.cluster.preflight import Context
 from mfctl.cluster.slurm import NETWORK_FS, NODES_DIR, SLURM_DIR, SlurmJob, partition_problem, sbatch_argv
 from mfctl.errors import BadInput, OperationFailed
 from mfctl.jobs.backend import Files, NodeLogs
-from mfctl.jobs.nodeops import NodeCheck, bundle_files, logtail_command, preflight_context, push_bundle, tail_command
+from mfctl.jobs.nodeops import (
+    NodeCheck,
+    bundle_files,
+    logtail_command,
+    preflight_context,
+    push_bundle,
+    set_env_args,
+    tail_command,
+)
 from mfctl.jobspec.schema import SPEC_FILE, JobSpec, SlurmSpec
 from mfctl.metrics.logdir import rank_of_path
 from mfctl.metrics.types import LogLine
@@ -45,13 +56,11 @@ END_WAIT_S = 20.0
 
 
 def batch_script(spec: JobSpec, plan: LaunchPlan, job_id: str, job_dir: str, ctx: Context | None = None) -> str:
-    """The batch script ``sbatch`` runs (see templates/slurm-batch.sh.j2); ``ctx``: the preflight's
-    (whether the NPU rows apply, the devices, the CANN scripts)."""
+    """The batch script ``sbatch`` runs (see templates/slurm-batch.sh.j2); ``ctx``: the preflight's."""
     assert spec.slurm is not None
     ctx = ctx or preflight_context(plan, spec)
     return render_template("slurm-batch.sh.j2", {
-        "ascend": "1" if ctx.ascend else "0", "devices_list": ",".join(str(d) for d in ctx.devices),
-        "set_env": ":".join(ctx.set_env),
+        "npu_args": shlex.join(["1" if ctx.ascend else "0", ",".join(map(str, ctx.devices)), *set_env_args(ctx)]),
         "job_id": job_id, "job_name": spec.name, "job_dir": job_dir, "nodes_dir": NODES_DIR,
         "node_count": len(plan.nodes), "devices": plan.nodes[0].local_worker_num,
         "sbatch": shlex.join(sbatch_argv(spec.slurm, spec.name, output_path(job_dir, job_id),
@@ -112,8 +121,7 @@ class SlurmBackend:
         self.setup = setup
         self._client: SlurmClient | None = None
         self.last_job: SlurmJob | None = None
-        #: The preflight's context (set by ``preflight``): the batch script and the nodes' judge use it.
-        self.context: Context | None = None
+        self.context: Context | None = None  # the preflight's (set by ``preflight``), for the batch script
 
     @classmethod
     def for_record(cls, record: JobRecord) -> SlurmBackend:
@@ -147,9 +155,8 @@ class SlurmBackend:
     def preflight(self, spec: JobSpec, check_dataset: bool = True, ascend: bool = False,
                   network: bool = False) -> list[NodeCheck]:
         """What can be known before submitting; anything wrong is bad input (nothing is submitted).
-        The nodes are checked once Slurm gives them: each task gathers its facts with the node
-        preflight, and the batch script judges them with the same table, before msrun.
-        (``network``: the device pings need the nodes now, which Slurm has not given: not done.)"""
+        The nodes' facts are judged by the batch script, with the same table (``--network``: not
+        done, the nodes are not known yet)."""
         self.context = preflight_context(self.plan, spec, ascend, check_dataset)
         c = self.client
         c.require_tools()
@@ -205,8 +212,8 @@ class SlurmBackend:
         # The preflight's table and parsers, as a package of their own for the judge (stdlib only).
         cluster = resources.files("mfctl.cluster")
         files["judge/mfctl/__init__.py"] = files["judge/mfctl/cluster/__init__.py"] = (b"", 0o644)
-        for name in ("preflight.py", "facts.py", "npu.py"):
-            files[f"judge/mfctl/cluster/{name}"] = (cluster.joinpath(name).read_bytes(), 0o644)
+        files.update({f"judge/mfctl/cluster/{name}": (cluster.joinpath(name).read_bytes(), 0o644)
+                      for name in ("preflight.py", "facts.py", "npu.py")})
         if self.context is not None or self.spec is not None:
             ctx = self.context or preflight_context(self.plan, self.spec)
             files["preflight.json"] = (ctx.to_json().encode(), 0o644)

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mfctl.errors import BadInput
+from mfctl.jobspec.ascend import AscendSpec, hccl_problem, parse_devices
 
 SPEC_FILE = "mfctl.yaml"
 
@@ -92,6 +93,14 @@ class SlurmSpec(BaseModel):
         return v
 
 
+class SpecKeyError(ValueError):
+    """A check of the whole spec that is about one key: ``parse_spec`` names that key's line."""
+
+    def __init__(self, key: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 class JobSpec(BaseModel):
     """Everything mfctl needs to render and launch one pretraining job."""
 
@@ -110,6 +119,12 @@ class JobSpec(BaseModel):
         "'slurm' (sbatch; the 'slurm' section says where).")
     slurm: SlurmSpec | None = Field(None, description="Slurm batch options (scheduler slurm).")
     devices_per_node: int = Field(8, ge=1, description="Devices (msrun local workers) per node.")
+    devices: list[int] | None = Field(
+        None, description="The devices each node's job uses, e.g. [0, 1, 2, 3] (or '0,1,2,3'): "
+        "exported as ASCEND_RT_VISIBLE_DEVICES, and their count is the workers per node. "
+        "Unset: devices 0..devices_per_node-1, ASCEND_RT_VISIBLE_DEVICES left as the node has it.")
+    ascend: AscendSpec = Field(default_factory=AscendSpec,
+                               description="The Ascend software on the nodes (CANN environment).")
     parallel: ParallelSpec = Field(default_factory=ParallelSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     dataset: str = Field(description="MindRecord dataset path on the nodes (file or directory).")
@@ -140,6 +155,25 @@ class JobSpec(BaseModel):
             raise ValueError("is 'hosts' but a 'slurm:' section is given; set 'scheduler: slurm'")
         return self
 
+    @model_validator(mode="after")
+    def _devices(self) -> JobSpec:
+        if self.devices is None:
+            return self
+        count = len(self.devices)
+        if "devices_per_node" in self.model_fields_set and self.devices_per_node != count:
+            raise SpecKeyError(("devices",), f"lists {count} device(s) but devices_per_node is "
+                               f"{self.devices_per_node}; drop devices_per_node (the list sets it)")
+        if "ASCEND_RT_VISIBLE_DEVICES" in self.env:
+            raise SpecKeyError(("devices",), "and env.ASCEND_RT_VISIBLE_DEVICES are both set; "
+                               "keep devices (it sets ASCEND_RT_VISIBLE_DEVICES)")
+        self.devices_per_node = count
+        return self
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _device_list(cls, v: object) -> object:
+        return None if v is None else parse_devices(v)
+
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
@@ -165,6 +199,9 @@ class JobSpec(BaseModel):
                 raise ValueError(f"environment variable name {key!r} is not valid (use A-Z, 0-9, _)")
             if key.startswith("MFCTL_"):
                 raise ValueError(f"environment variable {key!r}: the MFCTL_ prefix is reserved")
+            problem = hccl_problem(key, v[key])
+            if problem:
+                raise ValueError(problem)
         return v
 
     @field_validator("output_dir")
@@ -244,6 +281,9 @@ def parse_spec(text: str, filename: str = SPEC_FILE) -> JobSpec:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(err["loc"])
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, SpecKeyError):
+            loc = cause.key
         if not loc:
             # The model-level check of scheduler against its section: name the key that is there.
             present = next((k for k in (("scheduler",), ("slurm",)) if k in lines), None)
@@ -280,6 +320,11 @@ def dump_spec(spec: JobSpec) -> str:
         data.pop("hosts", None)
     if spec.slurm is not None:
         data["slurm"] = spec.slurm.model_dump(exclude_defaults=True)
+    if spec.devices is not None:
+        data.pop("devices_per_node", None)  # the list's length
+    data["ascend"] = spec.ascend.model_dump(exclude_none=True)
+    if not data["ascend"]:
+        data.pop("ascend")
     for section in ("parallel", "train"):
         if not data.get(section):
             data.pop(section, None)

@@ -1,8 +1,8 @@
 # mfctl preflight: one round trip answers every check for one node, as "key value" lines.
 # Sent inline as: sh -c "$THIS_SCRIPT" preflight PYTHON DATASET WORKDIR MASTER_PORT IS_MASTER JOB_NAME SETUP JOB_DIR
-#     [MF_HOME [ASCEND DEVICES SET_ENV]]
-# ASCEND=1: also the NPU facts (npu-smi, hccn_tool for DEVICES "0,1,..", versions); SET_ENV: the
-# configured CANN environment scripts, ':'-separated (empty: the defaults).
+#     [MF_HOME [ASCEND DEVICES [SET_ENV_GIVEN [SET_ENV...]]]]
+# ASCEND=1: also the NPU facts (npu-smi, hccn_tool for DEVICES "0,1,..", versions). SET_ENV_GIVEN=1:
+# ascend.set_env lists the CANN environment scripts SET_ENV... (0: unset, the default locations).
 # A tool's raw output comes back as "@name line" lines: mfctl/cluster/preflight.py reads them.
 set -u
 python=$1
@@ -16,7 +16,7 @@ job_dir=${8:-}
 mf_home=${9:-}
 ascend=${10:-0}
 devices=${11:-}
-set_env=${12:-}
+set_env_given=${12:-0}
 if [ -n "$setup" ]; then
     eval "$setup" >/dev/null 2>&1 || echo "setup_failed 1"
 fi
@@ -102,16 +102,27 @@ if [ -n "$mf_home" ]; then
         echo "mf_home missing"
     fi
 fi
-# The CANN environment scripts the launch sources: a configured one that is missing is a problem.
-if [ -n "$set_env" ]; then
-    scripts=$(printf '%s' "$set_env" | tr ':' '\n')
-    for f in $scripts; do [ -f "$f" ] || echo "@set_env_missing $f"; done
-else
-    scripts=
+# ascend.set_env: the CANN environment scripts the launch script will source, taken as it takes
+# them (relative or ~/ = under the home); the first one missing, if any. Unset: the defaults.
+scripts=
+if [ "$set_env_given" = 1 ] && [ $# -gt 12 ]; then
+    shift 12
+    missing=
+    for f in "$@"; do
+        case $f in /*) p=$f ;; "~/"*) p=$HOME/${f#"~/"} ;; *) p=$HOME/$f ;; esac
+        if [ ! -f "$p" ] || [ ! -r "$p" ]; then
+            [ -z "$missing" ] && echo "set_env_missing $f" && missing=1
+        else
+            scripts="$scripts
+$p"
+        fi
+    done
+elif [ "$set_env_given" != 1 ]; then
     for f in /usr/local/Ascend/ascend-toolkit/set_env.sh /usr/local/Ascend/cann/set_env.sh; do
         if [ -f "$f" ]; then scripts=$f; break; fi
     done
-    [ -f /usr/local/Ascend/nnal/atb/set_env.sh ] && scripts="$scripts /usr/local/Ascend/nnal/atb/set_env.sh"
+    [ -f /usr/local/Ascend/nnal/atb/set_env.sh ] && scripts="$scripts
+/usr/local/Ascend/nnal/atb/set_env.sh"
 fi
 if [ "$ascend" = 1 ]; then
     smi=$(command -v npu-smi 2>/dev/null)
@@ -147,7 +158,7 @@ if [ "$ascend" = 1 ]; then
     # The CANN toolkit of the environment the workers get: the setup line's, then the scripts'.
     sh_=sh
     command -v bash >/dev/null 2>&1 && sh_=bash
-    home=$("$sh_" -c 'for f in "$@"; do [ -f "$f" ] && . "$f" >/dev/null 2>&1; done; echo "${ASCEND_TOOLKIT_HOME:-${ASCEND_HOME_PATH:-}}"' cann $scripts 2>/dev/null)
+    home=$(printf '%s\n' "$scripts" | "$sh_" -c 'while IFS= read -r f; do [ -f "$f" ] && . "$f" >/dev/null 2>&1 </dev/null; done; echo "${ASCEND_TOOLKIT_HOME:-${ASCEND_HOME_PATH:-}}"' 2>/dev/null)
     if [ -n "$home" ]; then
         for i in "$home"/ascend_toolkit_install.info "$home"/*/ascend_toolkit_install.info; do
             if [ -f "$i" ]; then sed 's/^/@cann.info /' "$i"; break; fi

@@ -9,7 +9,8 @@ user's home, looked up as that user on the node.
 Where each value goes and what is checked:
 - job name: refused by validation (``init --name``, and an edited ``name:`` for ``check``,
   ``launch`` and ``launch --dry-run``); nothing reaches a node.
-- dataset, ``env:`` values, ``python``, ``workdir``, ``master_addr``: passed through literally.
+- dataset, ``env:`` values, ``python``, ``workdir``, ``master_addr``, ``ascend.set_env`` (without
+  a newline, which is refused): passed through literally.
   A real ``mfctl launch`` runs on two nodes with ``python`` pointing at a hostile-named directory
   (shared, under /tmp) holding a fake ``python`` (answers the preflight) and a fake ``msrun``
   (records its argv and environment in the node job dir), so the rendered launch script really
@@ -217,7 +218,9 @@ def test_hostile_job_names_are_refused(netns_cluster, tmp_path: Path) -> None:
     ("env", {f"A;touch {marker(2)}": "x"}, "is not valid"),
     ("env", {"A\nB": "x"}, "is not valid"),
     ("env", {"$(touch /tmp/x)": "x"}, "is not valid"),
-], ids=["python-space", "python-newline", "env-name-semicolon", "env-name-newline", "env-name-subshell"])
+    ("ascend", {"set_env": hostile(2)}, "has a control character"),
+], ids=["python-space", "python-newline", "env-name-semicolon", "env-name-newline", "env-name-subshell",
+        "set-env-newline"])
 def test_hostile_python_and_env_names_are_refused(netns_cluster, tmp_path: Path, field: str, value,
                                                   message: str) -> None:
     cluster = netns_cluster(1)
@@ -335,8 +338,14 @@ def test_launch_passes_hostile_values_literally_and_keeps_secrets(netns_cluster,
     workdir = f"wd {hostile_word(11)}/{hostile(12)}"
     master = hostile(13)
     env = {"SECRET_TOKEN": secret, "HOSTILE_ENV": hostile(14), "QUOTES": "it's \"quoted\" \\ $x"}
+    # The CANN environment script the launch script sources, at a hostile path (without a newline,
+    # which is refused): found by the preflight, sourced by the launch script, literally.
+    set_env = shared_dir / f"cann {hostile_word(17)}" / "set_env.sh"
+    make_tree(set_env.parent)
+    set_env.write_text("export HOSTILE_CANN_SOURCED=yes\n")
+    set_env.chmod(0o644)
     job = make_job(tmp_path, cluster, 2, dataset=str(dataset), python=str(pydir / "python"),
-                   workdir=workdir, master_addr=master, env=env)
+                   workdir=workdir, master_addr=master, env=env, ascend={"set_env": [str(set_env)]})
     try:
         r = run_mfctl_process("launch", "--json", *ssh_args(cluster), cwd=job)
         assert r.exit_code == 0, r.stdout + r.stderr
@@ -357,6 +366,7 @@ def test_launch_passes_hostile_values_literally_and_keeps_secrets(netns_cluster,
             assert environ["SECRET_TOKEN"] == secret
             assert environ["HOSTILE_ENV"] == hostile(14)
             assert environ["QUOTES"] == env["QUOTES"]
+            assert environ["HOSTILE_CANN_SOURCED"] == "yes"
             assert environ["MFCTL_JOB"] == job_id
             assert environ["PATH"].startswith(f"{pydir}:")
             assert Path(environ["JOB_DIR"]) == node_job

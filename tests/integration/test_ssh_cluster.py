@@ -43,6 +43,43 @@ def make_job(tmp_path: Path, cluster, n: int, dataset: str, name: str = "it") ->
     return job
 
 
+# A stand-in of CANN's set_env.sh (no CANN here), written the way the real ones are: for bash
+# (BASH_SOURCE, arrays, [[ ]]), reading variables that may be unset, setting a default the job's env
+# overrides. Each node's user gets it at ~/cann env/set_env.sh, which the spec names.
+CANN_STAND_IN = """\
+# stand-in for /usr/local/Ascend/ascend-toolkit/set_env.sh (written by tests/integration/test_ssh_cluster.py)
+_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+_libs=(lib64 lib64/plugin/opskernel)
+if [[ -n "${LD_LIBRARY_PATH}" ]]; then _sep=:; else _sep=; fi
+export ASCEND_TOOLKIT_HOME="$_here/latest"
+export LD_LIBRARY_PATH="$ASCEND_TOOLKIT_HOME/${_libs[0]}:$ASCEND_TOOLKIT_HOME/${_libs[1]}$_sep${LD_LIBRARY_PATH}"
+export HCCL_CONNECT_TIMEOUT=120
+export CANN_STAND_IN_SOURCED="${CANN_STAND_IN_SOURCED}1"
+"""
+CANN_SPEC = """\
+devices: [1]
+ascend:
+  set_env: cann env/set_env.sh
+env:
+  HCCL_CONNECT_TIMEOUT: 1200
+  HCCL_EXEC_TIMEOUT: 1800
+  HCCL_SOCKET_IFNAME: eth0
+"""
+
+
+def put_cann_stand_in(cluster, node) -> None:
+    cluster.exec_in(node, ["sh", "-c", 'mkdir -p "cann env" && cat > "cann env/set_env.sh"'],
+                    as_user=True, check=True, input=CANN_STAND_IN)
+
+
+def environ(pid: int) -> dict[str, str]:
+    try:
+        items = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
+    except OSError:  # gone since it was listed
+        return {}
+    return dict(item.split("=", 1) for item in items if "=" in item)
+
+
 def ssh_args(cluster) -> list[str]:
     return ["--ssh-config", str(cluster.ssh_config_path)]
 
@@ -76,6 +113,8 @@ def wait_status(job: Path, predicate, timeout: float) -> dict:
 def test_check_reports_every_node(netns_cluster, tmp_path: Path) -> None:
     cluster = netns_cluster(4)
     job = make_job(tmp_path, cluster, 4, "/nonexistent/data.mindrecord")
+    spec = job / "mfctl.yaml"
+    spec.write_text(spec.read_text() + "ascend:\n  set_env: /opt/no such cann/set_env.sh\n")
     r = run_mfctl_process("check", "--json", *ssh_args(cluster), cwd=job)
     assert r.exit_code == 1  # the dataset is missing everywhere: each node says so
     report = json.loads(r.stdout)
@@ -85,6 +124,9 @@ def test_check_reports_every_node(netns_cluster, tmp_path: Path) -> None:
         assert facts["python"].startswith("3.") and facts["msrun"].endswith("msrun")
         assert facts["dataset"] == "missing"
         assert any("dataset /nonexistent/data.mindrecord not found" in p for p in node["problems"])
+        assert facts["set_env_missing"] == "/opt/no such cann/set_env.sh"
+        assert "ascend.set_env /opt/no such cann/set_env.sh is not there (or not readable); install " \
+               "CANN there or fix ascend.set_env in mfctl.yaml" in node["problems"]
     assert report["nodes"][0]["facts"]["port"] == "free"
     assert "failed the checks" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
@@ -115,13 +157,31 @@ def test_two_nodes_train_to_completion(netns_cluster, tmp_path: Path) -> None:
 @pytest.mark.train
 @pytest.mark.skipif(mindspore_missing() is not None, reason=str(mindspore_missing()))
 def test_follow_and_stop_mid_run(netns_cluster, tmp_path: Path) -> None:
+    """Also: the workers run in the CANN environment the spec names (ascend.set_env), with the job's
+    HCCL settings over it and its devices visible."""
     cluster = netns_cluster(2)
     job = make_job(tmp_path, cluster, 2, str(small_dataset(tmp_path, 1.0)), name="stopme")
+    spec = job / "mfctl.yaml"
+    spec.write_text(spec.read_text() + CANN_SPEC)
+    for node in cluster.nodes[:2]:
+        put_cann_stand_in(cluster, node)
     r = run_mfctl_process("launch", "--sync-dataset", "--json", *ssh_args(cluster), cwd=job)
     assert r.exit_code == 0, r.stderr
     job_id = json.loads(r.stdout)["id"]
     wait_status(job, lambda s: all((x.get("step") or 0) >= 2 for x in s["ranks"]) and len(s["ranks"]) == 2,
                 timeout=300)
+    for node in cluster.nodes[:2]:
+        workers = [env for env in (environ(p.pid) for p in job_procs(cluster, node, job_id))
+                   if env.get("MS_ROLE") == "MS_WORKER"]
+        assert workers, f"no worker on {node.name}"
+        cann = f"{node.home}/cann env/latest"
+        for env in workers:
+            assert env["CANN_STAND_IN_SOURCED"] == "1" and env["ASCEND_TOOLKIT_HOME"] == cann
+            # MindSpore puts its own plugin dir in front when it starts.
+            assert f"{cann}/lib64:{cann}/lib64/plugin/opskernel" in env["LD_LIBRARY_PATH"]
+            assert (env["HCCL_CONNECT_TIMEOUT"], env["HCCL_EXEC_TIMEOUT"], env["HCCL_SOCKET_IFNAME"]) == (
+                "1200", "1800", "eth0")
+            assert env["ASCEND_RT_VISIBLE_DEVICES"] == "1"
     # logs --follow streams rank 1's log from node 2 as it grows.
     follow = subprocess.Popen([PY, "-m", "mfctl", "logs", "--rank", "1", "--follow", "--lines", "0"],
                               cwd=job, stdout=subprocess.PIPE, text=True)

@@ -31,7 +31,7 @@ ALL8 = tuple(range(8))
 
 
 def gather(tmp_path: Path, files: dict[str, str] | None, devices: tuple[int, ...] = ALL8, hccn: bool = True,
-           node: str = "n1", set_env: str = "") -> str:
+           node: str = "n1", set_env: tuple[str, ...] | None = None) -> str:
     """Run the node preflight here (Ascend on) with the stand-ins answering ``files``."""
     bin_dir = tmp_path / node / "bin"
     bin_dir.mkdir(parents=True)
@@ -47,7 +47,7 @@ def gather(tmp_path: Path, files: dict[str, str] | None, devices: tuple[int, ...
     dataset.write_text("x")
     env = {**os.environ, "MFCTL_FAKE_ASCEND_DIR": str(data), "PATH": f"{bin_dir}:/usr/bin:/bin"}
     args = [sys.executable, str(dataset), str(tmp_path), "8118", "0", "j", "", str(tmp_path / node / "job"), "",
-            "1", ",".join(map(str, devices)), set_env]
+            "1", ",".join(map(str, devices)), *(["0"] if set_env is None else ["1", *set_env])]
     out = subprocess.run(["sh", "-c", SCRIPT, "preflight", *args], capture_output=True, text=True, env=env,
                          timeout=60)
     assert "done 1" in out.stdout, out.stderr
@@ -159,9 +159,9 @@ def test_unreadable_hccn_tool_output_warns_naming_the_device_and_line(tmp_path: 
 def test_a_configured_set_env_that_is_missing_fails(tmp_path: Path) -> None:
     real = tmp_path / "set_env.sh"
     real.write_text(": \n")
-    v = verdict(gather(tmp_path, ascend.node_outputs(EIGHT), set_env=f"{real}:/nonexistent/Ascend/set_env.sh"))
-    assert v.problems == ("the CANN environment script /nonexistent/Ascend/set_env.sh (ascend.set_env) does not "
-                          "exist; install CANN there or fix ascend.set_env",)
+    v = verdict(gather(tmp_path, ascend.node_outputs(EIGHT), set_env=(str(real), "/nonexistent/Ascend/set_env.sh")))
+    assert v.problems == ("ascend.set_env /nonexistent/Ascend/set_env.sh is not there (or not readable); install "
+                          "CANN there or fix ascend.set_env in mfctl.yaml",)
 
 
 def test_cann_version_comes_from_the_sourced_environment(tmp_path: Path) -> None:
@@ -171,7 +171,7 @@ def test_cann_version_comes_from_the_sourced_environment(tmp_path: Path) -> None
         "version_info_doc_driver24.1.rc1_cann8.5.0.txt", "## cat /usr/local/Ascend/cann/aarch64", "## cat"))
     script = tmp_path / "set_env.sh"
     script.write_text(f"export ASCEND_TOOLKIT_HOME={toolkit}\n")
-    facts = read_facts("n1", 0, gather(tmp_path, ascend.node_outputs(EIGHT), set_env=str(script)))
+    facts = read_facts("n1", 0, gather(tmp_path, ascend.node_outputs(EIGHT), set_env=(str(script),)))
     assert facts.versions() == {"npu_smi": "24.1.0", "cann": "8.5.0"}
 
 
@@ -244,4 +244,5 @@ def test_the_judge_passes_clean_nodes(tmp_path: Path) -> None:
 def test_context_round_trips_through_json() -> None:
     c = ctx((0, 7), set_env=("/a/set_env.sh",))
     assert Context.from_json(c.to_json()) == c
+    assert Context.from_json(ctx().to_json()).set_env is None  # unset stays unset (not [])
     assert json.loads(c.to_json())["devices"] == [0, 7]

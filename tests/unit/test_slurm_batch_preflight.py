@@ -29,7 +29,7 @@ def test_tasks_gather_then_the_table_judges_then_msrun_starts(tmp_path: Path) ->
     launch = script.index("exec sh bundle/launch.sh")
     assert gather < judge < launch
     # llama3-70b targets Ascend: the NPU facts are gathered for devices 0-7 of every node.
-    assert " 1 0,1,2,3,4,5,6,7 '' > run/preflight.txt" in script
+    assert " 1 0,1,2,3,4,5,6,7 0 > run/preflight.txt" in script  # ascend.set_env unset: the defaults
     for k in range(4):
         assert f'nodes="$nodes $MFCTL_SHARED_JOB_DIR/nodes/node{k}"' in script
     assert "run/preflight.txt | head -n 1" not in script  # no second judgement (in sed) any more

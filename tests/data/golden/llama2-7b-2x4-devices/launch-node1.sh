@@ -1,0 +1,44 @@
+#!/bin/sh
+# mfctl node launch script: job llama2-7b-2x4-devices-render, node rank 1 (node2).
+# mfctl starts it detached from the node's job dir:
+#   nohup setsid sh bundle/launch.sh > run/launch.out 2>&1 < /dev/null &
+# Every process it starts inherits MFCTL_JOB, which is how 'mfctl status' and 'mfctl stop'
+# find msrun, the scheduler and each worker even though they lead process groups of their own.
+# The job dir is the bundle's parent, wherever the node keeps it (mfctl-jobs/llama2-7b-2x4-devices).
+# In bash when the node has it, as a login shell: CANN's set_env.sh scripts are written for bash.
+if [ -z "${BASH_VERSION:-}" ] && command -v bash >/dev/null 2>&1; then exec bash "$0" "$@"; fi
+cd "$(dirname "$0")/.." || { echo "mfctl: cannot enter the job dir" >&2; exit 97; }
+JOB_DIR=$(pwd -P)
+export JOB_DIR
+# Which job dir a process belongs to: how 'mfctl check' finds leftovers of an earlier run.
+export MFCTL_JOB_DIR="$JOB_DIR"
+export MFCTL_JOB=llama2-7b-2x4-devices-render
+mkdir -p run output/msrun_log 2>/dev/null
+echo $$ > run/launch.pid
+date +%s > run/started_at
+# The CANN environment, sourced as a login shell would (a command over SSH reads no profile), before
+# everything the job sets: the job's env wins over set_env.sh's values. set_env.sh scripts read
+# unset variables: nounset is off while they run.
+# ascend.set_env, in its order; a missing one stops the launch before anything starts.
+for mfctl_env in '/opt/cann 8.5/it'"'"'s/set_env.sh' "$HOME"/Ascend/nnal/atb/set_env.sh; do
+    if [ ! -f "$mfctl_env" ] || [ ! -r "$mfctl_env" ]; then
+        printf 'mfctl: %s: ascend.set_env %s is not there (or not readable); install CANN there or fix ascend.set_env in mfctl.yaml\n' node2 "$mfctl_env" >&2
+        echo 2 > "$JOB_DIR/run/exit_code"
+        exit 2
+    fi
+done
+mfctl_nounset=; case $- in *u*) mfctl_nounset=1; set +u ;; esac
+. '/opt/cann 8.5/it'"'"'s/set_env.sh'
+. "$HOME"/Ascend/nnal/atb/set_env.sh
+if [ -n "$mfctl_nounset" ]; then set -u; fi
+# A set_env.sh may change directory: the job's paths are relative to its dir.
+cd "$JOB_DIR" || { echo "mfctl: cannot enter the job dir again after set_env.sh" >&2; exit 97; }
+# spec: devices. Local rank i runs on the i-th of them.
+export ASCEND_RT_VISIBLE_DEVICES=4,5,6,7
+export HCCL_CONNECT_TIMEOUT=1200
+export HCCL_EXEC_TIMEOUT=1800
+export HCCL_SOCKET_IFNAME=enp189s0f0
+msrun --worker_num 8 --local_worker_num 4 --master_addr node1 --master_port 8118 --node_rank 1 --log_dir output/msrun_log --join True --cluster_time_out 600 bundle/node/train.py --config bundle/config.yaml --train_dataset_dir /data/wiki4096/wiki4096.mindrecord --run_mode train --use_parallel True
+rc=$?
+echo "$rc" > "$JOB_DIR/run/exit_code"
+exit "$rc"
