@@ -75,12 +75,14 @@ def _remedy_changes(config: Mapping[str, Any]) -> list[tuple[str, str, dict[str,
 
 def remedies(config: Mapping[str, Any], device_hbm_gb: float | None = None) -> list[Remedy]:
     """Each change the estimator knows (recompute, select_recompute, more pp, a smaller batch,
-    optimizer sharding) tried on ``config``: fitting ones first, then by peak."""
+    optimizer sharding) tried on ``config``: fitting ones first, one change before two, then by
+    peak."""
     out = []
     for label, how, change in _remedy_changes(config):
         est = estimate(with_changes(config, change), device_hbm_gb)
         out.append(Remedy(label, how, est.peak.total, est.fits))
-    return sorted(out, key=lambda r: (not r.fits, r.peak))
+    # Fitting ones first, single changes before combined ones, then the smaller peak.
+    return sorted(out, key=lambda r: (not r.fits, " and " in r.label, r.peak))
 
 
 def refusal(est: MemoryEstimate, fixes: list[Remedy]) -> str:

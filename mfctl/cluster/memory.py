@@ -4,7 +4,7 @@ Per stage s (of pp) and per device, with P_s the stage's parameters on one devic
 
 - P_s = (layers_s x L + embedding on s = 0 + LM head and final norm on s = pp - 1) / mp, where a
   Llama layer has L = 2h^2 + 2 h h_kv (q, o; k, v with GQA) + 3 h f (SwiGLU) + 2h (norms). f is
-  ``intermediate_size`` or Llama's rule from ``ffn_dim_multiplier`` and ``multiple_of``. The
+  ``intermediate_size`` or MindFormers' rule from ``ffn_dim_multiplier`` and ``multiple_of``. The
   embedding and head (V x h each) are sharded by mp unless ``vocab_emb_dp``. Layers per stage:
   num_layers // pp + ``offset`` (MindFormers' LayerSetting).
 - **params**: P_s in ``param_init_type``, divided by the optimizer shard (dp) when
@@ -137,13 +137,14 @@ def get_path(d: Any, *path: str, default: Any = None) -> Any:
 
 
 def ffn_width(mc: Mapping[str, Any], h: int) -> int:
-    """SwiGLU width: ``intermediate_size``, else Llama's rule (2/3 of 4h, x ffn_dim_multiplier,
-    rounded up to multiple_of)."""
+    """SwiGLU width: ``intermediate_size``, else MindFormers' rule (LlamaFeedForward): 4h, times
+    (ffn_dim_multiplier + 0.01) if set, times 2/3, rounded up to multiple_of."""
     if mc.get("intermediate_size"):
         return int(mc["intermediate_size"])
-    width = int(2 * 4 * h / 3)
+    width = 4 * h
     if mc.get("ffn_dim_multiplier"):
-        width = int(float(mc["ffn_dim_multiplier"]) * width)
+        width = int((float(mc["ffn_dim_multiplier"]) + 0.01) * width)
+    width = int(2 * width / 3)
     multiple = int(mc.get("multiple_of") or 256)
     return multiple * ((width + multiple - 1) // multiple)
 

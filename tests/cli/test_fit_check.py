@@ -1,0 +1,120 @@
+"""Does it fit: plan shows the memory per stage; init, check and launch refuse what cannot fit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+
+def hosts(tmp: Path, nodes: int, slots: int = 8) -> Path:
+    path = tmp / "hosts.txt"
+    path.write_text("".join(f"fit-node{i + 1}.invalid slots={slots}\n" for i in range(nodes)))
+    return path
+
+
+def init(mfctl, tmp: Path, model: str, nodes: int, slots: int = 8, *extra: str):
+    return mfctl("init", tmp / "j", "--model", model, "--nodes", hosts(tmp, nodes, slots),
+                 "--dataset", "/data/wiki.mindrecord", "--yes", *extra)
+
+
+def memory_of(mfctl, job: Path) -> dict:
+    r = mfctl("plan", "--json", "--dir", job)
+    assert r.exit_code == 0, r.stderr
+    return json.loads(r.stdout)["memory"]
+
+
+def assert_parts_add_up(memory: dict) -> None:
+    for stage in memory["stages"]:
+        parts = sum(stage[k] for k in ("params_gb", "grads_gb", "optimizer_gb", "activations_gb",
+                                       "other_gb"))
+        assert parts == pytest.approx(stage["total_gb"], abs=1e-9), stage
+
+
+@pytest.mark.parametrize("model, nodes, stages", [("llama2-7b", 1, 1), ("llama3-70b", 8, 8)])
+def test_published_presets_fit(mfctl, tmp_path: Path, model: str, nodes: int, stages: int) -> None:
+    r = init(mfctl, tmp_path, model, nodes)
+    assert r.exit_code == 0, r.stderr
+    memory = memory_of(mfctl, tmp_path / "j")
+    assert memory["fits"] is True
+    assert [s["stage"] for s in memory["stages"]] == list(range(stages))
+    peak = max(s["total_gb"] for s in memory["stages"])
+    assert 0.4 * memory["limit_gb"] <= peak <= memory["limit_gb"]
+    assert memory["limit_source"] == "context.max_device_memory"
+    assert_parts_add_up(memory)
+    table = mfctl("plan", "--dir", tmp_path / "j").stdout
+    assert "memory per device, GiB" in table and f"fits: the largest stage ({memory['peak_stage']})" in table
+
+
+@pytest.mark.parametrize("model, nodes, slots", [
+    ("llama3-70b", 1, 8),   # 70B on one node of 8
+    ("llama3-70b", 2, 8),   # 70B on two nodes of 8
+    ("llama2-7b", 1, 1),    # 7B on one device
+])
+def test_init_refuses_what_cannot_fit(mfctl, tmp_path: Path, model: str, nodes: int, slots: int) -> None:
+    r = init(mfctl, tmp_path, model, nodes, slots)
+    assert r.exit_code == 2, r.stdout
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "stage 0 needs ~" in r.stderr and "GiB per device, the devices give" in r.stderr
+    assert "--no-fit-check" in r.stderr
+    assert not (tmp_path / "j").exists()
+    # Created anyway on request: plan then says fits false, with the same figures.
+    assert init(mfctl, tmp_path, model, nodes, slots, "--no-fit-check").exit_code == 0
+    memory = memory_of(mfctl, tmp_path / "j")
+    assert memory["fits"] is False and "refusal" in memory
+    assert_parts_add_up(memory)
+
+
+def test_automatic_layout_picks_one_that_fits(mfctl, tmp_path: Path) -> None:
+    # 7B on 4 devices: dp 4 would not fit (less optimizer sharding); the chooser moves on.
+    r = init(mfctl, tmp_path, "llama2-7b", 1, 4)
+    assert r.exit_code == 0, r.stderr
+    plan = json.loads(mfctl("plan", "--json", "--dir", tmp_path / "j").stdout)
+    assert plan["memory"]["fits"] is True
+    assert plan["parallel"]["data_parallel"] < 4
+    assert "would not fit in device memory" in plan["note"]
+
+
+def test_long_sequence_does_not_fit_and_says_what_would(mfctl, tmp_path: Path) -> None:
+    assert init(mfctl, tmp_path, "llama2-7b", 1).exit_code == 0
+    spec = tmp_path / "j" / "mfctl.yaml"
+    spec.write_text(spec.read_text() + "train:\n  seq_length: 32768\n")
+    memory = memory_of(mfctl, tmp_path / "j")
+    assert memory["fits"] is False
+    assert "with full recompute ~" in memory["refusal"]
+    assert "(set recompute_config.recompute: true)" in memory["refusal"]
+    r = mfctl("plan", "--dir", tmp_path / "j")
+    assert "does not fit:" in r.stdout
+
+
+def test_launch_and_check_refuse_before_any_connection(mfctl, tmp_path: Path) -> None:
+    # The hosts do not exist (.invalid): a refusal that came after connecting would say so.
+    assert init(mfctl, tmp_path, "llama3-70b", 1, 8, "--no-fit-check").exit_code == 0
+    for command in ("launch", "check"):
+        r = mfctl(command, "--dir", tmp_path / "j")
+        assert r.exit_code == 2, (command, r.stdout, r.stderr)
+        assert "stage 0 needs ~" in r.stderr and "the devices give 52.5 GiB" in r.stderr
+        assert "connecting" not in r.stderr and "unreachable" not in r.stderr
+    r = mfctl("launch", "--dir", tmp_path / "j", "--dry-run", "--json", "--no-fit-check")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["fit_check"].startswith("skipped (--no-fit-check): does not fit: stage 0")
+
+
+def test_the_record_says_the_check_was_skipped(tmp_path: Path) -> None:
+    from mfctl.jobs.create import create_job
+    from mfctl.jobs.launch import fit_skipped_before, load, record_launch
+    from mfctl.records.store import JobStore
+    from mfctl.remote.connect import SshOptions
+
+    create_job(tmp_path / "j", model="llama3-70b", model_config=None, nodes=hosts(tmp_path, 1),
+               devices_per_node=8, dataset="/d", fit_check=False)
+    job, plan = load(tmp_path / "j", None, SshOptions(), None, None)
+    store = JobStore(tmp_path / "home")
+    skipped = record_launch(store, job, plan, "j-1", SshOptions(), None,
+                            "skipped (--no-fit-check): does not fit: stage 0 ~179 GiB of 52.5 GiB")
+    assert [(k, m[:7]) for _, k, m in store.events(skipped.id)] == [("fit_check", "skipped")]
+    # launch --resume and --supervise restarts read this to skip the check again.
+    assert fit_skipped_before(store, skipped)
+    checked = record_launch(store, job, plan, "j-2", SshOptions(), None, "fits: stage 0 ~37 GiB")
+    assert not fit_skipped_before(store, checked)
