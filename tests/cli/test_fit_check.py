@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 
 def hosts(tmp: Path, nodes: int, slots: int = 8) -> Path:
@@ -118,3 +119,45 @@ def test_the_record_says_the_check_was_skipped(tmp_path: Path) -> None:
     assert fit_skipped_before(store, skipped)
     checked = record_launch(store, job, plan, "j-2", SshOptions(), None, "fits: stage 0 ~37 GiB")
     assert not fit_skipped_before(store, checked)
+
+
+# --------------------------------------------------------------------------- plan --dryrun
+
+def dryrun_job(mfctl, tmp: Path, setup: str | None) -> Path:
+    from tests.dryrun_standin import STANDIN_PYTHON
+
+    r = mfctl("init", tmp / "j", "--model", "llama3-70b", "--devices-per-node", "64", "--dataset", "/d",
+              "--python", STANDIN_PYTHON, "--yes")
+    assert r.exit_code == 0, r.stderr
+    if setup is not None:
+        spec = tmp / "j" / "mfctl.yaml"
+        spec.write_text(spec.read_text() + yaml.safe_dump({"setup": setup}, width=10**6))
+    return tmp / "j"
+
+
+def test_plan_dryrun_shows_each_stage_beside_the_estimate(mfctl, tmp_path: Path) -> None:
+    from tests.dryrun_standin import recorded_mib, standin_setup
+
+    job = dryrun_job(mfctl, tmp_path, standin_setup(64, 8))
+    r = mfctl("plan", "--dryrun", "--json", "--dir", job)
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    stages = out["dryrun"]["stages"]
+    assert [(s["stage"], s["rank"], s["rc"]) for s in stages] == [(s, 8 * s, 0) for s in range(8)]
+    for s in stages:
+        assert s["actual_peak_mib"] == recorded_mib(s["stage"])
+        assert s["peak_gb"] == round(recorded_mib(s["stage"]) / 1024, 2)
+    assert len(out["memory"]["stages"]) == 8
+    r = mfctl("plan", "--dryrun", "--dir", job)
+    assert "dryrun peak" in r.stdout
+    row0 = next(line for line in r.stdout.splitlines() if line.startswith(" 0 "))
+    assert row0.rstrip().endswith(f"{recorded_mib(0) / 1024:.1f}")
+
+
+def test_plan_dryrun_without_cann_says_so_in_one_line(mfctl, tmp_path: Path) -> None:
+    job = dryrun_job(mfctl, tmp_path, None)
+    r = mfctl("plan", "--dryrun", "--dir", job)
+    assert r.exit_code == 0, r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.startswith("note: dryrun")]
+    assert len(lines) == 1 and "no CANN found" in lines[0], r.stderr
+    assert "fits: the largest stage" in r.stdout  # the estimate is still shown
