@@ -18,6 +18,10 @@ def print_memory(memory: dict | None, dryrun: dict | None = None) -> None:
         out.print("\nmemory: not estimated (CPU training uses host memory, or the config lacks "
                   "model dimensions)", highlight=False)
         return
+    if not memory["stages"]:
+        out.print("\nmemory: not estimated: " + escape("; ".join(memory.get("unaccounted", []))),
+                  highlight=False)
+        return
     limit = memory["limit_gb"]
     out.print(f"\nmemory per device, GiB (limit {limit:g} from {memory['limit_source']}):",
               highlight=False)
@@ -40,7 +44,7 @@ def print_memory(memory: dict | None, dryrun: dict | None = None) -> None:
     for text in memory.get("assumptions", []):
         note(escape(text))
     for text in memory.get("unaccounted", []):
-        note(f"not in the estimate: {escape(text)}")
+        note(f"could not account for: {escape(text)}")
     if dryrun and dryrun.get("skipped"):
         note(f"dryrun: {escape(dryrun['skipped'])}")
     for m in measured.values():

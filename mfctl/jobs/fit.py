@@ -53,14 +53,6 @@ def checkable(config: dict[str, Any]) -> bool:
     return target != "CPU" and not missing_keys(config)
 
 
-def job_memory(job: Any, device_hbm_gb: float | None = None) -> MemoryEstimate | None:
-    """The job's estimate; None when it cannot be made (CPU jobs, or dimensions missing)."""
-    config = job_config(job)
-    if missing_keys(config):
-        return None
-    return estimate(config, device_hbm_gb)
-
-
 def require_fit(config: dict[str, Any], where: str, device_hbm_gb: float | None = None) -> MemoryEstimate | None:
     """Refuse (``DoesNotFit``, exit 2) a config whose largest stage is over the limit."""
     if not checkable(config):
@@ -99,8 +91,13 @@ def layout_predicate(spec: JobSpec, preset: Preset, world: int, own_text: str | 
 def memory_report(job: Any, device_hbm_gb: float | None = None) -> dict[str, Any] | None:
     """``plan``'s ``memory``: the estimate as JSON, with the refusal text when it does not fit."""
     config = job_config(job)
-    if not checkable(config):
+    target = str((config.get("context") or {}).get("device_target", "Ascend")).upper()
+    if target == "CPU":
         return None
+    missing = missing_keys(config)
+    if missing:
+        return {"limit_gb": None, "fits": None, "stages": [],
+                "unaccounted": [f"{key} is not in the config: no estimate" for key in missing]}
     est = estimate(config, device_hbm_gb)
     data = est.to_json()
     if not est.fits:
@@ -113,7 +110,9 @@ def launch_gate(job: Any, fit_check: bool) -> str:
     returns what the job record keeps about it."""
     config = job_config(job)
     if not checkable(config):
-        return "not checked: no device memory to check (CPU, or model dimensions missing)"
+        missing = missing_keys(config)
+        return ("not checked: " + (f"{', '.join(missing)} missing from the config" if missing
+                                   else "CPU training has no device memory limit"))
     est = estimate(config)
     peak = est.peak
     summary = (f"stage {peak.stage} ~{peak.total / 2**30:.1f} GiB of {est.limit / 2**30:g} GiB "

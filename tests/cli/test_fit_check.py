@@ -161,3 +161,45 @@ def test_plan_dryrun_without_cann_says_so_in_one_line(mfctl, tmp_path: Path) -> 
     lines = [line for line in r.stderr.splitlines() if line.startswith("note: dryrun")]
     assert len(lines) == 1 and "no CANN found" in lines[0], r.stderr
     assert "fits: the largest stage" in r.stdout  # the estimate is still shown
+
+
+def own_config(mfctl, tmp: Path, edit) -> Path:
+    """A MindFormers YAML of the user's own: llama2-7b's rendered config, edited."""
+    (tmp / "src").mkdir()
+    assert init(mfctl, tmp / "src", "llama2-7b", 1).exit_code == 0
+    assert mfctl("render", "--dir", tmp / "src" / "j").exit_code == 0
+    data = yaml.safe_load((tmp / "src" / "j" / "rendered" / "config.yaml").read_text())
+    edit(data)
+    path = tmp / "own.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_own_config_without_max_device_memory_assumes_64_gb_and_says_so(mfctl, tmp_path: Path) -> None:
+    def edit(data: dict) -> None:
+        del data["context"]["max_device_memory"]
+        data["optimizer"]["type"] = "Sophia"
+    path = own_config(mfctl, tmp_path, edit)
+    r = mfctl("init", tmp_path / "j", "--model", "llama2-7b", "--model-config", path, "--nodes",
+              hosts(tmp_path, 1), "--dataset", "/d", "--yes")
+    assert r.exit_code == 0, r.stderr
+    memory = memory_of(mfctl, tmp_path / "j")
+    assert memory["limit_gb"] == 64 and memory["limit_source"] == "assumed"
+    assert any("assumed 64 GB" in a for a in memory["assumptions"])
+    assert any("optimizer Sophia" in u for u in memory["unaccounted"])
+    r = mfctl("plan", "--dir", tmp_path / "j")
+    assert "could not account for: optimizer Sophia" in r.stderr.replace("\n", " ")
+
+
+def test_own_config_without_model_dimensions_names_them(mfctl, tmp_path: Path) -> None:
+    path = own_config(mfctl, tmp_path, lambda data: data["model"]["model_config"].pop("hidden_size"))
+    r = mfctl("init", tmp_path / "j", "--model", "llama2-7b", "--model-config", path, "--nodes",
+              hosts(tmp_path, 1), "--dataset", "/d", "--yes")
+    assert r.exit_code == 0, r.stderr
+    memory = memory_of(mfctl, tmp_path / "j")
+    assert memory["fits"] is None and memory["stages"] == []
+    assert memory["unaccounted"] == ["model.model_config.hidden_size is not in the config: no estimate"]
+    r = mfctl("launch", "--dir", tmp_path / "j", "--dry-run", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["fit_check"] == ("not checked: model.model_config.hidden_size missing "
+                                                 "from the config")
