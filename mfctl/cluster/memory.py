@@ -116,10 +116,6 @@ class MemoryEstimate:
                 "assumptions": list(self.assumptions), "unaccounted": list(self.unaccounted)}
 
 
-def gib(value: float) -> str:
-    return f"{value / GIB:.1f} GiB"
-
-
 def parse_size(text: Any) -> float | None:
     """``'58GB'``, ``'52.5GB'``, ``'1024MB'`` as bytes (MindSpore's units are powers of 1024)."""
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)B?\s*", str(text), re.IGNORECASE)
@@ -161,9 +157,14 @@ def _per_stage(value: Any, stage: int, layers: int) -> int:
 
 def _layers_per_stage(num_layers: int, pp: int, offset: Any, notes: list[str]) -> list[int]:
     base = num_layers // pp
-    offs = offset if isinstance(offset, list) and len(offset) == pp else [int(offset or 0)] * pp \
-        if not isinstance(offset, list) else [0] * pp
-    layers = [max(0, base + int(o)) for o in offs]
+    if not isinstance(offset, list):
+        offs = [int(offset or 0)] * pp  # MindFormers broadcasts a single offset to every stage
+    elif len(offset) == pp and all(isinstance(o, int) and not isinstance(o, bool) for o in offset):
+        offs = list(offset)
+    else:
+        notes.append(f"model_config.offset {offset!r} is not one integer per stage: counted as 0")
+        offs = [0] * pp
+    layers = [max(0, base + o) for o in offs]
     missing = num_layers - sum(layers)
     if missing:
         notes.append(f"{num_layers} layers on {pp} stages: the {abs(missing)} layer(s) the offset does "

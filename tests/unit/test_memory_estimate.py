@@ -191,3 +191,12 @@ def test_dryrun_parser_without_statistic() -> None:
 def test_one_rank_per_stage() -> None:
     assert stage_ranks(64, 8) == [(s, 8 * s) for s in range(8)]
     assert stage_ranks(8, 1) == [(0, 0)]
+
+
+def test_offset_moves_layers_between_stages() -> None:
+    est = estimate(config("llama2-70b-64p-fp16-dp2-mp4-pp8",
+                          model__model_config__offset=[1, 0, 0, 0, 0, 0, 0, -1]))
+    assert [s.layers for s in est.stages] == [11, 10, 10, 10, 10, 10, 10, 9]
+    odd = estimate(config("llama2-70b-64p-fp16-dp2-mp4-pp8", model__model_config__offset=[[1, -1]]))
+    assert [s.layers for s in odd.stages] == [10] * 8
+    assert any("offset" in a for a in odd.assumptions)
