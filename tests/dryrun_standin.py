@@ -28,12 +28,12 @@ def recorded_mib(stage: int) -> int:
     return int(recorded_peaks()[stage].rsplit(" ", 1)[1].rstrip("M"))
 
 
-def standin_setup(world: int, pp: int) -> str:
+def standin_setup(world: int, pp: int, cann: bool = True) -> str:
+    """``cann``: also point ASCEND_HOME_PATH at a directory (else a set_env.sh must)."""
     per = world // pp
     cases = " ".join(f"{s * per}) printf '%s\\n' {shlex.quote(line)};;"
                      for s, line in enumerate(recorded_peaks()[:pp]))
-    return (
-        "export ASCEND_HOME_PATH=/; "
+    return ("export ASCEND_HOME_PATH=/; " if cann else "") + (
         f"{STANDIN_PYTHON}() {{ "
         '[ "${MS_SIMULATION_LEVEL:-}" = 1 ] || { echo "not a DryRun"; return 3; }; '
         f'[ "${{RANK_SIZE:-}}" = {world} ] || {{ echo "RANK_SIZE $RANK_SIZE"; return 4; }}; '

@@ -45,6 +45,19 @@ def entry_argv(job: Job, bundle: str) -> list[str]:
     return [posixpath.join(bundle, TRAIN_ENTRY), *args]
 
 
+def dryrun_command(job: Job, job_dir: str, world: int, pairs: str) -> str:
+    """mfctl/node/dryrun.sh with the job's python, setup, CANN environment and env, in bash when
+    the node has it (CANN's set_env.sh scripts are written for bash)."""
+    set_env = job.spec.ascend.set_env
+    python, argv = job.spec.python, entry_argv(job, ".")
+    if job.spec.env:
+        # The job's env over the CANN environment, as the launch script orders them.
+        python, argv = "env", [*(f"{k}={v}" for k, v in sorted(job.spec.env.items())), python, *argv]
+    command = inline("dryrun.sh", python, job.spec.setup or "", job_dir, str(world), pairs,
+                     "-" if set_env is None else "\n".join(set_env), *argv)
+    return '"$(command -v bash || command -v sh)" ' + command.removeprefix("sh ")
+
+
 def parse_output(host: str, text: str) -> dict[str, Any]:
     """dryrun.sh's lines as ``{"node", "stages": [...]}`` or ``{"node", "skipped": why}``."""
     lines = text.splitlines()
@@ -53,6 +66,10 @@ def parse_output(host: str, text: str) -> dict[str, Any]:
                 "/usr/local/Ascend/ascend-toolkit/latest): DryRun needs MindSpore for Ascend with CANN"}
     if "setup_failed" in lines:
         return {"node": host, "skipped": f"{host}: the job's setup line failed; DryRun was not run"}
+    missing = [line.split(" ", 1)[1] for line in lines if line.startswith("set_env_missing ")]
+    if missing:
+        return {"node": host, "skipped": f"{host}: ascend.set_env {missing[0]} is not there (or not "
+                "readable); DryRun was not run"}
     stages: list[dict[str, Any]] = []
     mem: dict[str, list[str]] = {}
     tails: dict[str, list[str]] = {}
@@ -89,8 +106,7 @@ def run_dryrun(job: Job, plan: LaunchPlan, node: str | None, opts: SshOptions,
         push_bundle(t, job_dir, bundle_files(rendered, target.node_rank))
         pairs = " ".join(f"{s}:{r}" for s, r in stage_ranks(plan.world_size, plan.pipeline_stage))
         say(f"{target.host}: DryRun of {plan.pipeline_stage} stage(s), one after the other")
-        command = inline("dryrun.sh", job.spec.python, job.spec.setup or "", job_dir,
-                         str(plan.world_size), pairs, *entry_argv(job, "."))
+        command = dryrun_command(job, job_dir, plan.world_size, pairs)
         res = t.run(command, timeout=STAGE_TIMEOUT_S * plan.pipeline_stage)
     except Exception as exc:  # one node, one answer: say what failed beside the estimate
         return {"node": target.host, "skipped": f"{target.host}: {describe_error(exc)}"}

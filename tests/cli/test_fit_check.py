@@ -203,3 +203,20 @@ def test_own_config_without_model_dimensions_names_them(mfctl, tmp_path: Path) -
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["fit_check"] == ("not checked: model.model_config.hidden_size missing "
                                                  "from the config")
+
+
+def test_plan_dryrun_sources_the_jobs_cann_set_env(mfctl, tmp_path: Path) -> None:
+    from tests.dryrun_standin import recorded_mib, standin_setup
+
+    set_env = tmp_path / "cann" / "set_env.sh"
+    set_env.parent.mkdir()
+    set_env.write_text("export ASCEND_HOME_PATH=/\n")
+    job = dryrun_job(mfctl, tmp_path, standin_setup(64, 8, cann=False))
+    spec = job / "mfctl.yaml"
+    spec.write_text(spec.read_text() + yaml.safe_dump({"ascend": {"set_env": [str(set_env)]}}))
+    out = json.loads(mfctl("plan", "--dryrun", "--json", "--dir", job).stdout)
+    assert [s["actual_peak_mib"] for s in out["dryrun"]["stages"]] == [recorded_mib(s) for s in range(8)]
+    set_env.unlink()
+    out = json.loads(mfctl("plan", "--dryrun", "--json", "--dir", job).stdout)
+    assert out["dryrun"]["skipped"] == (f"localhost: ascend.set_env {set_env} is not there (or not "
+                                        "readable); DryRun was not run")
