@@ -15,8 +15,7 @@ def print_memory(memory: dict | None, dryrun: dict | None = None) -> None:
     """The per-stage table of ``memory`` (``MemoryEstimate.to_json()``); ``dryrun``: DryRun's
     result per stage (``{"stages": {stage: {...}}}`` or ``{"skipped": why}``)."""
     if memory is None:
-        out.print("\nmemory: not estimated (CPU training uses host memory, or the config lacks "
-                  "model dimensions)", highlight=False)
+        out.print("\nmemory: not estimated: CPU training has no device memory limit", highlight=False)
         return
     if not memory["stages"]:
         out.print("\nmemory: not estimated: " + escape("; ".join(memory.get("unaccounted", []))),

@@ -220,3 +220,12 @@ def test_plan_dryrun_sources_the_jobs_cann_set_env(mfctl, tmp_path: Path) -> Non
     out = json.loads(mfctl("plan", "--dryrun", "--json", "--dir", job).stdout)
     assert out["dryrun"]["skipped"] == (f"localhost: ascend.set_env {set_env} is not there (or not "
                                         "readable); DryRun was not run")
+
+
+def test_cpu_job_has_no_device_memory_to_check(mfctl, tmp_path: Path) -> None:
+    assert mfctl("init", tmp_path / "j", "--model", "tiny-llama", "--dataset", "/d", "--yes").exit_code == 0
+    assert json.loads(mfctl("plan", "--json", "--dir", tmp_path / "j").stdout)["memory"] is None
+    assert "memory: not estimated: CPU training has no device memory limit" in mfctl(
+        "plan", "--dir", tmp_path / "j").stdout
+    r = mfctl("launch", "--dir", tmp_path / "j", "--dry-run", "--json")
+    assert json.loads(r.stdout)["fit_check"] == "not checked: CPU training has no device memory limit"
