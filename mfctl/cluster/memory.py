@@ -47,7 +47,9 @@ while they wait for backward. Megatron's activations assume GPT's GeLU MLP and d
 5as^2b); a Llama layer has no dropout and a SwiGLU MLP of width f.
 
 Anything the config asks for that this model does not know is named in ``unaccounted`` (never
-counted as zero in silence); what was assumed is in ``assumptions``.
+counted as zero in silence); what was assumed is in ``assumptions``. Checked against the layouts
+MindFormers publishes with their ``max_device_memory`` (tests/data/memory/published.yaml): each
+fits and uses more than half of it, and the layouts known not to run do not fit.
 """
 
 from __future__ import annotations

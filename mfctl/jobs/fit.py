@@ -15,7 +15,7 @@ import yaml
 from mfctl.cluster.batch import GlobalBatch
 from mfctl.cluster.fixes import refusal, remedies
 from mfctl.cluster.layout import Layout
-from mfctl.cluster.memory import MemoryEstimate, estimate, missing_keys, with_changes
+from mfctl.cluster.memory import GIB, MemoryEstimate, estimate, missing_keys, with_changes
 from mfctl.errors import BadInput
 from mfctl.jobspec.presets import Preset
 from mfctl.jobspec.schema import JobSpec
@@ -41,17 +41,28 @@ def config_of(spec: JobSpec, preset: Preset, layout: Layout, world: int, own_tex
 
 
 def job_config(job: Any) -> dict[str, Any]:
-    """The job's rendered MindFormers config as a mapping (``job``: a loaded ``Job``)."""
+    """The job's rendered MindFormers config as a mapping. ``job``: a loaded ``jobdir.Job`` (not
+    imported: jobdir imports this module for the layout predicate)."""
     # load_job has read (and checked) this file already.
     own = (job.dir / job.spec.model_config_file).read_text(encoding="utf-8") \
         if job.spec.model_config_file else None
     return config_of(job.spec, job.preset, job.layout, job.world_size, own, job.batch)
 
 
+def _on_cpu(config: dict[str, Any]) -> bool:
+    return str((config.get("context") or {}).get("device_target", "Ascend")).upper() == "CPU"
+
+
 def checkable(config: dict[str, Any]) -> bool:
     """A config the estimator can read: Ascend (the CPU path has no device pool) with dimensions."""
-    target = str((config.get("context") or {}).get("device_target", "Ascend")).upper()
-    return target != "CPU" and not missing_keys(config)
+    return not _on_cpu(config) and not missing_keys(config)
+
+
+def why_not_checked(config: dict[str, Any]) -> str:
+    missing = missing_keys(config)
+    if missing:
+        return f"{', '.join(missing)} missing from the config"
+    return "CPU training has no device memory limit"
 
 
 def require_fit(config: dict[str, Any], where: str, device_hbm_gb: float | None = None) -> MemoryEstimate | None:
@@ -92,8 +103,7 @@ def layout_predicate(spec: JobSpec, preset: Preset, world: int, own_text: str | 
 def memory_report(job: Any, device_hbm_gb: float | None = None) -> dict[str, Any] | None:
     """``plan``'s ``memory``: the estimate as JSON, with the refusal text when it does not fit."""
     config = job_config(job)
-    target = str((config.get("context") or {}).get("device_target", "Ascend")).upper()
-    if target == "CPU":
+    if _on_cpu(config):
         return None
     missing = missing_keys(config)
     if missing:
@@ -111,12 +121,10 @@ def launch_gate(job: Any, fit_check: bool) -> str:
     returns what the job record keeps about it."""
     config = job_config(job)
     if not checkable(config):
-        missing = missing_keys(config)
-        return ("not checked: " + (f"{', '.join(missing)} missing from the config" if missing
-                                   else "CPU training has no device memory limit"))
+        return f"not checked: {why_not_checked(config)}"
     est = estimate(config)
     peak = est.peak
-    summary = (f"stage {peak.stage} ~{peak.total / 2**30:.1f} GiB of {est.limit / 2**30:g} GiB "
+    summary = (f"stage {peak.stage} ~{peak.total / GIB:.1f} GiB of {est.limit / GIB:g} GiB "
                f"({est.limit_source})")
     if est.fits:
         return f"fits: {summary}"
