@@ -43,15 +43,16 @@ def check(
     Example: mfctl check --nodes hosts.txt
     """
     from mfctl.jobs.backends import backend_for_job
-    from mfctl.jobs.fit import launch_gate
+    from mfctl.jobs.fit import gate_after_preflight, launch_gate
     from mfctl.jobs.launch import load
 
     opts = ssh_opts(ssh_config, accept_new_hosts, fanout, connect_timeout)
     job, launch_plan = load(directory, nodes, opts, None, None)
-    launch_gate(job, not no_fit_check)
+    fit = launch_gate(job, not no_fit_check)
     with backend_for_job(launch_plan, job.entries, str(job.dir), opts, job.spec) as backend:
         checks = backend.preflight(job.spec)
     views.print_checks(checks, as_json)
+    gate_after_preflight(job, checks, fit, not no_fit_check)  # the devices' HBM, when the config has no limit
     bad = [c for c in checks if not c.ok]
     if bad:
         raise OperationFailed(f"{len(bad)} of {len(checks)} node(s) failed the checks; first: "

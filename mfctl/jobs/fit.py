@@ -7,7 +7,7 @@ The I/O edge of ``mfctl.cluster.memory``: it renders the job's MindFormers YAML 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import yaml
@@ -116,19 +116,40 @@ def memory_report(job: Any, device_hbm_gb: float | None = None) -> dict[str, Any
     return data
 
 
-def launch_gate(job: Any, fit_check: bool) -> str:
+def launch_gate(job: Any, fit_check: bool, device_hbm_gb: float | None = None) -> str:
     """Before any node is touched: refuse a job that does not fit (unless ``fit_check`` is off);
-    returns what the job record keeps about it."""
+    returns what the job record keeps about it. ``device_hbm_gb``: the limit when the config sets
+    no ``max_device_memory`` (else 64 GB is assumed)."""
     config = job_config(job)
     if not checkable(config):
         return f"not checked: {why_not_checked(config)}"
-    est = estimate(config)
+    est = estimate(config, device_hbm_gb)
     peak = est.peak
     summary = (f"stage {peak.stage} ~{peak.total / GIB:.1f} GiB of {est.limit / GIB:g} GiB "
                f"({est.limit_source})")
     if est.fits:
         return f"fits: {summary}"
     if fit_check:
-        raise DoesNotFit(f"{job.spec_path}: {refusal(est, remedies(config))}; or pass {NO_FIT_FLAG} "
-                         "to go ahead anyway", est)
+        raise DoesNotFit(f"{job.spec_path}: {refusal(est, remedies(config, device_hbm_gb))}; or pass "
+                         f"{NO_FIT_FLAG} to go ahead anyway", est)
     return f"skipped ({NO_FIT_FLAG}): does not fit: {summary}"
+
+
+def preflight_hbm_gb(checks: Sequence[Any]) -> float | None:
+    """The smallest HBM any node's preflight found (``NodeCheck.npu["chips"][i]["hbm_total_mb"]``),
+    in GiB; None when no node reported one (no npu-smi, or a preflight without NPU rows)."""
+    sizes = [chip.get("hbm_total_mb") for c in checks
+             for chip in ((getattr(c, "npu", None) or {}).get("chips") or [])]
+    known = [mb for mb in sizes if isinstance(mb, int) and mb > 0]
+    return min(known) / 1024 if known else None
+
+
+def gate_after_preflight(job: Any, checks: Sequence[Any], fit: str, fit_check: bool) -> str:
+    """A config without ``max_device_memory`` was held against 64 GB before any node was touched;
+    once the preflight has read the devices' HBM, it is held against that (before anything is
+    pushed or started). Returns the record's ``fit_check`` text."""
+    hbm = preflight_hbm_gb(checks)
+    config = job_config(job)
+    if hbm is None or not checkable(config) or (config.get("context") or {}).get("max_device_memory"):
+        return fit
+    return launch_gate(job, fit_check and not fit.startswith("skipped"), hbm)

@@ -20,7 +20,7 @@ from mfctl.errors import BadInput, OperationFailed
 from mfctl.jobs.backend import Backend, Files
 from mfctl.jobs.backends import backend_for_job, backend_for_record
 from mfctl.jobs.checkpoints import common_checkpoint
-from mfctl.jobs.fit import launch_gate
+from mfctl.jobs.fit import gate_after_preflight, launch_gate
 from mfctl.jobs.jobdir import RENDERED_DIR, Job, load_job, make_plan, render_job
 from mfctl.jobs.nodeops import NodeCheck, describe_error
 from mfctl.records.ids import new_job_id
@@ -226,6 +226,7 @@ def launch(
     with backend_for_job(plan, job.entries, str(job.dir), opts, job.spec) as backend:
         progress.stage("checking nodes")
         checks = check_nodes(backend, job)
+        fit = gate_after_preflight(job, checks, fit, fit_check)
         progress.stage("pushing the job bundle")
         push(backend, rendered, extra, checks, progress)
         store = store or JobStore()

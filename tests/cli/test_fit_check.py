@@ -229,3 +229,33 @@ def test_cpu_job_has_no_device_memory_to_check(mfctl, tmp_path: Path) -> None:
         "plan", "--dir", tmp_path / "j").stdout
     r = mfctl("launch", "--dir", tmp_path / "j", "--dry-run", "--json")
     assert json.loads(r.stdout)["fit_check"] == "not checked: CPU training has no device memory limit"
+
+
+def test_without_max_device_memory_the_preflights_hbm_is_the_limit(mfctl, tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from mfctl.errors import BadInput
+    from mfctl.jobs.fit import gate_after_preflight, launch_gate, preflight_hbm_gb
+    from mfctl.jobs.jobdir import load_job
+
+    path = own_config(mfctl, tmp_path, lambda data: data["context"].pop("max_device_memory"))
+    r = mfctl("init", tmp_path / "j", "--model", "llama2-7b", "--model-config", path, "--nodes",
+              hosts(tmp_path, 2), "--dataset", "/d", "--yes")
+    assert r.exit_code == 0, r.stderr
+    job = load_job(tmp_path / "j")
+    fit = launch_gate(job, True)
+    assert fit.startswith("fits: ") and "of 64 GiB (assumed)" in fit
+
+    def node(*hbm_mb: int) -> SimpleNamespace:  # a NodeCheck's npu facts, as check --json gives them
+        return SimpleNamespace(npu={"chips": [{"hbm_total_mb": mb} for mb in hbm_mb]})
+
+    assert preflight_hbm_gb([SimpleNamespace(npu=None), SimpleNamespace()]) is None
+    assert preflight_hbm_gb([node(65536, 65536), node(32768)]) == 32
+    # 64 GB devices: still fits, now against what the nodes have.
+    assert "of 64 GiB (the devices' HBM (preflight))" in gate_after_preflight(
+        job, [node(65536), node(65536)], fit, True)
+    # One node has 32 GB devices: refused before anything is pushed.
+    with pytest.raises(BadInput, match="the devices give 32 GiB"):
+        gate_after_preflight(job, [node(65536), node(32768)], fit, True)
+    skipped = gate_after_preflight(job, [node(32768)], fit, False)
+    assert skipped.startswith("skipped (--no-fit-check): does not fit")
