@@ -149,7 +149,9 @@ def gate_after_preflight(job: Any, checks: Sequence[Any], fit: str, fit_check: b
     once the preflight has read the devices' HBM, it is held against that (before anything is
     pushed or started). Returns the record's ``fit_check`` text."""
     hbm = preflight_hbm_gb(checks)
+    if hbm is None:
+        return fit
     config = job_config(job)
-    if hbm is None or not checkable(config) or (config.get("context") or {}).get("max_device_memory"):
+    if not checkable(config) or (config.get("context") or {}).get("max_device_memory"):
         return fit
     return launch_gate(job, fit_check and not fit.startswith("skipped"), hbm)
