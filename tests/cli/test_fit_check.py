@@ -259,3 +259,10 @@ def test_without_max_device_memory_the_preflights_hbm_is_the_limit(mfctl, tmp_pa
         gate_after_preflight(job, [node(65536), node(32768)], fit, True)
     skipped = gate_after_preflight(job, [node(32768)], fit, False)
     assert skipped.startswith("skipped (--no-fit-check): does not fit")
+
+
+def test_plan_dryrun_unknown_node_is_refused(mfctl, tmp_path: Path) -> None:
+    job = dryrun_job(mfctl, tmp_path, None)
+    r = mfctl("plan", "--dryrun", "--node", "node9", "--dir", job)
+    assert r.exit_code == 2
+    assert "--node node9: not a node of this job (hosts: localhost, or a node rank 0..0)" in r.stderr
