@@ -78,7 +78,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mfctl.metrics.alerts import Alert, AlertLog
-from mfctl.metrics.chunk import feed_chunk as _feed_chunk
+from mfctl.metrics.chunk import read_chunk
 from mfctl.metrics.events import (
     CheckpointSavedEvent,
     ErrorLineEvent,
@@ -86,28 +86,21 @@ from mfctl.metrics.events import (
     ExceptionEvent,
     GlobalBatchSizeEvent,
     KillAllWorkersEvent,
+    PidLine,
     ProgressEvent,
     SchedulerExitEvent,
     StepEvent,
+    StepRun,
     TimeoutEvent,
     TracebackEvent,
     TrainingOverEvent,
+    UnreadableLine,
     WorkerExitEvent,
 )
-from mfctl.metrics.parser import (
-    PROGRESS_MARK,
-    STEP_MARK,
-    STEP_RE,
-    first_float,
-    parse_line,
-    parse_other,
-    parse_pid,
-    parse_progress,
-    step_event_from_match,
-    to_bool,
-    to_float,
-)
-from mfctl.metrics.types import ClusterView, RankRow, RankState, Snapshot
+from mfctl.metrics.formats import log_time
+from mfctl.metrics.lines import read_lines
+from mfctl.metrics.parser import parse_line, parse_pid
+from mfctl.metrics.types import ClusterView, RankRow, RankState, Snapshot, StepPoint
 
 __all__ = [
     "FAILED",
@@ -179,6 +172,9 @@ class RankTrack:
     in_traceback: bool = field(default=False, repr=False)
     traceback_alert: Alert | None = field(default=None, repr=False)
     last_error: str | None = field(default=None, repr=False)
+    # The newest step while its progress line is awaited, and the points take_steps has not given.
+    pending: tuple | None = field(default=None, repr=False)
+    journal: list = field(default_factory=list, repr=False)
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -186,6 +182,20 @@ class RankTrack:
         if self.samples_per_s is None or not self.seq_length:
             return None
         return self.samples_per_s * self.seq_length
+
+
+def _num(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
+def _time(v: Any) -> float | None:
+    return v if v is None or type(v) is float else log_time(v)
+
+
+def _ordinary(r: RankTrack) -> bool:
+    """Whether the rank's next step may be ordinary (see ``ClusterState._steps``)."""
+    return r.state == RUNNING and not (r.loss_spiking or r.loss_nonfinite or r.gn_spiking or r.gn_nonfinite
+                                       or r.overflow_run)
 
 
 def _median(values: Iterable[float]) -> float | None:
@@ -259,6 +269,11 @@ class ClusterState:
         self.alerts = AlertLog(max_alerts, alert_window_steps, alert_window_s)
         self._straggler_ms: dict[int, float] = {}  # a straggler's median step time, for its alert
         self.global_batch_size: int | None = None
+        # Lines the parser failed on (not text, or a parser bug): skipped, counted.
+        self.unreadable_lines = 0
+        # Whether take_steps gets every step (the collector's record and plots); off, a read
+        # keeps only what the snapshot and the bounded history need.
+        self.keep_steps = False
         self._launcher_traceback: dict[str | None, bool] = {}
         self._launcher_last_error: dict[str | None, str] = {}
 
@@ -296,15 +311,20 @@ class ClusterState:
     def feed(self, rank: int | None, line: str, node: str | None = None) -> None:
         """One log line of ``rank`` (``None``: the scheduler's / msrun's log of ``node``)."""
         now = self.clock()
+        try:
+            ev = parse_line(line)
+        except Exception:  # noqa: BLE001 - a line never stops ingestion; it is counted
+            self.unreadable_lines += 1
+            return
         if rank is None:
-            self._launcher_line(node, line, now)
+            if ev is not None:
+                self._launcher_event(node, ev, now)
             return
         r = self.rank(rank, node)
-        ev = parse_line(line)
         if ev is not None:
             self._apply(r, ev, now)
-        elif r.pid is None and isinstance(line, str) and line.startswith("["):
-            r.pid = parse_pid(line)
+        elif r.pid is None:
+            self._learn_pid(r, line)
 
     def apply(self, rank: int | None, event: Event, node: str | None = None) -> None:
         """An event parsed elsewhere (``parse_line``), as if its line had been fed."""
@@ -318,185 +338,146 @@ class ClusterState:
         """Complete lines separated by newlines (a trailing partial line counts as a line)."""
         self.feed_many(rank, text.split("\n"), node)
 
+    def feed_many(self, rank: int | None, lines: Iterable[str], node: str | None = None) -> None:
+        """Many lines of one rank, in order (``mfctl.metrics.lines`` reads them)."""
+        now = self.clock()
+        if rank is None:
+            for line in lines:
+                try:
+                    ev = parse_line(line)
+                except Exception:  # noqa: BLE001 - a line never stops ingestion; it is counted
+                    self.unreadable_lines += 1
+                    continue
+                if ev is not None:
+                    self._launcher_event(node, ev, now)
+            return
+        r = self.rank(rank, node)
+        self._ingest(r, read_lines(lines, lambda: r.pid is None), now)
+
     def feed_chunk(self, rank: int | None, data: str | bytes, node: str | None = None) -> None:
         """Complete lines as one block of text, ``bytes`` as read from a log file or ``str``: the
         fastest path (``mfctl.metrics.chunk``), same resulting state as ``feed_text``."""
         if rank is not None and isinstance(data, (bytes, str)):
-            _feed_chunk(self, rank, data, node)
+            r = self.rank(rank, node)
+            self._ingest(r, read_chunk(data, lambda: r.pid is None), self.clock())
         else:
             text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
             self.feed_many(rank, text.split("\n") if isinstance(text, str) else [text], node)
 
-    def feed_many(self, rank: int | None, lines: Iterable[str], node: str | None = None) -> None:
-        """Many lines of one rank, in order: the fast path (same resulting state as ``feed``).
+    def add_steps(self, rank: int, run: StepRun, node: str | None = None) -> None:
+        """Consecutive steps of ``rank`` (the one way steps come in, whichever reader read them)."""
+        self._steps(self.rank(rank, node), run, self.clock())
 
-        A step with nothing special about it (running rank, finite loss and norm below their spike
-        thresholds, no overflow, not the last step) is handled inline with the rank's counters in
-        local variables; anything else goes through ``_on_step`` / ``_apply`` like ``feed`` does,
-        after the locals are written back. The inline branch is ``_on_step``'s ordinary case.
-        """
-        now = self.clock()
-        if rank is None:
-            for line in lines:
-                self._launcher_line(node, line, now)
-            return
-        r = self.rank(rank, node)
-        step_match = STEP_RE.match
-        hist_append = r.history.append
-        recent_append = r.recent_step_ms.append
-        alpha = self.spike_alpha
-        lratio = self.loss_spike_ratio
-        gratio = self.global_norm_spike_ratio
-        warm = self.spike_warmup
-        neg_inf, pos_inf = _NEG_INF, _POS_INF
-        last_step = last_progress = None
-        last_k = 0
-        total_s: str | None = None
-        total_i = 0
-        # The rank's counters as locals; `dirty` says they are ahead of `r`.
-        loss: float | None
-        gn: float | None
-        sps: float | None
-        gema: Any  # a float whenever the inline branch reads it (gn is not None there)
-        ev: Any  # an Event, dispatched on `t = type(ev)`; mypy cannot narrow through t
-        ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
-        c_step, c_loss, c_ms, c_ov, c_gn, c_sps = (r.step, r.loss, r.step_time_ms, r.overflow,
-                                                   r.global_norm, r.samples_per_s)
-        ordinary = r.state == RUNNING and not (r.loss_spiking or r.loss_nonfinite or r.gn_spiking
-                                               or r.gn_nonfinite or r.overflow_run)
-        dirty = False
-        for line in lines:
-            try:
-                if line[-1:] != "}":  # as parse_line: a line ending with "}" is not a step line
-                    i = line.find(STEP_MARK)
-                    if i >= 0:
-                        m = step_match(line, i)
-                        if m is not None:
-                            g = m.groups()
-                            step = int(g[2])
-                            s = g[4]
-                            if s is None:
-                                s = g[6]
-                            try:
-                                loss = float(s)
-                            except ValueError:
-                                loss = to_float(s)
-                            s = g[12]
-                            if s is None:
-                                gn = None
-                            else:
-                                try:
-                                    gn = float(s)
-                                except ValueError:
-                                    gn = first_float(s)
-                            s = g[10]
-                            overflow = False if s == "False" else (True if s == "True" else to_bool(s))
-                            s = g[3]
-                            if s != total_s:
-                                total_s, total_i = s, int(s)
-                            final = step == total_i and int(g[0]) == int(g[1])
-                            ms = int(g[8])
-                            if (ordinary and not final and not overflow and ema is not None
-                                    and loss is not None and neg_inf < loss < pos_inf
-                                    and not (seen >= warm and ema > 0.0 and loss > ema * lratio)
-                                    and (gn is None or (gema is not None and neg_inf < gn < pos_inf
-                                         and not (gseen >= warm and gema > 0.0 and gn > gema * gratio)))):
-                                ema = ema + alpha * (loss - ema)
-                                seen += 1
-                                if gn is not None:
-                                    gema = gema + alpha * (gn - gema)
-                                    gseen += 1
-                                recent_append(ms)
-                                c_step, c_loss, c_ms, c_ov, c_gn = step, loss, ms, overflow, gn
-                                dirty = True
-                            else:
-                                if dirty:
-                                    self._write_back(r, now, ema, seen, gema, gseen, c_step, c_loss, c_ms,
-                                                     c_ov, c_gn, c_sps)
-                                    dirty = False
-                                self._on_step(r, step, loss, ms, overflow, gn, final, now)
-                                ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
-                                c_step, c_loss, c_ms, c_ov, c_gn = step, loss, ms, overflow, gn
-                                ordinary = r.state == RUNNING and not (
-                                    r.loss_spiking or r.loss_nonfinite or r.gn_spiking or r.gn_nonfinite
-                                    or r.overflow_run)
-                            last_step = m
-                            continue
-                k = line.find(PROGRESS_MARK)
-                if k >= 0:
-                    b = line.rfind("|", 0, k)  # parse_progress's test, without its other fields
-                    if b >= 0:
-                        s = line[b + 1:k]
-                        try:
-                            sps = float(s)
-                        except ValueError:
-                            sps = to_float(s)
-                        if sps is not None:
-                            c_sps = sps
-                            if c_step is not None:
-                                hist_append((c_step, c_loss, sps))
-                            dirty = True
-                            last_progress = line
-                            last_k = k
-                            continue
-                ev = parse_other(line)
-                if ev is not None:
-                    t = type(ev)
-                    if t is CheckpointSavedEvent:  # touches nothing the locals mirror
-                        r.ckpt_epoch, r.ckpt_step = ev.epoch, ev.step
-                        continue
-                    if t is GlobalBatchSizeEvent:
-                        self.global_batch_size = ev.global_batch_size
-                        continue
-                    if dirty:
-                        self._write_back(r, now, ema, seen, gema, gseen, c_step, c_loss, c_ms, c_ov, c_gn, c_sps)
-                        dirty = False
-                    self._apply(r, ev, now)
-                    ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
-                    c_step, c_loss, c_ms, c_ov, c_gn, c_sps = (r.step, r.loss, r.step_time_ms, r.overflow,
-                                                               r.global_norm, r.samples_per_s)
-                    ordinary = r.state == RUNNING and not (r.loss_spiking or r.loss_nonfinite or r.gn_spiking
-                                                           or r.gn_nonfinite or r.overflow_run)
-                elif r.pid is None and line.startswith("["):
-                    r.pid = parse_pid(line)
-            except Exception:  # not a str, or worse: the careful path decides
-                if dirty:
-                    self._write_back(r, now, ema, seen, gema, gseen, c_step, c_loss, c_ms, c_ov, c_gn, c_sps)
-                    dirty = False
-                ev = self._feed_guarded(r, line, now)
-                if type(ev) is StepEvent:
-                    last_step = None  # r holds this line's fields already
-                elif type(ev) is ProgressEvent:
-                    last_progress = None
-                ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
-                c_step, c_loss, c_ms, c_ov, c_gn, c_sps = (r.step, r.loss, r.step_time_ms, r.overflow,
-                                                           r.global_norm, r.samples_per_s)
-                ordinary = r.state == RUNNING and not (r.loss_spiking or r.loss_nonfinite or r.gn_spiking
-                                                       or r.gn_nonfinite or r.overflow_run)
-        if dirty:
-            self._write_back(r, now, ema, seen, gema, gseen, c_step, c_loss, c_ms, c_ov, c_gn, c_sps)
-        if last_step is not None:
-            self._set_step_fields(r, step_event_from_match(last_step))
-        if last_progress is not None:
-            ev = parse_progress(last_progress, last_k)
-            if ev is not None:
-                r.percent = ev.percent
-                r.eta_s = ev.eta_s
+    def take_steps(self, rank: int) -> list[StepPoint]:
+        """Every step of ``rank`` applied since the last call, oldest first, with its own step time,
+        loss, samples/s and log time (only while ``keep_steps`` is set: the job record's and the
+        plots' feed). A step whose progress line has not come yet waits for it."""
+        r = self.ranks.get(rank)
+        if r is None or not r.journal:
+            return []
+        out: list[StepPoint] = []
+        for steps, losses, mss, spss, times, lo, hi in r.journal:
+            out.extend(map(StepPoint, map(int, steps[lo:hi]), losses[lo:hi], map(int, mss[lo:hi]),
+                           map(_num, spss[lo:hi]), map(_time, times[lo:hi])))
+        r.journal.clear()
+        return out
+
+    def _ingest(self, r: RankTrack, items: Iterable[Any], now: float) -> None:
+        """What a reader found, in order: runs of steps, events, pid lines, unreadable lines."""
+        for item in items:
+            t = type(item)
+            if t is StepRun:
+                self._steps(r, item, now)
+            elif t is PidLine:
+                self._learn_pid(r, item.line)
+            elif t is UnreadableLine:
+                self.unreadable_lines += 1
+            else:
+                self._apply(r, item, now)
 
     @staticmethod
-    def _write_back(r: RankTrack, now: float, ema: float | None, seen: int, gema: float | None,
-                    gseen: int, step: int | None, loss: float | None, ms: int | None,
-                    overflow: bool | None, gn: float | None, sps: float | None) -> None:
-        r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen = ema, seen, gema, gseen
-        r.step, r.loss, r.step_time_ms, r.overflow, r.global_norm = step, loss, ms, overflow, gn
-        r.samples_per_s = sps
-        r.last_update = now
+    def _learn_pid(r: RankTrack, line: str) -> None:
+        """The pid MindSpore prints in its own lines (``[WARNING] ME(23277:...``), while unknown."""
+        if r.pid is None and line.startswith("["):
+            r.pid = parse_pid(line)
 
-    def _feed_guarded(self, r: RankTrack, line: Any, now: float) -> Event | None:
-        ev = parse_line(line)  # never raises
-        if ev is not None:
-            self._apply(r, ev, now)
-        return ev
+    def _steps(self, r: RankTrack, run: StepRun, now: float) -> None:
+        """The rules of a step, for each step of ``run``: the state (running, finished), the running
+        means of loss and global norm and their spikes, non-finite values, overflow streaks.
+
+        A step with nothing to say (running rank, finite loss and norm below their spike
+        thresholds, no overflow, not the last step) only moves the running means, here, with the
+        rank's counters in locals; any other goes through ``_on_step``. Then the newest step's
+        figures, the step times and the points (history, ``take_steps``) of every step."""
+        steps, losses, gns, mss = run.step, run.loss, run.global_norm, run.step_time_ms
+        n = len(steps)
+        if not n:
+            return
+        if r.pending is not None:  # the step before had no progress line after all
+            self._record_pending(r, None)
+        ovs, fins = run.overflow, run.final
+        alpha, lratio, gratio, warm = self.spike_alpha, self.loss_spike_ratio, self.global_norm_spike_ratio, \
+            self.spike_warmup
+        neg_inf, pos_inf = _NEG_INF, _POS_INF
+        ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
+        ordinary = _ordinary(r)
+        k = 0
+        for loss, gn in zip(losses, gns):
+            if (ordinary and ema is not None and loss is not None and neg_inf < loss < pos_inf
+                    and not (seen >= warm and ema > 0.0 and loss > ema * lratio)
+                    and (gn is None or (gema is not None and neg_inf < gn < pos_inf
+                                        and not (gseen >= warm and gema > 0.0 and gn > gema * gratio)))
+                    and not (ovs is not None and ovs[k]) and not (fins is not None and fins[k])):
+                ema += alpha * (loss - ema)
+                seen += 1
+                if gn is not None:
+                    gema += alpha * (gn - gema)
+                    gseen += 1
+            else:
+                r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen = ema, seen, gema, gseen
+                self._on_step(r, int(steps[k]), loss, ovs[k] if ovs is not None else False, gn,
+                              bool(fins[k]) if fins is not None else False, now)
+                ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
+                ordinary = _ordinary(r)
+            k += 1
+        r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen = ema, seen, gema, gseen
+        r.step, r.loss, r.global_norm = int(steps[-1]), losses[-1], gns[-1]
+        r.step_time_ms = int(mss[-1])
+        r.overflow = ovs[-1] if ovs is not None else False
+        r.last_update = now
+        keep = r.recent_step_ms.maxlen
+        r.recent_step_ms.extend(map(int, mss[-keep:] if keep is not None else mss))
+        spss = run.samples_per_s
+        for v in spss[-1:-3:-1]:  # the newest samples/s (all but the last step have theirs)
+            if v is not None:
+                r.samples_per_s = float(v)
+                break
+        if run.last is not None:
+            self._set_step_fields(r, run.last)
+        if run.last_progress is not None:
+            r.percent, r.eta_s = run.last_progress.percent, run.last_progress.eta_s
+        end = n
+        if run.progress_follows and spss[-1] is None:  # its point waits for its progress line
+            end = n - 1
+            r.pending = (steps[-1:], losses[-1:], mss[-1:], [None], run.time[-1:], 0, 1)
+        if end:
+            self._record(r, (steps, losses, mss, spss, run.time, 0, end))
+
+    def _record(self, r: RankTrack, points: tuple) -> None:
+        """Points of steps, as (steps, losses, step times, samples/s, times, lo, hi) columns: the
+        newest that the history keeps, and all of them for ``take_steps``."""
+        steps, losses, _mss, spss, _times, lo, hi = points
+        keep = r.history.maxlen
+        if keep is not None:
+            lo = max(lo, hi - keep)
+        r.history.extend(zip(map(int, steps[lo:hi]), losses[lo:hi], map(_num, spss[lo:hi])))
+        if self.keep_steps:
+            r.journal.append(points)
+
+    def _record_pending(self, r: RankTrack, sps: float | None) -> None:
+        steps, losses, mss, _none, times, lo, hi = r.pending
+        r.pending = None
+        self._record(r, (steps, losses, mss, [sps], times, lo, hi))
 
     # -- events of a rank
 
@@ -506,10 +487,13 @@ class ClusterState:
         t = type(ev)
         if t is StepEvent:
             final = ev.step == ev.total_steps and ev.epoch == ev.total_epochs
-            self._on_step(r, ev.step, ev.loss, ev.step_time_ms, ev.overflow, ev.global_norm, final, now)
-            self._set_step_fields(r, ev)
+            self._steps(r, StepRun([ev.step], [ev.loss], [ev.step_time_ms], [ev.global_norm], [None], [ev.time],
+                                   [ev.overflow], [final], ev, None, ev.progress_follows), now)
         elif t is ProgressEvent:
-            self._on_progress(r, ev.samples_per_s, now)
+            r.samples_per_s = ev.samples_per_s
+            r.last_update = now
+            if r.pending is not None:
+                self._record_pending(r, ev.samples_per_s)
             r.percent = ev.percent
             r.eta_s = ev.eta_s
         elif t is TrainingOverEvent:
@@ -550,20 +534,18 @@ class ClusterState:
             # msrun's lines in a worker log (--tail_worker_log echoes them): the launcher decides.
             self._launcher_event(r.node, ev, now)
 
-    def _on_step(self, r: RankTrack, step: int, loss: float | None, ms: int,
+    def _on_step(self, r: RankTrack, step: int, loss: float | None,
                  overflow: bool | None, gn: float | None, final: bool, now: float) -> None:
-        """Everything a step line changes besides its latest-only fields (epoch, lr, ...).
+        """A step that is not ordinary (see ``_steps``): transitions, spikes, alerts.
 
-        Reads only its arguments and the bookkeeping fields: ``feed_many`` sets the latest-only
-        fields once per batch, so reading e.g. ``r.loss_scale`` here would differ between paths.
+        Reads only its arguments and the bookkeeping fields: the latest-only fields (epoch, lr,
+        ...) are set once per run, so reading e.g. ``r.loss_scale`` here would differ between
+        ways of reading the same log.
         """
         r.step = step
         r.loss = loss
-        r.step_time_ms = ms
         r.overflow = overflow
         r.global_norm = gn
-        r.last_update = now
-        r.recent_step_ms.append(ms)
         state = r.state
         if state != RUNNING and (state in (STARTING, STALLED) or (state == FAILED and r.soft_failed)):
             r.state = RUNNING
@@ -622,12 +604,6 @@ class ClusterState:
                 self._alert("nonfinite_global_norm", r.rank,
                             f"global_norm is {gn} at step {step}", step, now)
 
-    def _on_progress(self, r: RankTrack, sps: float | None, now: float) -> None:
-        r.samples_per_s = sps
-        r.last_update = now
-        if r.step is not None:
-            r.history.append((r.step, r.loss, sps))
-
     @staticmethod
     def _set_step_fields(r: RankTrack, ev: StepEvent) -> None:
         r.epoch, r.total_epochs = ev.epoch, ev.total_epochs
@@ -637,11 +613,6 @@ class ClusterState:
         r.loss_scale, r.global_norm, r.tflops = ev.loss_scale, ev.global_norm, ev.tflops
 
     # -- the scheduler's and msrun's logs (rank None)
-
-    def _launcher_line(self, node: str | None, line: str, now: float) -> None:
-        ev = parse_line(line)
-        if ev is not None:
-            self._launcher_event(node, ev, now)
 
     def _launcher_event(self, node: str | None, ev: Any, now: float) -> None:  # ev: as _apply's
         where = f" on {node}" if node else ""
