@@ -107,6 +107,9 @@ def read_lines(lines: Iterable[Any], pid_wanted: Callable[[], bool]) -> Iterator
     total_s: str | None = None
     total_i = 0
     ev: Any
+    loss: float | None
+    gn: float | None
+    sps: float | None
     for line in lines:
         try:
             if line[-1:] != "}":  # as parse_line: a MFLossMonitor step line never ends with "}"
@@ -164,7 +167,7 @@ def read_lines(lines: Iterable[Any], pid_wanted: Callable[[], bool]) -> Iterator
                 if line.startswith("[") and pid_wanted():
                     yield PidLine(line)
                 continue
-        except Exception as exc:  # noqa: BLE001 - a line never stops ingestion (see the docstring)
+        except Exception as exc:  # a line never stops ingestion (see the docstring)
             yield UnreadableLine(line, f"{type(exc).__name__}: {exc}")
             continue
         t = type(ev)

@@ -45,7 +45,6 @@ from mfctl.metrics.parser import (
     STEP_MARK,
     STEP_RE,
     parse_line,
-    parse_pid,
     parse_progress,
     step_event_from_match,
 )
@@ -227,7 +226,7 @@ def _line_events(kind: type, text: Any, lines: list, pid_known: bool) -> Iterato
         line = as_text(raw)
         try:
             ev = parse_line(line)
-        except Exception as exc:  # noqa: BLE001 - a line never stops ingestion (mfctl.metrics.lines)
+        except Exception as exc:  # a line never stops ingestion (mfctl.metrics.lines)
             yield UnreadableLine(line, f"{type(exc).__name__}: {exc}")
             continue
         if ev is None:

@@ -39,7 +39,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from mfctl.metrics.formats import MF_STEP, PROGRESS, PYNATIVE_STEP, R0_STEP, log_time
 from mfctl.metrics.events import (
     CheckpointSavedEvent,
     ErrorLineEvent,
@@ -55,6 +54,7 @@ from mfctl.metrics.events import (
     TrainingOverEvent,
     WorkerExitEvent,
 )
+from mfctl.metrics.formats import MF_STEP, PROGRESS, PYNATIVE_STEP, R0_STEP, log_time
 
 __all__ = [
     "PROGRESS_MARK",

@@ -313,7 +313,7 @@ class ClusterState:
         now = self.clock()
         try:
             ev = parse_line(line)
-        except Exception:  # noqa: BLE001 - a line never stops ingestion; it is counted
+        except Exception:  # a line never stops ingestion; it is counted
             self.unreadable_lines += 1
             return
         if rank is None:
@@ -345,7 +345,7 @@ class ClusterState:
             for line in lines:
                 try:
                     ev = parse_line(line)
-                except Exception:  # noqa: BLE001 - a line never stops ingestion; it is counted
+                except Exception:  # a line never stops ingestion; it is counted
                     self.unreadable_lines += 1
                     continue
                 if ev is not None:
@@ -419,10 +419,11 @@ class ClusterState:
         alpha, lratio, gratio, warm = self.spike_alpha, self.loss_spike_ratio, self.global_norm_spike_ratio, \
             self.spike_warmup
         neg_inf, pos_inf = _NEG_INF, _POS_INF
+        ema: Any  # a float wherever the ordinary branch reads it (checked there)
+        gema: Any
         ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
         ordinary = _ordinary(r)
-        k = 0
-        for loss, gn in zip(losses, gns):
+        for k, (loss, gn) in enumerate(zip(losses, gns)):
             if (ordinary and ema is not None and loss is not None and neg_inf < loss < pos_inf
                     and not (seen >= warm and ema > 0.0 and loss > ema * lratio)
                     and (gn is None or (gema is not None and neg_inf < gn < pos_inf
@@ -439,7 +440,6 @@ class ClusterState:
                               bool(fins[k]) if fins is not None else False, now)
                 ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
                 ordinary = _ordinary(r)
-            k += 1
         r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen = ema, seen, gema, gseen
         r.step, r.loss, r.global_norm = int(steps[-1]), losses[-1], gns[-1]
         r.step_time_ms = int(mss[-1])
@@ -475,6 +475,7 @@ class ClusterState:
             r.journal.append(points)
 
     def _record_pending(self, r: RankTrack, sps: float | None) -> None:
+        assert r.pending is not None
         steps, losses, mss, _none, times, lo, hi = r.pending
         r.pending = None
         self._record(r, (steps, losses, mss, [sps], times, lo, hi))

@@ -26,7 +26,8 @@ else:  # pragma: no cover - Python 3.10
         def __format__(self, spec: str) -> str:
             return str.__format__(str.__str__(self), spec)
 
-__all__ = ["AlertView", "ClusterView", "History", "LogLine", "RankHistory", "RankRow", "RankState", "Snapshot", "StepPoint",
+__all__ = ["AlertView", "ClusterView", "History", "LogLine", "RankHistory", "RankRow", "RankState", "Snapshot",
+           "StepPoint",
            "StrEnum"]
 
 
