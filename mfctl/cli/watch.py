@@ -162,6 +162,6 @@ def read_once(record, store):
 
     session = LiveSession(record, store)
     try:
-        return session.read_once(every_step_time=True)
+        return session.read_once()
     finally:
         session.close()

@@ -26,11 +26,11 @@ class MetricsCollector:
                  clock: Callable[[], float] = time.time,
                  on_alerts: Callable[[list[AlertView]], None] | None = None) -> None:
         self.state = state
+        state.keep_steps = True  # every step, for the record and the plots (take_steps)
         self.lock = threading.Lock()
         self.clock = clock
         self._on_steps = on_steps
         self._on_alerts = on_alerts
-        self._last_step: dict[int, int] = {}
         self._saved_alerts: set[tuple] = set()
         self.series = SeriesStore()
 
@@ -56,33 +56,25 @@ class MetricsCollector:
             self._on_steps(rows)
 
     def _note_steps(self, ranks: Iterable[int], now: float) -> list[tuple]:
-        """The steps of ``ranks`` not noted yet, as job-record rows; each also goes to the plot
-        series. Called with the lock held."""
+        """The steps of ``ranks`` not noted yet, every one of them (``ClusterState.take_steps``),
+        as job-record rows; each also goes to the plot series. A row's time is the one its log
+        line printed, else ``now`` (the poll's). Called with the lock held."""
         rows: list[tuple] = []
+        state = self.state
         # The state's own rule (with pipeline stages only the last stage's ranks print the
         # model's loss); without a world size, the ranks seen so far stand for it.
-        self.series.loss_from_rank = self.state.first_loss_rank(max(self.state.ranks, default=-1) + 1)
+        self.series.loss_from_rank = state.first_loss_rank(max(state.ranks, default=-1) + 1)
+        seq = state.seq_length
         for rank in ranks:
-            r = self.state.ranks.get(rank)
-            if r is None:
+            points = state.take_steps(rank)
+            if not points:
                 continue
-            last = self._last_step.get(rank, -1)
-            seq = self.state.seq_length
-            # Only the points after the last one seen: walk the history back from its newest
-            # end (it holds up to 2048 points per rank; reading all of them every batch was
-            # 2M points a second at 1024 ranks).
-            history = r.history
-            new = 0
-            while new < len(history) and history[-1 - new][0] > last:
-                new += 1
-            for i in range(len(history) - new, len(history)):
-                step, loss, sps = history[i]
-                ms = r.step_time_ms if step == r.step else None
-                rows.append((rank, step, r.total_steps, loss, ms, sps, now))
+            total = state.ranks[rank].total_steps
+            add = self.series.add
+            for step, loss, ms, sps, t in points:
+                rows.append((rank, step, total, loss, ms, sps, t if t is not None else now))
                 # Without a sequence length the throughput series holds samples/s (history() says so).
-                self.series.add(rank, step, loss, sps * seq if sps is not None and seq else sps, ms)
-            if history:
-                self._last_step[rank] = max(last, history[-1][0])
+                add(rank, step, loss, sps * seq if sps is not None and seq else sps, ms)
         return rows
 
     def snapshot(self) -> Snapshot:
