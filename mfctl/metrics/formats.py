@@ -108,19 +108,22 @@ R0_STEP = LineFormat(
     ),
 )
 
-# The PyNative trainer of 1.9 (mindformers/pynative/callback/loss_callback.py, _print_log):
-#   "{ step:[%5d/%5d], loss: %10.6f, per_step_time: %6dms[, lr: %10.6e], grad_norm: %10.6f|NaN
-#   [, throughput: %6.2fT] }" on one line, no epoch, no progress line.
+# The PyNative trainer of 1.9 (mindformers/pynative/callback/loss_callback.py, _print_log), one
+# line, no epoch, no progress line: "{ step:[%5d/%5d], loss: %10.6f, per_step_time: %6dms" then
+# extra losses (", load_balancing_loss: %10.6f", ", indexer_loss: ...", mtp), ", lr: %10.6e",
+# ", grad_norm: %10.6f" (or NaN), ", throughput: %6.2fT", " }". Newer sources print
+# "loss: N/A (non-last PP stage, refer to last stage for real loss)" on the other stages.
 PYNATIVE_STEP = LineFormat(
     name="pynative",
     versions="MindFormers 1.9 PyNative trainer",
     mark="{ step:[",
     pattern=(
         r"\{ step:\[ *(?P<step>\d{1,15})/ *(?P<total_steps>\d{1,15})\], "
-        r"loss: *(?P<loss>[^,\n]*), "
+        r"loss: *(?P<loss>N/A[^)\n]*\)|[^,\n]*), "
         r"per_step_time: *(?P<step_time_ms>-?\d{1,15})ms"
+        r"(?P<separate>(?:, (?!lr: |grad_norm: |throughput: )[A-Za-z_]\w*: *[^,\n]*)*)"
         r"(?:, lr: *(?P<lr>[^,\n]*)|)"
-        r"(?:, grad_norm: *(?P<global_norm>[^,\n]*)|)"
+        r"(?:, grad_norm: *(?:NaN|(?P<global_norm>[^,\n]*))|)"  # "NaN": none computed (None)
         r"(?:, throughput: *(?P<tflops>[^,\nT]*)T|)"
         r" \}"
     ),

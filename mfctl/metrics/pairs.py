@@ -40,6 +40,7 @@ from mfctl.metrics.events import (
     StepRun,
     UnreadableLine,
 )
+from mfctl.metrics.formats import MF_STEP, PROGRESS, STEP_FORMATS
 from mfctl.metrics.parser import (
     PROGRESS_MARK,
     STEP_MARK,
@@ -52,8 +53,10 @@ from mfctl.metrics.parser import (
 __all__ = ["MARKS_PATTERN", "NL_OF", "NO_EVENT", "PAIR_PATTERN", "PAIR_RE", "PROGRESS_MARK_OF", "SHAPES", "Columns",
            "as_text", "events_between", "known_lines", "last_fields", "note_event", "pair_pattern", "read_matches"]
 
-_STEP_HEAD = r"Epoch:\["
-assert STEP_RE.pattern.startswith(_STEP_HEAD)
+# Derived from the declared MFLossMonitor format (mfctl.metrics.formats.MF_STEP): its mark starts
+# the pair, and PROGRESS's mark ends it.
+_STEP_HEAD = re.escape(MF_STEP.mark)
+assert STEP_RE.pattern.startswith(r"Epoch:\[") and PROGRESS.mark == PROGRESS_MARK
 # MFLossMonitor's canonical step line, stricter than STEP_RE: where this matches, STEP_RE reads
 # the same epoch, step, loss, step time, overflow flag and norm (each value here is a plain number
 # that STEP_RE's wider classes stop at the same place); other shapes (sink mode with separate
@@ -88,7 +91,9 @@ PAIR_PATTERN = pair_pattern(sys.version_info >= (3, 11))
 # "Exit", "Interrupt", "Fatal Python error"; error levels; a timeout needs a WARNING or error level
 # line). Each starts with a character that is rare in log text: the regex engine only tries the
 # alternatives where such a character is, so the lines between steps cost little.
-MARKS_PATTERN = (r"Epoch:\[|/s/p|T(?:raceback|raining Over)|xception|WARNING|E(?:RROR|rror|xit)|CRITICAL"
+# The step marks are every declared step format's (mfctl.metrics.formats).
+MARKS_PATTERN = ("|".join(sorted({re.escape(f.mark) for f in STEP_FORMATS}))
+                 + r"|/s/p|T(?:raceback|raining Over)|xception|WARNING|E(?:RROR|rror|xit)|CRITICAL"
                  r"|Interrupt|F(?:atal Python error|inish saving ckpt)|_batch_size = ")
 
 # Per kind of data (str or bytes), the value of that kind (typed Any: mypy cannot tie a value's

@@ -162,11 +162,13 @@ def to_bool(s: str | None) -> bool | None:
 
 
 def _separate(blob: str | None) -> tuple[tuple[str, float | None], ...]:
+    """``lm_loss: 2.3, mtp_loss: 0.4, `` (MFLossMonitor) or ``, load_balancing_loss:   1.09``
+    (the PyNative trainer) -> the names and their values."""
     if not blob:
         return ()
     out = []
     for part in blob.split(", "):
-        name, sep, value = part.partition(": ")
+        name, sep, value = part.partition(":")
         if sep:
             out.append((name, to_float(value)))
     return tuple(out)
