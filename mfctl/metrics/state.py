@@ -4,7 +4,8 @@
 msrun's own log of a node) and answers ``snapshot(now)``: a JSON-ready dict that a TUI, ``mfctl
 status --json`` or a test can read without knowing anything about log formats. Values are the
 numbers the logs printed, not recomputed ones (tokens/s is the one derived figure: MindFormers
-prints samples/s per device only).
+prints samples/s per device only). The cluster view is ``mfctl.metrics.view``'s; the launcher's
+lines (msrun, the scheduler) follow ``mfctl.metrics.launcher``'s rules.
 
 Rules (each one a constructor argument)
 ---------------------------------------
@@ -14,7 +15,8 @@ Rules (each one a constructor argument)
   matched to a rank through the pid MindSpore prints in the worker's own log), or when msrun kills
   it after another worker of its node died. A failure known only from a traceback is *soft*: if
   the rank goes on logging steps, the traceback was caught and the rank is running again. A
-  finished rank stays finished; errors after that only raise alerts.
+  finished rank stays finished; errors after that only raise alerts. A step that goes back (a
+  restart inside one log) is the rank's current step.
 - ``stalled``: a running rank with no step or progress line for ``stall_after_s``. By default that
   is ``max(min_stall_s, stall_factor x the median step time)`` (60 s and 10x: a checkpoint save or
   an evaluation may legitimately pause the log for a few steps' time, a hang does not end). The
@@ -38,43 +40,26 @@ Rules (each one a constructor argument)
   softly), ``error`` (ERROR/CRITICAL lines; an identical repeat from the same
   source is dropped).
 
-The cluster view
-----------------
-``world_size`` is the constructor's (missing ranks count as ``starting``) or the number of ranks
-seen. ``step``/``total_steps``: the slowest rank's, by (epoch, step). ``samples_per_s`` and
-``tokens_per_s``: sums over the ranks that have not failed (a finished run keeps its last figure).
-``eta_s``: the longest time left among running and stalled ranks (0 once all finished). ``loss``:
-the mean over ranks, or with ``pipeline_stage`` > 1 over the last stage's ranks only (ranks
-``world_size - world_size / pipeline_stage`` and up): the other stages do not see the loss.
-``state``: failed if any rank failed, else stalled if any stalled, else finished if all finished,
-else running if any ran, else starting. Non-finite losses stay float nan/inf (``json.dumps``
-writes them as ``NaN``/``Infinity``): a null would hide the one thing that matters.
+Ingest
+------
+Readers turn text into what this applies, in order: ``mfctl.metrics.lines`` (lines),
+``mfctl.metrics.chunk`` (a block of text: the fast path) yield runs of steps (``StepRun``),
+events and pid lines; ``_steps`` applies each step's rules, once for every reader: an ordinary
+step (running rank, nothing to alert about) only moves the running means, in a tight loop; any
+other goes through ``_on_step``. ``feed``, ``feed_many`` and ``feed_chunk`` give the same state
+(tests check it). With ``keep_steps`` set, ``take_steps`` hands out every step with its own step
+time, loss, samples/s and the time its line printed (the collector's record and plots).
 
-Speed
------
-``feed_many`` is the fast path (the goal is >= 1M lines/s through parse + state on one core). It
-recognises lines with the parser's own tests (``STEP_RE``, ``parse_progress``'s, ``parse_other``)
-but converts only what the per-step logic needs (step, loss, step time, overflow, global norm,
-samples/s): the other fields only ever matter for the newest line, so they are converted once per
-batch from the last one. An ordinary step (running rank, nothing to alert about) is handled inline
-with the rank's counters in local variables; anything else goes through ``_on_step`` / ``_apply``,
-the code ``feed`` runs. ``feed`` (one line) and ``feed_many`` give the same state; tests check it.
-
-Size: about 800 lines, over the project's 400: one state machine, whose rules (above) the per-line
-path (``_apply``/``_on_step``) and the inlined fast path (``feed_many``) must apply identically,
-so they stay side by side in one class; the line formats (``parser``, ``events``), the chunk path
-(``chunk``), alert grouping (``alerts``) and the snapshot's types (``types``) are already apart.
+Size: about 600 lines, over the project's 400: one state machine whose rules all read and write
+the same per-rank record; the readers, formats, launcher rules and the view are apart.
 """
 
 from __future__ import annotations
 
-import math
-import signal
 import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from mfctl.metrics.alerts import Alert, AlertLog
@@ -98,90 +83,22 @@ from mfctl.metrics.events import (
     WorkerExitEvent,
 )
 from mfctl.metrics.formats import log_time
+from mfctl.metrics.launcher import LauncherRules
 from mfctl.metrics.lines import read_lines
 from mfctl.metrics.parser import parse_line, parse_pid
-from mfctl.metrics.types import ClusterView, RankRow, RankState, Snapshot, StepPoint
+from mfctl.metrics.track import RankTrack
+from mfctl.metrics.types import RankState, Snapshot, StepPoint
+from mfctl.metrics.view import cluster_view, rank_row
 
-__all__ = [
-    "FAILED",
-    "FINISHED",
-    "RUNNING",
-    "STALLED",
-    "STARTING",
-    "Alert",
-    "ClusterState",
-    "MetricsState",
-    "RankState",
-    "RankTrack",
-]
+__all__ = ["FAILED", "FINISHED", "RUNNING", "STALLED", "STARTING", "Alert", "ClusterState", "MetricsState",
+           "RankState", "RankTrack"]
 
 # The states as the enum (str members: the snapshot and the job database keep the same strings).
-STARTING = RankState.STARTING
-RUNNING = RankState.RUNNING
-STALLED = RankState.STALLED
-FINISHED = RankState.FINISHED
-FAILED = RankState.FAILED
+STARTING, RUNNING, STALLED = RankState.STARTING, RankState.RUNNING, RankState.STALLED
+FINISHED, FAILED = RankState.FINISHED, RankState.FAILED
 
 _NEG_INF = float("-inf")
 _POS_INF = float("inf")
-
-
-@dataclass(slots=True)
-class RankTrack:
-    """What one rank's log says now. ``history`` holds (step, loss, samples_per_s) points."""
-
-    rank: int
-    node: str | None = None
-    step: int | None = None
-    total_steps: int | None = None
-    epoch: int | None = None
-    total_epochs: int | None = None
-    loss: float | None = None
-    loss_mean: float | None = None
-    separate_losses: tuple[tuple[str, float | None], ...] = ()
-    step_time_ms: int | None = None
-    samples_per_s: float | None = None
-    tflops: float | None = None
-    lr: float | None = None
-    global_norm: float | None = None
-    overflow: bool | None = None
-    loss_scale: float | None = None
-    last_update: float | None = None  # clock time of the last step or progress line
-    percent: float | None = None
-    eta_s: int | None = None
-    state: RankState = STARTING
-    reason: str | None = None
-    history: deque = field(default_factory=lambda: deque(maxlen=2048), repr=False)
-    seq_length: int | None = None
-    pid: int | None = None
-    ckpt_epoch: int | None = None
-    ckpt_step: int | None = None
-    straggler: bool = False
-    # Bookkeeping for transitions and alerts.
-    recent_step_ms: deque = field(default_factory=lambda: deque(maxlen=8), repr=False)
-    loss_ema: float | None = field(default=None, repr=False)
-    loss_seen: int = field(default=0, repr=False)
-    loss_spiking: bool = field(default=False, repr=False)
-    loss_nonfinite: bool = field(default=False, repr=False)
-    gn_ema: float | None = field(default=None, repr=False)
-    gn_seen: int = field(default=0, repr=False)
-    gn_spiking: bool = field(default=False, repr=False)
-    gn_nonfinite: bool = field(default=False, repr=False)
-    overflow_run: int = field(default=0, repr=False)
-    soft_failed: bool = field(default=False, repr=False)
-    in_traceback: bool = field(default=False, repr=False)
-    traceback_alert: Alert | None = field(default=None, repr=False)
-    last_error: str | None = field(default=None, repr=False)
-    # The newest step while its progress line is awaited, and the points take_steps has not given.
-    pending: tuple | None = field(default=None, repr=False)
-    journal: list = field(default_factory=list, repr=False)
-
-    @property
-    def tokens_per_s(self) -> float | None:
-        """samples/s per device x seq_length (MindFormers prints no tokens/s)."""
-        if self.samples_per_s is None or not self.seq_length:
-            return None
-        return self.samples_per_s * self.seq_length
 
 
 def _num(v: Any) -> float | None:
@@ -201,15 +118,6 @@ def _ordinary(r: RankTrack) -> bool:
 def _median(values: Iterable[float]) -> float | None:
     vals = list(values)
     return statistics.median(vals) if vals else None
-
-
-def _signal_name(code: int) -> str:
-    if code < 0:
-        try:
-            return f" ({signal.Signals(-code).name})"
-        except ValueError:
-            return ""
-    return ""
 
 
 class ClusterState:
@@ -274,8 +182,7 @@ class ClusterState:
         # Whether take_steps gets every step (the collector's record and plots); off, a read
         # keeps only what the snapshot and the bounded history need.
         self.keep_steps = False
-        self._launcher_traceback: dict[str | None, bool] = {}
-        self._launcher_last_error: dict[str | None, str] = {}
+        self.launcher = LauncherRules(self.ranks, self.alerts, world_size)
 
     # -- configuration
 
@@ -318,19 +225,17 @@ class ClusterState:
             return
         if rank is None:
             if ev is not None:
-                self._launcher_event(node, ev, now)
-            return
-        r = self.rank(rank, node)
-        if ev is not None:
-            self._apply(r, ev, now)
-        elif r.pid is None:
-            self._learn_pid(r, line)
+                self._launcher(node, ev, now)
+        elif ev is not None:
+            self._apply(self.rank(rank, node), ev, now)
+        else:
+            self._learn_pid(self.rank(rank, node), line)
 
     def apply(self, rank: int | None, event: Event, node: str | None = None) -> None:
         """An event parsed elsewhere (``parse_line``), as if its line had been fed."""
         now = self.clock()
         if rank is None:
-            self._launcher_event(node, event, now)
+            self._launcher(node, event, now)
         else:
             self._apply(self.rank(rank, node), event, now)
 
@@ -349,7 +254,7 @@ class ClusterState:
                     self.unreadable_lines += 1
                     continue
                 if ev is not None:
-                    self._launcher_event(node, ev, now)
+                    self._launcher(node, ev, now)
             return
         r = self.rank(rank, node)
         self._ingest(r, read_lines(lines, lambda: r.pid is None), now)
@@ -370,8 +275,7 @@ class ClusterState:
 
     def take_steps(self, rank: int) -> list[StepPoint]:
         """Every step of ``rank`` applied since the last call, oldest first, with its own step time,
-        loss, samples/s and log time (only while ``keep_steps`` is set: the job record's and the
-        plots' feed). A step whose progress line has not come yet waits for it."""
+        loss, samples/s and log time (while ``keep_steps``); a step awaiting its progress line waits."""
         r = self.ranks.get(rank)
         if r is None or not r.journal:
             return []
@@ -402,13 +306,10 @@ class ClusterState:
             r.pid = parse_pid(line)
 
     def _steps(self, r: RankTrack, run: StepRun, now: float) -> None:
-        """The rules of a step, for each step of ``run``: the state (running, finished), the running
-        means of loss and global norm and their spikes, non-finite values, overflow streaks.
-
-        A step with nothing to say (running rank, finite loss and norm below their spike
-        thresholds, no overflow, not the last step) only moves the running means, here, with the
-        rank's counters in locals; any other goes through ``_on_step``. Then the newest step's
-        figures, the step times and the points (history, ``take_steps``) of every step."""
+        """A step's rules for each step of ``run``. An ordinary step (running rank, finite loss and
+        norm below their spike thresholds, no overflow, not the last step) only moves the running
+        means, here, in locals; any other goes through ``_on_step``. Then the newest step's
+        figures, the step times and every step's point (history, ``take_steps``)."""
         steps, losses, gns, mss = run.step, run.loss, run.global_norm, run.step_time_ms
         n = len(steps)
         if not n:
@@ -475,15 +376,13 @@ class ClusterState:
             r.journal.append(points)
 
     def _record_pending(self, r: RankTrack, sps: float | None) -> None:
-        assert r.pending is not None
-        steps, losses, mss, _none, times, lo, hi = r.pending
+        steps, losses, mss, _none, times, lo, hi = r.pending or ()
         r.pending = None
         self._record(r, (steps, losses, mss, [sps], times, lo, hi))
 
     # -- events of a rank
 
-    # `ev` is an Event; typed Any because it is dispatched on `t = type(ev)` (cheaper than an
-    # isinstance chain), which mypy cannot narrow through.
+    # `ev`: an Event, dispatched on `t = type(ev)` (cheaper than isinstance; mypy cannot narrow it).
     def _apply(self, r: RankTrack, ev: Any, now: float) -> None:
         t = type(ev)
         if t is StepEvent:
@@ -533,7 +432,7 @@ class ClusterState:
                 self._alert("error", r.rank, ev.message, r.step, now, key=ev.message)
         elif t is WorkerExitEvent or t is KillAllWorkersEvent or t is SchedulerExitEvent:
             # msrun's lines in a worker log (--tail_worker_log echoes them): the launcher decides.
-            self._launcher_event(r.node, ev, now)
+            self._launcher(r.node, ev, now)
 
     def _on_step(self, r: RankTrack, step: int, loss: float | None,
                  overflow: bool | None, gn: float | None, final: bool, now: float) -> None:
@@ -555,26 +454,7 @@ class ClusterState:
             r.reason = None
         if final and r.state == RUNNING:
             r.state = FINISHED
-        if loss is not None:
-            if _NEG_INF < loss < _POS_INF:
-                r.loss_nonfinite = False
-                e = r.loss_ema
-                if e is None:
-                    r.loss_ema = loss
-                else:
-                    if r.loss_seen >= self.spike_warmup and e > 0.0 and loss > e * self.loss_spike_ratio:
-                        if not r.loss_spiking:
-                            r.loss_spiking = True
-                            self._alert("loss_spike", r.rank,
-                                        f"loss {loss:g} at step {step} is "
-                                        f"{loss / e:.2f}x its running mean {e:.6g}", step, now)
-                    elif r.loss_spiking:
-                        r.loss_spiking = False
-                    r.loss_ema = e + self.spike_alpha * (loss - e)
-                r.loss_seen += 1
-            elif not r.loss_nonfinite:
-                r.loss_nonfinite = True
-                self._alert("nan_loss", r.rank, f"loss is {loss} at step {step}", step, now)
+        self._watch(r, "loss", loss, self.loss_spike_ratio, step, now)
         if overflow:
             r.overflow_run += 1
             if r.overflow_run == self.overflow_streak:
@@ -583,27 +463,37 @@ class ClusterState:
                             step, now)
         else:
             r.overflow_run = 0
-        if gn is not None:
-            if _NEG_INF < gn < _POS_INF:
-                r.gn_nonfinite = False
-                e = r.gn_ema
-                if e is None:
-                    r.gn_ema = gn
-                else:
-                    if r.gn_seen >= self.spike_warmup and e > 0.0 and gn > e * self.global_norm_spike_ratio:
-                        if not r.gn_spiking:
-                            r.gn_spiking = True
-                            self._alert("global_norm_spike", r.rank,
-                                        f"global_norm {gn:g} at step {step} is "
-                                        f"{gn / e:.2f}x its running mean {e:.6g}", step, now)
-                    elif r.gn_spiking:
-                        r.gn_spiking = False
-                    r.gn_ema = e + self.spike_alpha * (gn - e)
-                r.gn_seen += 1
-            elif not r.gn_nonfinite:
-                r.gn_nonfinite = True
-                self._alert("nonfinite_global_norm", r.rank,
-                            f"global_norm is {gn} at step {step}", step, now)
+        self._watch(r, "gn", gn, self.global_norm_spike_ratio, step, now)
+
+    # What _watch names each watched figure: (its name in alerts, the kind of a non-finite value).
+    _WATCHED = {"loss": ("loss", "nan_loss"), "gn": ("global_norm", "nonfinite_global_norm")}
+
+    def _watch(self, r: RankTrack, what: str, value: float | None, ratio: float, step: int, now: float) -> None:
+        """The one rule for the loss and the global norm (``what``: the RankTrack fields' prefix):
+        a non-finite value alerts once; a finite one moves the running mean, and alerts once on
+        entering a spike (over ``ratio`` x that mean, after ``spike_warmup`` values)."""
+        if value is None:
+            return
+        name, nonfinite_kind = self._WATCHED[what]
+        if not _NEG_INF < value < _POS_INF:
+            if not getattr(r, what + "_nonfinite"):
+                setattr(r, what + "_nonfinite", True)
+                self._alert(nonfinite_kind, r.rank, f"{name} is {value} at step {step}", step, now)
+            return
+        setattr(r, what + "_nonfinite", False)
+        e = getattr(r, what + "_ema")
+        if e is None:
+            setattr(r, what + "_ema", value)
+        else:
+            if getattr(r, what + "_seen") >= self.spike_warmup and e > 0.0 and value > e * ratio:
+                if not getattr(r, what + "_spiking"):
+                    setattr(r, what + "_spiking", True)
+                    self._alert(f"{name}_spike", r.rank, f"{name} {value:g} at step {step} is "
+                                f"{value / e:.2f}x its running mean {e:.6g}", step, now)
+            elif getattr(r, what + "_spiking"):
+                setattr(r, what + "_spiking", False)
+            setattr(r, what + "_ema", e + self.spike_alpha * (value - e))
+        setattr(r, what + "_seen", getattr(r, what + "_seen") + 1)
 
     @staticmethod
     def _set_step_fields(r: RankTrack, ev: StepEvent) -> None:
@@ -613,61 +503,12 @@ class ClusterState:
         r.step_time_ms, r.lr, r.overflow = ev.step_time_ms, ev.lr, ev.overflow
         r.loss_scale, r.global_norm, r.tflops = ev.loss_scale, ev.global_norm, ev.tflops
 
-    # -- the scheduler's and msrun's logs (rank None)
-
-    def _launcher_event(self, node: str | None, ev: Any, now: float) -> None:  # ev: as _apply's
-        where = f" on {node}" if node else ""
-        t = type(ev)
-        if t is WorkerExitEvent:
-            r = self._rank_of_pid(ev.pid, node)
-            what = f"worker process {ev.pid} exited with code {ev.code}{_signal_name(ev.code)}"
-            if r is None:
-                self._alert("worker_exit", None, f"{what}{where} (rank unknown)", None, now)
-                return
-            self._alert("worker_exit", r.rank, what, r.step, now, key=ev.code)
-            if r.state != FINISHED:
-                if r.state != FAILED or r.reason is None or r.reason.startswith("traceback ("):
-                    r.reason = what
-                r.state, r.soft_failed = FAILED, False
-        elif t is KillAllWorkersEvent:
-            self._alert("msrun_failure", None, f"msrun{where}: a worker exited with an error, "
-                        "killing all other workers", None, now)
-            for r in self.ranks.values():
-                if (node is None or r.node is None or r.node == node) and r.state in (STARTING, RUNNING, STALLED):
-                    r.state, r.soft_failed = FAILED, False
-                    r.reason = f"killed by msrun{where}: another worker exited with an error"
-        elif t is SchedulerExitEvent:
-            self._alert("msrun_failure", None, f"scheduler process {ev.pid}{where} exited with an error", None, now)
-        elif t is TimeoutEvent:
-            rank = None
-            if ev.node_id is not None and ev.node_id.isdigit():
-                rank = int(ev.node_id)
-                if self.world_size is not None and rank >= self.world_size:
-                    rank = None
-            r = self.ranks.get(rank) if rank is not None else None
-            self._alert("timeout", rank, f"{node or 'launcher'}: {ev.message}", r.step if r else None, now)
-            if r is not None and r.state in (STARTING, RUNNING, STALLED):
-                # The scheduler gave up on it: not "running" in the table while the alerts say timed
-                # out. Soft: should its log go on with steps, it is running again.
-                r.state, r.soft_failed = FAILED, True
-                r.reason = f"timed out ({node or 'launcher'}: {ev.message})"
-        elif t is TracebackEvent:
-            self._launcher_traceback[node] = True
-        elif t is ExceptionEvent:
-            if self._launcher_traceback.pop(node, False) or ev.exc_type == "Fatal Python error":
-                text = f"{ev.exc_type}: {ev.message}" if ev.message else ev.exc_type
-                self._alert("msrun_failure", None, f"{node or 'launcher'}: {text}", None, now)
-        elif t is ErrorLineEvent:
-            if self._launcher_last_error.get(node) != ev.message:
-                self._launcher_last_error[node] = ev.message
-                self._alert("error", None, f"{node or 'launcher'}: {ev.message}", None, now)
-        elif t is GlobalBatchSizeEvent:
+    def _launcher(self, node: str | None, ev: Any, now: float) -> None:
+        """An event of the launcher's log of ``node`` (``mfctl.metrics.launcher``'s rules)."""
+        if type(ev) is GlobalBatchSizeEvent:
             self.global_batch_size = ev.global_batch_size
-
-    def _rank_of_pid(self, pid: int, node: str | None) -> RankTrack | None:
-        found = [r for r in self.ranks.values()
-                 if r.pid == pid and (node is None or r.node is None or r.node == node)]
-        return found[0] if len(found) == 1 else None
+        else:
+            self.launcher.apply(node, ev, now)
 
     # -- alerts
 
@@ -733,15 +574,10 @@ class ClusterState:
         """The JSON-ready view (``tick(now)`` first). Non-finite losses stay float nan/inf."""
         self.tick(now)
         ranks = [self.ranks[k] for k in sorted(self.ranks)]
-        rank_rows: list[RankRow] = [{
-            "rank": r.rank, "node": r.node, "step": r.step, "total_steps": r.total_steps,
-            "epoch": r.epoch, "loss": r.loss, "loss_mean": r.loss_mean, "step_time_ms": r.step_time_ms,
-            "samples_per_s": r.samples_per_s, "tokens_per_s": r.tokens_per_s, "tflops": r.tflops,
-            "lr": r.lr, "global_norm": r.global_norm, "overflow": r.overflow, "loss_scale": r.loss_scale,
-            "percent": r.percent, "eta_s": r.eta_s, "state": r.state, "reason": r.reason,
-            "last_update_age_s": (now - r.last_update) if r.last_update is not None else None,
-        } for r in ranks]
-        return {"ranks": rank_rows, "cluster": self._cluster(ranks),
+        first = self.first_loss_rank(len(ranks))
+        world = self.world_size if self.world_size is not None else len(ranks)
+        return {"ranks": [rank_row(r, now) for r in ranks],
+                "cluster": cluster_view(ranks, world, [r for r in ranks if r.rank >= first] if first else ranks),
                 "alerts": [a.to_dict() for a in self.alerts]}
 
     def first_loss_rank(self, world: int | None = None) -> int:
@@ -757,46 +593,6 @@ class ClusterState:
         if p > 1 and world >= p and world % p == 0:
             return world - world // p
         return 0
-
-    def _loss_ranks(self, ranks: list[RankTrack]) -> list[RankTrack]:
-        """The ranks whose loss is the model's: with pipeline parallelism, the last stage only."""
-        first = self.first_loss_rank(len(ranks))
-        return [r for r in ranks if r.rank >= first] if first else ranks
-
-    def _cluster(self, ranks: list[RankTrack]) -> ClusterView:
-        world = self.world_size if self.world_size is not None else len(ranks)
-        stepped = [r for r in ranks if r.step is not None]
-        slowest = min(stepped, key=lambda r: (r.epoch or 0, r.step)) if stepped else None
-        alive = [r for r in ranks if r.state != FAILED]
-        sps = [r.samples_per_s for r in alive if r.samples_per_s is not None]
-        tps = [t for t in (r.tokens_per_s for r in alive) if t is not None]
-        etas = [r.eta_s for r in ranks if r.state in (RUNNING, STALLED) and r.eta_s is not None]
-        losses = [r.loss for r in self._loss_ranks(ranks) if r.loss is not None]
-        states = [r.state for r in ranks]
-        states += [STARTING] * max(0, world - len(ranks))
-        if FAILED in states:
-            state = FAILED
-        elif STALLED in states:
-            state = STALLED
-        elif states and all(s == FINISHED for s in states):
-            state = FINISHED
-        elif RUNNING in states or FINISHED in states:
-            state = RUNNING
-        else:
-            state = STARTING
-        return {
-            "world_size": world,
-            "step": slowest.step if slowest else None,
-            "total_steps": slowest.total_steps if slowest else None,
-            "samples_per_s": math.fsum(sps) if sps else None,
-            "tokens_per_s": math.fsum(tps) if tps else None,
-            "eta_s": max(etas) if etas else (0 if state == FINISHED else None),
-            "loss": (sum(losses) / len(losses)) if losses else None,
-            "state": state,
-            "stragglers": [r.rank for r in ranks if r.straggler],
-            "finished_ranks": [r.rank for r in ranks if r.state == FINISHED],
-            "failed_ranks": [r.rank for r in ranks if r.state == FAILED],
-        }
 
 
 MetricsState = ClusterState
