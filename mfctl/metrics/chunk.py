@@ -1,4 +1,5 @@
-"""The chunk path: a whole block of log text (``bytes`` or ``str``) into a ``ClusterState`` at once.
+"""The chunk path: a whole block of log text (``bytes`` or ``str``) read at once, into the runs of
+steps and events ``ClusterState.feed_chunk`` applies.
 
 Why it exists
 -------------
@@ -13,13 +14,14 @@ the bar's block characters: only the few lines that go to the per-line parser ar
 Two ways through a block, the same state (``pairs`` says how it stays exactly the per-line
 path's):
 
-- ``feed_chunk`` (a block of ``SPLIT_FROM`` bytes or more): one ``split`` by the pattern takes the
-  whole block apart in C; losses and norms are converted a column at a time, and a run of ordinary
-  steps is a loop of a few float operations per step (the running means). The stretches between
-  pairs are sorted out first: those of a shape seen before with no event to apply (a checkpoint
-  note every N steps) do not stop that loop, and only the last note's numbers are read. A block
-  with a step mark outside a pair, or a progress mark outside one, goes the other way.
-- ``pairs.feed_matches`` (shorter blocks, and those): ``finditer``, one pair at a time.
+- ``read_chunk`` (a block of ``SPLIT_FROM`` bytes or more): one ``split`` by the pattern takes the
+  whole block apart in C; losses and norms are converted a column at a time, and the pairs go out
+  as one ``StepRun`` (the state's loop over ordinary steps is a few float operations per step).
+  The stretches between pairs are sorted out first: those of a shape seen before with no event
+  to apply (a checkpoint note every N steps) do not cut the run, and only the last note's numbers
+  are read. A block with a step mark outside a pair, or a progress mark outside one, goes the
+  other way.
+- ``pairs.read_matches`` (shorter blocks, and those): ``finditer``, one pair at a time.
 """
 
 from __future__ import annotations

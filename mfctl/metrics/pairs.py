@@ -1,14 +1,16 @@
 """The pair pattern (a step line and its progress line in one match), the lines between pairs, and
-``feed_matches``: a block of log text into a ``ClusterState`` one pair at a time.
+``read_matches``: a block of log text read one pair at a time.
 
-``chunk.feed_chunk`` is the way in (its docstring says why the block is read this way); this module
-holds what both of its ways share, and the one for short blocks and odd ones.
+``chunk.read_chunk`` is the way in (its docstring says why the block is read this way); this module
+holds what both of its ways share, and the one for short blocks and odd ones. Like the per-line
+reader (``mfctl.metrics.lines``) they only read: they yield ``StepRun``s and events, which
+``ClusterState`` applies (it holds every rule; nothing here touches a rank's state).
 
 Exactness
 ---------
-``ClusterState.feed_many`` (the per-line path over ``parse_line``) is the reference; a block must
-leave exactly the same state, and the tests compare both on the sample logs and on generated
-logs with every oddity. So the pair pattern only takes what the line path would read the same
+The per-line path (``ClusterState.feed`` / ``feed_many``) is the reference; a block must leave
+exactly the same state, and the tests compare both on the sample logs and on generated logs with
+every oddity. So the pair pattern only takes what the line path would read the same
 way, and anything else falls back to it, line by line:
 
 - ``Epoch:\\[`` alone is an alternative of the pattern, so every step mark in the text is seen: a
@@ -19,7 +21,10 @@ way, and anything else falls back to it, line by line:
   plain decimal figure; the loss and norm must convert with ``float`` and the overflow flag be
   ``True``/``False``; otherwise the pair goes to the per-line path;
 - fields only the newest step needs (lr, loss scale, epoch, separate losses, percent, time left)
-  are converted once per block, from the last pair, with the parser's own functions.
+  are converted once per run, from its last pair, with the parser's own functions.
+
+The pair's head and its progress mark come from the declared formats (``mfctl.metrics.formats``:
+``MF_STEP``, ``PROGRESS``); the marks of the lines between pairs include every step format's.
 """
 
 

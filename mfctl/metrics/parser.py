@@ -27,10 +27,13 @@ with ``loss_info`` ``loss: %5.6f, `` (sink mode) or ``loss:[cur/mean], `` (older
 absent when the lr cannot be computed, ``, global_norm: %s`` absent in old releases and
 ``throughput`` ``, train_throughput_per_npu: %.3fT`` or nothing. Both logger formats (stdout,
 which is what lands in msrun's ``worker_N.log``, and the ``output/log/rank_N/info.log`` file
-format) only differ before ``{ Epoch:``, which is why nothing here looks at the prefix.
+format) only differ before ``{ Epoch:``: a format is matched from its mark, and the prefix is only
+read for its timestamp (the step's time, ``formats.log_time``). Every step format is declared
+once, with named groups, in ``mfctl.metrics.formats`` (r0.x, MFLossMonitor 1.x, the PyNative
+trainer's); ``step_event_from_match`` reads any of them by group name.
 
-``STEP_RE``, ``step_event_from_match`` and ``parse_progress`` are public so that
-``mfctl.metrics.state``'s batch path recognises and converts a line exactly as ``parse_line`` does.
+``STEP_RE``, ``step_event_from_match`` and ``parse_progress`` are public so that the readers
+(``mfctl.metrics.lines``, ``pairs``) recognise and convert a line exactly as ``parse_line`` does.
 The progress line needs no regex: it is found from its ``samples/s/p`` mark backwards.
 """
 
