@@ -89,8 +89,9 @@ class _Run:
         prog = None
         if self.prog is not None:
             prog = parse_progress(*self.prog)
+        ovs = self.ovs if True in self.ovs or None in self.ovs else None  # None: no step overflowed
         run = StepRun(self.steps, self.losses, self.mss, self.gns, self.spss, self.times,
-                      self.ovs, self.fins if True in self.fins else None, ev, prog, follows)
+                      ovs, self.fins if True in self.fins else None, ev, prog, follows)
         self.__init__()  # type: ignore[misc]  # a new run's columns (the caller takes them again)
         return run
 

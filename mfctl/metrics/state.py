@@ -201,7 +201,7 @@ class ClusterState:
         r = self.ranks.get(rank)
         if r is None:
             r = RankTrack(rank=rank, node=node, seq_length=self._seq_length,
-                          history=deque(maxlen=self.history_len),
+                          points=deque(maxlen=self.history_len),
                           recent_step_ms=deque(maxlen=self.step_window))
             self.ranks[rank] = r
         elif node is not None and r.node != node:
@@ -317,6 +317,10 @@ class ClusterState:
         if r.pending is not None:  # the step before had no progress line after all
             self._record_pending(r, None)
         ovs, fins = run.overflow, run.final
+        stops = set()  # the steps that cannot be ordinary: an overflow, the last step
+        for col in (ovs, fins):
+            if col is not None and True in col:
+                stops.update(k for k, v in enumerate(col) if v)
         alpha, lratio, gratio, warm = self.spike_alpha, self.loss_spike_ratio, self.global_norm_spike_ratio, \
             self.spike_warmup
         neg_inf, pos_inf = _NEG_INF, _POS_INF
@@ -329,7 +333,7 @@ class ClusterState:
                     and not (seen >= warm and ema > 0.0 and loss > ema * lratio)
                     and (gn is None or (gema is not None and neg_inf < gn < pos_inf
                                         and not (gseen >= warm and gema > 0.0 and gn > gema * gratio)))
-                    and not (ovs is not None and ovs[k]) and not (fins is not None and fins[k])):
+                    and not (stops and k in stops)):
                 ema += alpha * (loss - ema)
                 seen += 1
                 if gn is not None:
@@ -368,10 +372,7 @@ class ClusterState:
         """Points of steps, as (steps, losses, step times, samples/s, times, lo, hi) columns: the
         newest that the history keeps, and all of them for ``take_steps``."""
         steps, losses, _mss, spss, _times, lo, hi = points
-        keep = r.history.maxlen
-        if keep is not None:
-            lo = max(lo, hi - keep)
-        r.history.extend(zip(map(int, steps[lo:hi]), losses[lo:hi], map(_num, spss[lo:hi])))
+        r.add_points(steps, losses, spss, lo, hi)
         if self.keep_steps:
             r.journal.append(points)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from mfctl.metrics.alerts import Alert
 from mfctl.metrics.types import RankState
@@ -40,7 +41,7 @@ class RankTrack:
     eta_s: int | None = None
     state: RankState = RankState.STARTING
     reason: str | None = None
-    history: deque = field(default_factory=lambda: deque(maxlen=2048), repr=False)
+    points: deque = field(default_factory=lambda: deque(maxlen=2048), repr=False)  # see `history`
     seq_length: int | None = None
     pid: int | None = None
     ckpt_epoch: int | None = None
@@ -71,3 +72,38 @@ class RankTrack:
         if self.samples_per_s is None or not self.seq_length:
             return None
         return self.samples_per_s * self.seq_length
+    # Runs of points not converted yet, as (steps, losses, samples/s, lo, hi) columns, and how many.
+    unconverted: list = field(default_factory=list, repr=False)
+    unconverted_n: int = field(default=0, repr=False)
+
+    def add_points(self, steps: Any, losses: Any, spss: Any, lo: int, hi: int) -> None:
+        """Steps lo..hi-1 of a run as history points; converted when read (most are pushed out of
+        the bounded history by newer ones before anyone reads it)."""
+        self.unconverted.append((steps, losses, spss, lo, hi))
+        self.unconverted_n += hi - lo
+        keep = self.points.maxlen
+        if keep is not None and self.unconverted_n > 4 * keep:  # bounded: columns are not kept long
+            _ = self.history
+
+    @property
+    def history(self) -> deque:
+        """The newest (step, loss, samples_per_s) points, oldest first, as many as it keeps."""
+        if self.unconverted:
+            need = self.points.maxlen
+            runs = []
+            for steps, losses, spss, lo, hi in reversed(self.unconverted):
+                if need is not None:
+                    lo = max(lo, hi - need)
+                    need -= hi - lo
+                runs.append((steps, losses, spss, lo, hi))
+                if need == 0:
+                    break
+            for steps, losses, spss, lo, hi in reversed(runs):
+                self.points.extend(zip(map(int, steps[lo:hi]), losses[lo:hi], map(_num, spss[lo:hi])))
+            self.unconverted.clear()
+            self.unconverted_n = 0
+        return self.points
+
+
+def _num(v: Any) -> float | None:
+    return None if v is None else float(v)
