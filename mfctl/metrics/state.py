@@ -86,7 +86,7 @@ from mfctl.metrics.formats import log_time
 from mfctl.metrics.launcher import LauncherRules
 from mfctl.metrics.lines import read_lines
 from mfctl.metrics.parser import parse_line, parse_pid
-from mfctl.metrics.track import RankTrack
+from mfctl.metrics.track import RankTrack, num
 from mfctl.metrics.types import RankState, Snapshot, StepPoint
 from mfctl.metrics.view import cluster_view, rank_row
 
@@ -99,10 +99,6 @@ FINISHED, FAILED = RankState.FINISHED, RankState.FAILED
 
 _NEG_INF = float("-inf")
 _POS_INF = float("inf")
-
-
-def _num(v: Any) -> float | None:
-    return None if v is None else float(v)
 
 
 def _time(v: Any) -> float | None:
@@ -282,7 +278,7 @@ class ClusterState:
         out: list[StepPoint] = []
         for steps, losses, mss, spss, times, lo, hi in r.journal:
             out.extend(map(StepPoint, map(int, steps[lo:hi]), losses[lo:hi], map(int, mss[lo:hi]),
-                           map(_num, spss[lo:hi]), map(_time, times[lo:hi])))
+                           map(num, spss[lo:hi]), map(_time, times[lo:hi])))
         r.journal.clear()
         return out
 
@@ -317,7 +313,7 @@ class ClusterState:
         if r.pending is not None:  # the step before had no progress line after all
             self._record_pending(r, None)
         ovs, fins = run.overflow, run.final
-        stops = set()  # the steps that cannot be ordinary: an overflow, the last step
+        stops: set[int] = set()  # the steps that cannot be ordinary: an overflow, the last step
         for col in (ovs, fins):
             if col is not None and True in col:
                 stops.update(k for k, v in enumerate(col) if v)

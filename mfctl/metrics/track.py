@@ -13,7 +13,7 @@ from typing import Any
 from mfctl.metrics.alerts import Alert
 from mfctl.metrics.types import RankState
 
-__all__ = ["RankTrack"]
+__all__ = ["RankTrack", "num"]
 
 
 @dataclass(slots=True)
@@ -99,11 +99,12 @@ class RankTrack:
                 if need == 0:
                     break
             for steps, losses, spss, lo, hi in reversed(runs):
-                self.points.extend(zip(map(int, steps[lo:hi]), losses[lo:hi], map(_num, spss[lo:hi])))
+                self.points.extend(zip(map(int, steps[lo:hi]), losses[lo:hi], map(num, spss[lo:hi])))
             self.unconverted.clear()
             self.unconverted_n = 0
         return self.points
 
 
-def _num(v: Any) -> float | None:
+def num(v: Any) -> float | None:
+    """``float(v)``, None for None (a column of printed figures)."""
     return None if v is None else float(v)
