@@ -32,6 +32,7 @@ class MetricsCollector:
         self._on_steps = on_steps
         self._on_alerts = on_alerts
         self._saved_alerts: set[tuple] = set()
+        self._backfill_due = False
         self.series = SeriesStore()
 
     def feed(self, batch: Sequence[LogLine]) -> None:
@@ -49,10 +50,15 @@ class MetricsCollector:
 
     def backfill(self) -> None:
         """Take the steps of a state that was fed before this collector saw it (a log directory
-        read at once) into the plot series."""
+        read at once) into the plot series: now when they are recorded (``on_steps``), else when
+        the plots first ask (``history``), so a read that only prints the snapshot (``watch
+        --once --json``) does not build them."""
+        if self._on_steps is None:
+            self._backfill_due = True
+            return
         with self.lock:
             rows = self._note_steps(list(self.state.ranks), self.clock())
-        if rows and self._on_steps is not None:
+        if rows:
             self._on_steps(rows)
 
     def _note_steps(self, ranks: Iterable[int], now: float) -> list[tuple]:
@@ -104,6 +110,9 @@ class MetricsCollector:
         up to date as lines arrive, so this costs the same at step 10 and at step 100000 (it used
         to sum every rank's whole history: 2M points a second at 1024 ranks)."""
         with self.lock:
+            if self._backfill_due:
+                self._backfill_due = False
+                self._note_steps(list(self.state.ranks), self.clock())
             bands = self.series.bands()
             own: RankHistory | None = None
             if rank is not None:
