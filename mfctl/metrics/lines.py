@@ -33,10 +33,12 @@ from mfctl.metrics.events import (
 )
 from mfctl.metrics.parser import (
     PROGRESS_MARK,
+    PYNATIVE_MARK,
     STEP_MARK,
     STEP_RE,
     first_float,
     parse_line,
+    parse_other,
     parse_progress,
     step_event_from_match,
     to_bool,
@@ -113,6 +115,7 @@ def read_lines(lines: Iterable[Any], pid_wanted: Callable[[], bool]) -> Iterator
     sps: float | None
     for line in lines:
         try:
+            i = -1
             if line[-1:] != "}":  # as parse_line: a MFLossMonitor step line never ends with "}"
                 i = line.find(STEP_MARK)
                 if i >= 0:
@@ -163,7 +166,8 @@ def read_lines(lines: Iterable[Any], pid_wanted: Callable[[], bool]) -> Iterator
                         spss[-1] = sps
                         run.prog = (line, k)
                         continue
-            ev = parse_line(line)
+            # parse_line's answer; without a step or progress mark, what it would try after them.
+            ev = parse_other(line) if i < 0 and k < 0 and PYNATIVE_MARK not in line else parse_line(line)
             if ev is None:
                 if line.startswith("[") and pid_wanted():
                     yield PidLine(line)

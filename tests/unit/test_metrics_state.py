@@ -546,15 +546,16 @@ def buggy_parser(monkeypatch):
     """A parser with a bug on one line (it raises), as every reader calls it."""
     from mfctl.metrics import lines, pairs, parser, state
 
-    real = parser.parse_line
-
-    def parse(line):
-        if isinstance(line, str) and CRASH in line:
-            raise ValueError("parser bug")
-        return real(line)
+    def buggy(real):
+        def parse(line):
+            if isinstance(line, str) and CRASH in line:
+                raise ValueError("parser bug")
+            return real(line)
+        return parse
 
     for module in (lines, pairs, state):
-        monkeypatch.setattr(module, "parse_line", parse)
+        monkeypatch.setattr(module, "parse_line", buggy(parser.parse_line))
+    monkeypatch.setattr(lines, "parse_other", buggy(parser.parse_other))
 
 
 @pytest.mark.parametrize("way", ["feed", "feed_many", "feed_text", "feed_chunk str", "feed_chunk bytes"])
