@@ -77,8 +77,10 @@ class MetricsCollector:
                 continue
             total = state.ranks[rank].total_steps
             add = self.series.add
-            for step, loss, ms, sps, t in points:
-                rows.append((rank, step, total, loss, ms, sps, t if t is not None else now))
+            if self._on_steps is not None:  # the job record's rows
+                rows.extend((rank, step, total, loss, ms, sps, t if t is not None else now)
+                            for step, loss, ms, sps, t in points)
+            for step, loss, ms, sps, _t in points:
                 # Without a sequence length the throughput series holds samples/s (history() says so).
                 add(rank, step, loss, sps * seq if sps is not None and seq else sps, ms)
         return rows

@@ -269,15 +269,15 @@ class ClusterState:
         """Consecutive steps of ``rank`` (the one way steps come in, whichever reader read them)."""
         self._steps(self.rank(rank, node), run, self.clock())
 
-    def take_steps(self, rank: int) -> list[StepPoint]:
+    def take_steps(self, rank: int) -> list[StepPoint]:  # plain tuples of StepPoint's fields: C-built
         """Every step of ``rank`` applied since the last call, oldest first, with its own step time,
         loss, samples/s and log time (while ``keep_steps``); a step awaiting its progress line waits."""
         r = self.ranks.get(rank)
         if r is None or not r.journal:
             return []
-        out: list[StepPoint] = []
+        out: list[Any] = []
         for steps, losses, mss, spss, times, lo, hi in r.journal:
-            out.extend(map(StepPoint, map(int, steps[lo:hi]), losses[lo:hi], map(int, mss[lo:hi]),
+            out.extend(zip(map(int, steps[lo:hi]), losses[lo:hi], map(int, mss[lo:hi]),  # StepPoint's fields
                            map(num, spss[lo:hi]), map(_time, times[lo:hi])))
         r.journal.clear()
         return out

@@ -155,7 +155,8 @@ class LogLine(NamedTuple):
 
 
 class StepPoint(NamedTuple):
-    """One step of one rank as its log printed it (``ClusterState.take_steps``): the step time,
+    """One step of one rank as its log printed it (``ClusterState.take_steps``, which hands out
+    plain tuples of these fields, in this order: building a named tuple per step costs): the step time,
     loss and samples/s of that step (None where its line had none) and the time its logger
     prefix printed (seconds since the epoch; None: the line had no timestamp)."""
 

@@ -20,6 +20,7 @@ from mfctl.metrics.events import StepEvent
 from mfctl.metrics.formats import OTHER_MARKS, PROGRESS, STEP_FORMATS, log_time
 from mfctl.metrics.parser import parse_line
 from mfctl.metrics.state import ClusterState
+from mfctl.metrics.types import StepPoint
 from mfctl.node.logtail import KEEP
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,9 +144,9 @@ def test_a_step_that_goes_back_becomes_the_current_step() -> None:
         else:
             s.feed_chunk(0, (first + "\n" + back + "\n").encode())
         assert s.ranks[0].step == 4, feed
-        assert [p.step for p in s.take_steps(0)] == [10], feed  # step 4 waits for its progress line
+        assert [p[0] for p in s.take_steps(0)] == [10], feed  # step 4 waits for its progress line
         s.feed(0, "  12.5% |######| 26.53305 samples/s/p  0:00:04 }")
-        assert [(p.step, p.samples_per_s) for p in s.take_steps(0)] == [(4, 26.53305)], feed
+        assert [(StepPoint(*p).step, StepPoint(*p).samples_per_s) for p in s.take_steps(0)] == [(4, 26.53305)], feed
 
 
 def test_log_time_reads_the_last_line_and_both_logger_formats() -> None:
