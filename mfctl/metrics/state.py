@@ -325,10 +325,11 @@ class ClusterState:
         ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
         ordinary = _ordinary(r)
         for k, (loss, gn) in enumerate(zip(losses, gns)):
-            if (ordinary and ema is not None and loss is not None and neg_inf < loss < pos_inf
-                    and not (seen >= warm and ema > 0.0 and loss > ema * lratio)
+            # (Each test is ordered so that an ordinary step answers it in one comparison.)
+            if (ordinary and loss is not None and ema is not None and neg_inf < loss < pos_inf
+                    and not (loss > ema * lratio and seen >= warm and ema > 0.0)
                     and (gn is None or (gema is not None and neg_inf < gn < pos_inf
-                                        and not (gseen >= warm and gema > 0.0 and gn > gema * gratio)))
+                                        and not (gn > gema * gratio and gseen >= warm and gema > 0.0)))
                     and not (stops and k in stops)):
                 ema += alpha * (loss - ema)
                 seen += 1
