@@ -196,3 +196,26 @@ def test_the_progress_declaration_matches_the_progress_line() -> None:
     line = "   6.2% |███                                               | 28.82787 samples/s/p  0:00:04 }"
     m = re.compile(PROGRESS.pattern).search(line)
     assert m and float(m["samples_per_s"]) == 28.82787 and parse_line(line).samples_per_s == 28.82787
+
+
+def test_the_block_readers_pair_pattern_reads_what_the_declared_format_reads() -> None:
+    """pairs.PAIR_PATTERN (one match per step line and its progress line) is built from MF_STEP's
+    and PROGRESS's marks; where it takes a pair, its fields are the declared pattern's."""
+    from mfctl.metrics.pairs import PAIR_RE
+
+    progress = "   6.2% |███                                               | 28.82787 samples/s/p  0:00:04 }"
+    taken = 0
+    for _source, fmt, line, *_ in CASES:
+        if fmt != "mfloss":
+            continue
+        text = STDOUT + line + "\n" + STDOUT + progress + "\n"
+        m = PAIR_RE[str].search(text)
+        ev = parse_line(STDOUT + line)
+        if m is None or m.group(3) is None:  # a shape the pair pattern leaves to the per-line reader
+            continue
+        taken += 1
+        loss = m.group(5) if m.group(5) is not None else m.group(6)
+        assert (int(m.group(3)), float(loss), int(m.group(7)), float(m.group(9))) == \
+            (ev.step, ev.loss, ev.step_time_ms, ev.global_norm)
+        assert float(m.group(11)) == 28.82787
+    assert taken >= 2  # 1.3 and 1.9 lines; the rest go to the per-line reader (same state: test_metrics_chunk)
