@@ -1,0 +1,147 @@
+"""Reading a log in blocks: wherever a read ends, the state is the state of reading the file whole,
+and no block parts a step line from its progress line (the chunk path's fast way needs the pair)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mfctl.live.collector import MetricsCollector
+from mfctl.live.logdir_follow import LogDirFollower
+from mfctl.metrics import logdir
+from mfctl.metrics.logdir import feed_file, load_log_dir, pair_cut
+from mfctl.metrics.state import ClusterState
+
+SAMPLE = Path(__file__).resolve().parent.parent / "data" / "samples" / "mindformers-1.9.0-cpu-msrun-dp2" / "worker_0.log"
+STEP, PROGRESS = b"Epoch:[", b"samples/s/p"
+
+
+def new_state() -> ClusterState:
+    return ClusterState(world_size=1, clock=lambda: 1000.0)
+
+
+def seen(state: ClusterState) -> tuple:
+    """What a user can see of the state: the snapshot, every rank's history and step times."""
+    return (state.snapshot(1000.0), {r: list(t.history) for r, t in state.ranks.items()},
+            {r: list(t.recent_step_ms) for r, t in state.ranks.items()})
+
+
+def spied(state: ClusterState) -> list[bytes]:
+    """The blocks ``state`` is fed, recorded (and fed)."""
+    blocks: list[bytes] = []
+    feed = state.feed_chunk
+
+    def spy(rank, data, node=None):
+        blocks.append(data)
+        feed(rank, data, node)
+
+    state.feed_chunk = spy  # type: ignore[method-assign]
+    return blocks
+
+
+def pair_at(data: bytes, nth: int) -> tuple[int, int]:
+    """(start, end) of the ``nth`` step line and the progress line after it, newlines included."""
+    start = -1
+    for _ in range(nth):
+        start = data.index(STEP, start + 1)
+    start = data.rfind(b"\n", 0, start) + 1
+    end = data.index(b"\n", data.index(PROGRESS, start)) + 1
+    return start, end
+
+
+def assert_pairs_whole(blocks: list[bytes]) -> None:
+    for block in blocks[:-1]:
+        last = block[block.rfind(b"\n", 0, len(block) - 1) + 1:]
+        assert STEP not in last, "a block ends with a step line: its progress line went to the next block"
+    for block in blocks[1:]:
+        assert PROGRESS not in block[:block.find(b"\n")], "a block starts with a progress line alone"
+
+
+@pytest.mark.parametrize("line_end", [b"\n", b"\r\n"])
+def test_a_read_ending_at_every_offset_of_a_step_and_progress_pair_gives_the_whole_read(tmp_path, line_end) -> None:
+    data = SAMPLE.read_bytes()
+    if line_end != b"\n":
+        data = data.replace(b"\n", line_end)
+    path = tmp_path / "worker_0.log"
+    path.write_bytes(data)
+    whole = new_state()
+    whole.feed_chunk(0, data.replace(b"\r\n", b"\n"))
+    expected = seen(whole)
+    assert whole.ranks[0].step == 32
+    start, end = pair_at(data, 5)  # the fifth step's pair, past the header
+    for offset in range(start, end + 1):  # the first read ends at each byte of the pair
+        state = new_state()
+        blocks = spied(state)
+        assert feed_file(path, state, 0, block_bytes=offset) == len(data)
+        assert seen(state) == expected, offset
+        assert_pairs_whole(blocks)
+        assert b"".join(blocks) == data.replace(b"\r\n", b"\n")  # every byte fed once, in order
+
+
+def test_a_long_log_is_fed_in_blocks_that_keep_every_pair(tmp_path) -> None:
+    # Many pairs in a file several blocks long: each block boundary falls wherever it may.
+    data = SAMPLE.read_bytes()
+    path = tmp_path / "worker_0.log"
+    path.write_bytes(data)
+    whole = new_state()
+    whole.feed_chunk(0, data)
+    for block_bytes in (4096, 5000, 7777, 10007):
+        state = new_state()
+        blocks = spied(state)
+        feed_file(path, state, 0, block_bytes=block_bytes)
+        assert len(blocks) > 4
+        assert_pairs_whole(blocks)
+        assert seen(state) == seen(whole)
+
+
+def test_pair_cut() -> None:
+    step = b"2026 - INFO - { Epoch:[  1/  1], step:[    2/   32], loss:[6.9/6.9], per_step_time: 138ms\n"
+    progress = b"2026 - INFO -    6.2% |###  | 28.82787 samples/s/p  0:00:04 }\n"
+    assert pair_cut(step + progress) == len(step + progress)
+    assert pair_cut(progress + step) == len(progress)  # the step line waits for its progress line
+    assert pair_cut(progress + step + b"2026 - INF") == len(progress)
+    assert pair_cut(progress + b"2026 - INF") == len(progress)  # a partial line waits
+    assert pair_cut(step) == len(step)  # nothing before it: fed (a block is never held back whole)
+    assert pair_cut(b"no newline") == 0
+
+
+def test_the_directory_follower_catches_up_in_blocks_and_hands_on_a_lone_step_line(tmp_path, monkeypatch) -> None:
+    import mfctl.live.logdir_follow as follow
+
+    monkeypatch.setattr(follow, "CHUNK_BYTES", 6000)  # the 61 kB sample in ~10 blocks
+    data = SAMPLE.read_bytes()
+    lines = data.split(b"\n")
+    last_step = max(i for i, line in enumerate(lines) if STEP in line)
+    head = b"\n".join(lines[:last_step + 1]) + b"\n"  # ends with a step line, its progress not written yet
+    (tmp_path / "worker_0.log").write_bytes(head)
+    collector = MetricsCollector(new_state())
+    blocks: list[bytes] = []
+
+    def sink(rank, block, node):
+        blocks.append(block)
+        collector.feed_block(rank, block, node)
+
+    follower = LogDirFollower(tmp_path, collector.feed, scan_s=0.0, block_sink=sink)
+    follower.poll()
+    assert_pairs_whole(blocks)
+    assert b"".join(blocks) == head
+    assert collector.state.ranks[0].step == 32  # the lone step line went too: it may be the last
+    with open(tmp_path / "worker_0.log", "ab") as handle:
+        handle.write(data[len(head):])
+    follower.poll()
+    assert b"".join(blocks) == data
+    reference = new_state()
+    load_log_dir(tmp_path, reference)
+    assert seen(collector.state) == seen(reference)
+    assert follower.stats.lines == data.count(b"\n")
+
+
+def test_the_default_block_size_is_what_feed_file_reads(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(logdir, "CHUNK_BYTES", 9000)
+    path = tmp_path / "worker_0.log"
+    path.write_bytes(SAMPLE.read_bytes())
+    state = new_state()
+    blocks = spied(state)
+    feed_file(path, state, 0)
+    assert len(blocks) >= 61000 // 9000 and max(map(len, blocks)) <= 9000 + 600
