@@ -18,16 +18,27 @@ Everything here is pure: no clock, no I/O.
 from __future__ import annotations
 
 import math
+import operator
 from array import array
-from collections.abc import Iterable, Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 # The plotted metrics, in the order of every values tuple below.
 METRICS = ("loss", "tokens_per_s", "step_time_ms")
 _NAN = float("nan")
+# One rank's new points for SeriesStore.extend: steps, then loss, throughput and step time (None: unknown).
+Points = tuple[Sequence[int], Sequence[Any], Sequence[Any], Sequence[Any]]
 
 
 class Thinned:
-    """(step, v1..vn) rows with increasing steps, at most ``limit`` of them over the whole run."""
+    """(step, v1..vn) rows with increasing steps, at most ``limit`` of them over the whole run.
+
+    The rows kept are the first one, those whose step is a multiple of ``stride`` (a power of two,
+    doubled whenever more than ``limit - 1`` of them would be kept) and the newest one. Which rows
+    those are depends only on the steps seen, not on how they came in: ``extend`` (many rows at
+    once, computing the values of the kept rows only) leaves exactly what as many ``add`` calls do.
+    """
 
     __slots__ = ("columns", "limit", "steps", "stride")
 
@@ -40,44 +51,125 @@ class Thinned:
     def __len__(self) -> int:
         return len(self.steps)
 
+    def _placeholder(self) -> bool:
+        """Is the last row kept only because it is the newest (neither the first nor on the grid)?"""
+        steps = self.steps
+        return len(steps) > 1 and steps[-1] % self.stride != 0
+
     def add(self, step: int, values: Sequence[float]) -> None:
         steps = self.steps
         if steps and step <= steps[-1]:
-            if step < steps[-1]:
-                # The run went back (a resume from a checkpoint): what follows replaces the old tail.
-                keep = next((i for i in range(len(steps) - 1, -1, -1) if steps[i] < step), -1) + 1
-                del steps[keep:]
-                for col in self.columns:
-                    del col[keep:]
-            else:
+            if step == steps[-1]:
                 self._set_last(values)
                 return
-        if len(steps) >= 2 and step - steps[-2] < self.stride:
-            # Too close to the last kept point: the newest value replaces the previous newest.
-            steps[-1] = step
-            self._set_last(values)
-            return
+            # The run went back (a resume from a checkpoint): what follows replaces the old tail.
+            keep = next((i for i in range(len(steps) - 1, -1, -1) if steps[i] < step), -1) + 1
+            self._truncate(keep)
+        elif self._placeholder():
+            self._truncate(len(steps) - 1)  # the newest row is newest no more
+        steps = self.steps
         steps.append(step)
         for col, v in zip(self.columns, values):
             col.append(v)
-        if len(steps) > self.limit:
+        while len(steps) - self._placeholder() > self.limit - 1:
             self._thin()
+            steps = self.steps
+
+    def extend(self, steps: Sequence[int], values_at: Callable[[int], Sequence[float]]) -> None:
+        """Rows of ``steps`` (increasing, after the last step held; ``range`` objects are cheap),
+        ``values_at(i)`` giving the values of ``steps[i]``: called only for the rows kept."""
+        n = len(steps)
+        if not n:
+            return
+        if self.steps and steps[0] <= self.steps[-1]:
+            for i in range(n):  # not after the last row: row by row
+                self.add(steps[i], values_at(i))
+            return
+        if self._placeholder():
+            self._truncate(len(self.steps) - 1)
+        had = len(self.steps)
+        stride = self.stride
+        while True:
+            held = had if stride == self.stride else _count_kept(self.steps, stride)
+            if held + _multiples(steps, stride, not had) <= self.limit - 1:
+                break
+            stride *= 2
+        if stride != self.stride:
+            self._thin(stride, keep_last=False)  # newer rows follow
+        picks = _on_grid(steps, stride)
+        if not had and (not picks or picks[0] != 0):
+            picks.insert(0, 0)
+        if not picks or picks[-1] != n - 1:
+            picks.append(n - 1)
+        for i in picks:
+            self.steps.append(steps[i])
+            for col, v in zip(self.columns, values_at(i)):
+                col.append(v)
 
     def _set_last(self, values: Sequence[float]) -> None:
         for col, v in zip(self.columns, values):
             col[-1] = v
 
-    def _thin(self) -> None:
-        last = len(self.steps) - 1
-        keep = list(range(0, last, 2)) + [last]
-        self.steps = array("q", (self.steps[i] for i in keep))
+    def _truncate(self, keep: int) -> None:
+        del self.steps[keep:]
+        for col in self.columns:
+            del col[keep:]
+
+    def _thin(self, stride: int | None = None, keep_last: bool = True) -> None:
+        """To ``stride`` (default: twice the present one): the first row, the rows on the new grid
+        and (``keep_last``) the newest row stay."""
+        self.stride = stride = stride or self.stride * 2
+        steps = self.steps
+        last = len(steps) - 1 if keep_last else 0
+        keep = [i for i in range(len(steps)) if i == 0 or i == last or steps[i] % stride == 0]
+        self.steps = array("q", (steps[i] for i in keep))
         self.columns = [array("d", (col[i] for i in keep)) for col in self.columns]
-        self.stride *= 2
 
     def points(self, column: int) -> list[tuple[int, float]]:
         """``(step, value)`` of one column, without the steps where it is unknown."""
         col = self.columns[column]
         return [(s, v) for s, v in zip(self.steps, col) if v == v]  # v == v: not NaN
+
+
+def _count_kept(steps: Sequence[int], stride: int) -> int:
+    """Rows of ``steps`` a ``Thinned`` with ``stride`` keeps, the newest aside."""
+    return sum(1 for i, s in enumerate(steps) if i == 0 or s % stride == 0)
+
+
+def _multiples(steps: Sequence[int], stride: int, pin_first: bool) -> int:
+    """How many of ``steps`` are multiples of ``stride``, and ``steps[0]`` besides when it is
+    pinned (the first row of a ``Thinned``)."""
+    extra = 1 if pin_first and steps[0] % stride else 0
+    if _contiguous(steps):
+        return steps[-1] // stride - (steps[0] - 1) // stride + extra
+    return sum(1 for s in steps if s % stride == 0) + extra
+
+
+def _on_grid(steps: Sequence[int], stride: int) -> list[int]:
+    """The indexes whose step is a multiple of ``stride``."""
+    if _contiguous(steps):
+        return list(range((-steps[0]) % stride, len(steps), stride))
+    return [i for i, s in enumerate(steps) if s % stride == 0]
+
+
+def _contiguous(steps: Sequence[int]) -> bool:
+    """Consecutive steps (they are increasing: the first and last tell)."""
+    return steps[-1] - steps[0] == len(steps) - 1
+
+
+def _increasing(steps: Sequence[int]) -> bool:
+    if _contiguous(steps):  # the usual case, checked in C
+        return list(steps) == list(range(steps[0], steps[-1] + 1))
+    return all(map(operator.lt, steps, steps[1:]))
+
+
+def _index_of(steps: Sequence[int]) -> Callable[[int], int | None]:
+    """step -> its index in ``steps`` (increasing), or None."""
+    if _contiguous(steps):
+        first, n = steps[0], len(steps)
+        return lambda step: step - first if 0 <= step - first < n else None
+    index = {s: i for i, s in enumerate(steps)}
+    return index.get
 
 
 def _value(v: object) -> float:
@@ -142,6 +234,82 @@ class SeriesStore:
     def add_many(self, rows: Iterable[tuple[int, int, object, object, object]]) -> None:
         for rank, step, loss, tps, ms in rows:
             self.add(rank, step, loss, tps, ms)
+
+    def extend(self, points: Mapping[int, Points],
+               rate_scale: float | None = None) -> None:
+        """Many points at once: per rank, its new steps (increasing) and their loss, throughput and
+        step time (``None`` where unknown; each throughput times ``rate_scale`` when given). The
+        series and the band are exactly what ``add`` leaves when given the same points step by
+        step (every rank's step k before any rank's step k + 1, as a live job prints them), but
+        only the points the thinned series keep are converted and summarised: a long run read at
+        once costs what its kept points cost."""
+        for rank, (steps, *_cols) in points.items():
+            series = self.ranks.get(rank)
+            if len(steps) and ((series is not None and len(series) and steps[0] <= series.steps[-1])
+                               or not _increasing(steps)):
+                self._add_rank_by_rank(points, rate_scale)  # a resume or repeats: point by point
+                return
+
+        def value_of(rank: int) -> Callable[[int], tuple[float, float, float]]:
+            _steps, loss, rate, ms = points[rank]
+            if rate_scale:
+                return lambda i: (_value(loss[i]), _value(rate[i] * rate_scale if rate[i] is not None else None),
+                                  _value(ms[i]))
+            return lambda i: (_value(loss[i]), _value(rate[i]), _value(ms[i]))
+
+        values = {rank: value_of(rank) for rank in points}
+        for rank, (steps, *_cols) in points.items():
+            series = self.ranks.get(rank)
+            if series is None:
+                series = self.ranks[rank] = Thinned(len(METRICS), self.rank_points)
+            series.extend(steps, values[rank])
+        # The band: steps at or below `cut` are summarised already (left out, as add leaves them).
+        cut = self._newest - self.open_steps
+        fresh: dict[int, tuple[Sequence[int], int]] = {}  # rank -> (steps, first index past cut)
+        seen: set[int] = set(self._open)
+        for rank, (steps, *_cols) in points.items():
+            lo = bisect_right(steps, cut) if len(steps) else 0
+            if lo < len(steps):
+                fresh[rank] = (steps, lo)
+                seen.update(steps[lo:])
+        if not seen:
+            return
+        union = sorted(seen)
+        newest = max(self._newest, union[-1])
+        upto = newest - self.open_steps
+        closing = bisect_right(union, upto)
+        where = {rank: _index_of(steps) for rank, (steps, _lo) in fresh.items()}
+        loss_from = self.loss_from_rank
+
+        def bucket(step: int) -> list[list[float]]:
+            out = self._open.get(step) or [[] for _ in METRICS]
+            for rank, (_steps, lo) in fresh.items():
+                i = where[rank](step)
+                if i is None or i < lo:
+                    continue
+                loss, tps, ms = values[rank](i)
+                if loss == loss and rank >= loss_from:  # x == x: not NaN
+                    out[0].append(loss)
+                if tps == tps:
+                    out[1].append(tps)
+                if ms == ms:
+                    out[2].append(ms)
+            return out
+
+        band = self._band
+        last = band.steps[-1] if len(band) else -1
+        done = union[bisect_right(union, last, 0, closing):closing]
+        if done:
+            band.extend(done, lambda i: [x for vals in bucket(done[i]) for x in _summary(vals)])
+        self._open = {step: bucket(step) for step in union[closing:]}
+        self._open_summary.clear()
+        self._newest = newest
+
+    def _add_rank_by_rank(self, points: Mapping[int, Points], rate_scale: float | None) -> None:
+        for rank, (steps, loss, rate, ms) in points.items():
+            for i in range(len(steps)):
+                r = rate[i]
+                self.add(rank, steps[i], loss[i], r * rate_scale if rate_scale and r is not None else r, ms[i])
 
     def _close(self, upto: int) -> None:
         done = sorted(s for s in self._open if s <= upto)
