@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             from mfctl.live.sources import LogDirSource
 
             rows.append(("load_log_dir + snapshot (in process)",
-                         least_of(args.repeat, lambda: LogDirSource(tmp, None, 1).snapshot())))
+                         least_of(args.repeat, lambda: LogDirSource(tmp, None, 1, plots=False).snapshot())))
         print(f"{'':40s} {'wall s':>7s} {'lines/s (wall)':>15s} {'cpu s':>7s} {'lines/s (cpu)':>14s}")
         for name, (wall, cpu) in rows:
             print(f"{name:40s} {wall:7.3f} {n / wall:15,.0f} {cpu:7.3f} {n / cpu:14,.0f}")

@@ -46,7 +46,7 @@ def watch(
 
         if not logs.is_dir():
             raise BadInput(f"{logs}: not a directory of logs; give the folder that holds worker_N.log files")
-        source = LogDirSource(logs, seq_length, pipeline_stage, follow=not once)
+        source = LogDirSource(logs, seq_length, pipeline_stage, follow=not once, plots=not once)
         if once and not source.files:
             raise BadInput(f"{logs}: no worker_N.log, scheduler.log or rank_N/info.log found under it")
         if once:

@@ -1,9 +1,13 @@
 """The metrics pipeline's one consumer: log lines in, one metrics state, snapshots and plot series out.
 
 Followers (SSH or a local directory) push batches from their threads; the dashboard, the
-supervisor and ``watch --once`` pull snapshots. Every new step of every rank goes to the plot
-series as it arrives (so a plot costs the same at step 10 and step 100000) and to ``on_steps``
-(the job record, so the history outlives the session).
+supervisor and ``watch --once`` pull snapshots. Every step the state applies
+(``ClusterState.take_steps``) goes to ``on_steps`` (the job record, so the history outlives the
+session) and, when something draws plots (``plots=True``: the dashboard), to the plot series: held
+until the plots are asked for (or many are waiting), then taken in one ``SeriesStore.extend``,
+which converts and summarises only the points the thinned series keep (a long run's logs read at
+once: 768k steps, ~25k kept). So a plot costs the same at step 10 and step 100000, and ``watch
+--once`` builds none.
 """
 
 from __future__ import annotations
@@ -11,10 +15,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from operator import itemgetter
 
 from mfctl.metrics.series import SeriesStore
 from mfctl.metrics.state import ClusterState
 from mfctl.metrics.types import AlertView, History, LogLine, RankHistory, Snapshot
+
+_COLUMNS = tuple(itemgetter(i) for i in range(4))  # a step point's step, loss, step time, samples/s
 
 
 class MetricsCollector:
@@ -22,68 +29,107 @@ class MetricsCollector:
     to ``on_steps`` (the job record) and to the plot series (band over ranks, each rank's line).
     New alerts of each snapshot go to ``on_alerts`` (the job record, for ``mfctl report``)."""
 
+    # How many steps may wait for the plots (a dashboard asks every second; a session that
+    # nobody draws still keeps its series, and this, bounded).
+    PLOT_POINTS_WAITING = 1 << 17
+
     def __init__(self, state: ClusterState, on_steps: Callable[[list[tuple]], None] | None = None,
                  clock: Callable[[], float] = time.time,
-                 on_alerts: Callable[[list[AlertView]], None] | None = None) -> None:
+                 on_alerts: Callable[[list[AlertView]], None] | None = None, plots: bool = True) -> None:
+        """``plots``: keep the plot series (``history()``); False for a reader that draws none."""
         self.state = state
-        state.keep_steps = True  # every step, for the record and the plots (take_steps)
+        self.plots = plots
+        # Every step, for the record and the plots (take_steps); a reader with neither keeps none.
+        state.keep_steps = plots or on_steps is not None
         self.lock = threading.Lock()
         self.clock = clock
         self._on_steps = on_steps
         self._on_alerts = on_alerts
         self._saved_alerts: set[tuple] = set()
         self._backfill_due = False
+        self._plot_points: dict[int, list[tuple]] = {}  # rank -> steps not in the series yet
+        self._waiting = 0
         self.series = SeriesStore()
 
     def feed(self, batch: Sequence[LogLine]) -> None:
         with self.lock:
-            # Consecutive lines of one rank go in together: the state's batch path is ~2x faster.
+            # Consecutive lines of one rank go in together, as one block (the state's fast path).
             start = 0
             for i in range(1, len(batch) + 1):
                 if i == len(batch) or (batch[i].rank, batch[i].node) != (batch[start].rank, batch[start].node):
                     first = batch[start]
-                    self.state.feed_many(first.rank, [line.text for line in batch[start:i]], first.node)
+                    self.state.feed_chunk(first.rank, "\n".join([line.text for line in batch[start:i]]), first.node)
                     start = i
-            rows = self._note_steps({line.rank for line in batch if line.rank is not None}, self.clock())
+            rows = self._noted({line.rank for line in batch if line.rank is not None})
+        if rows and self._on_steps is not None:
+            self._on_steps(rows)
+
+    def feed_block(self, rank: int | None, data: bytes, node: str | None = None) -> None:
+        """Complete lines of one rank's log as read from the file (``ClusterState.feed_chunk``:
+        the fast path, for a follower catching up on a long log)."""
+        with self.lock:
+            self.state.feed_chunk(rank, data, node)
+            rows = self._noted(() if rank is None else (rank,))
         if rows and self._on_steps is not None:
             self._on_steps(rows)
 
     def backfill(self) -> None:
         """Take the steps of a state that was fed before this collector saw it (a log directory
-        read at once) into the plot series: now when they are recorded (``on_steps``), else when
-        the plots first ask (``history``), so a read that only prints the snapshot (``watch
-        --once --json``) does not build them."""
+        read at once): now when they are recorded (``on_steps``), else when the plots first ask
+        (``history``), so a read that only prints the snapshot (``watch --once --json``) takes
+        none."""
         if self._on_steps is None:
-            self._backfill_due = True
+            self._backfill_due = self.plots
             return
         with self.lock:
-            rows = self._note_steps(list(self.state.ranks), self.clock())
+            rows = self._noted(list(self.state.ranks))
         if rows:
             self._on_steps(rows)
 
+    def _noted(self, ranks: Iterable[int]) -> list[tuple]:
+        """``_note_steps`` when someone wants the steps (the job record, the plots). Called with
+        the lock held."""
+        if self._on_steps is None and not self.plots:
+            return []
+        rows = self._note_steps(ranks, self.clock())
+        if self._waiting >= self.PLOT_POINTS_WAITING:
+            self._to_series()
+        return rows
+
     def _note_steps(self, ranks: Iterable[int], now: float) -> list[tuple]:
         """The steps of ``ranks`` not noted yet, every one of them (``ClusterState.take_steps``),
-        as job-record rows; each also goes to the plot series. A row's time is the one its log
-        line printed, else ``now`` (the poll's). Called with the lock held."""
+        as job-record rows; with ``plots`` they also wait for the plot series. A row's time is the
+        one its log line printed, else ``now`` (the poll's). Called with the lock held."""
         rows: list[tuple] = []
         state = self.state
-        # The state's own rule (with pipeline stages only the last stage's ranks print the
-        # model's loss); without a world size, the ranks seen so far stand for it.
-        self.series.loss_from_rank = state.first_loss_rank(max(state.ranks, default=-1) + 1)
-        seq = state.seq_length
         for rank in ranks:
             points = state.take_steps(rank)
             if not points:
                 continue
-            total = state.ranks[rank].total_steps
-            add = self.series.add
             if self._on_steps is not None:  # the job record's rows
+                total = state.ranks[rank].total_steps
                 rows.extend((rank, step, total, loss, ms, sps, t if t is not None else now)
                             for step, loss, ms, sps, t in points)
-            for step, loss, ms, sps, _t in points:
-                # Without a sequence length the throughput series holds samples/s (history() says so).
-                add(rank, step, loss, sps * seq if sps is not None and seq else sps, ms)
+            if self.plots:
+                waiting = self._plot_points.get(rank)
+                if waiting is None:
+                    self._plot_points[rank] = list(points)
+                else:
+                    waiting.extend(points)
+                self._waiting += len(points)
         return rows
+
+    def _to_series(self) -> None:
+        """The waiting steps into the plot series, in one ``extend``. Called with the lock held."""
+        waiting, self._plot_points, self._waiting = self._plot_points, {}, 0
+        # The state's own rule (with pipeline stages only the last stage's ranks print the
+        # model's loss); without a world size, the ranks seen so far stand for it.
+        self.series.loss_from_rank = self.state.first_loss_rank(max(self.state.ranks, default=-1) + 1)
+        step_of, loss_of, ms_of, sps_of = _COLUMNS
+        points = {rank: (list(map(step_of, pts)), list(map(loss_of, pts)), list(map(sps_of, pts)),
+                         list(map(ms_of, pts))) for rank, pts in waiting.items()}
+        # Without a sequence length the throughput series holds samples/s (history() says so).
+        self.series.extend(points, rate_scale=self.state.seq_length)
 
     def snapshot(self) -> Snapshot:
         with self.lock:
@@ -115,6 +161,8 @@ class MetricsCollector:
             if self._backfill_due:
                 self._backfill_due = False
                 self._note_steps(list(self.state.ranks), self.clock())
+            if self._waiting:
+                self._to_series()
             bands = self.series.bands()
             own: RankHistory | None = None
             if rank is not None:

@@ -10,7 +10,10 @@ so no SSH channel is needed: one thread polls the directory. It works like the S
 - new files are picked up by a rescan every ``scan_s``; which file is which rank is
   ``metrics.logdir.find_logs`` (the rule ``--once`` reads the directory with);
 - lines go out in batches, one per pass (every ``interval_s``) or every ``batch_lines`` lines
-  while catching up, never one by one.
+  while catching up, never one by one; or, with a ``block_sink``, as the bytes read (up to 4 MiB
+  of complete lines, cut where no step line is parted from its progress line while more of the
+  file is waiting: ``metrics.logdir.pair_cut``), which the metrics state takes whole (its fast
+  path: catching up on a long run's logs is then as fast as ``watch --once``).
 
 Polling, not inotify: inotify does not see writes made on another node of a network filesystem,
 which is the case this exists for. A pass costs one ``stat`` per file (~2.5 ms per 1024 files).
@@ -27,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mfctl.metrics.logdir import find_logs
+from mfctl.metrics.logdir import find_logs, pair_cut
 from mfctl.metrics.types import LogLine
 
 # Big reads, few calls; a file longer than this is read over several chunks in the same pass.
@@ -62,10 +65,14 @@ class LogDirFollower(threading.Thread):
 
     def __init__(self, directory: str | os.PathLike[str], sink: Callable[[list[LogLine]], None], *,
                  interval_s: float = 0.2, scan_s: float = 1.0, batch_lines: int = 20000,
-                 node: str | None = None) -> None:
+                 node: str | None = None,
+                 block_sink: Callable[[int | None, bytes, str | None], None] | None = None) -> None:
+        """``sink``: batches of lines; ``block_sink`` (when given, instead): ``(rank, bytes of
+        complete lines, node)`` per block read."""
         super().__init__(name=f"follow-{Path(directory).name}", daemon=True)
         self.directory = Path(directory)
         self._sink = sink
+        self._block_sink = block_sink
         self.interval_s = interval_s
         self.scan_s = scan_s
         self.batch_lines = batch_lines
@@ -142,7 +149,10 @@ class LogDirFollower(threading.Thread):
                 if st.st_size == f.offset:
                     continue
                 try:
-                    self._read(path, f, st.st_size, batch)
+                    if self._block_sink is not None:
+                        self._read_blocks(path, f, st.st_size)
+                    else:
+                        self._read(path, f, st.st_size, batch)
                 except OSError as exc:
                     self.stats.last_error = f"{path}: {exc}"
             self._flush(batch)
@@ -177,6 +187,31 @@ class LogDirFollower(threading.Thread):
                         batch.clear()
                 if used < len(data):
                     handle.seek(f.offset)  # re-read the partial tail with the next chunk
+
+    def _read_blocks(self, path: str, f: _File, size: int) -> None:
+        sink = self._block_sink
+        assert sink is not None
+        with open(path, "rb") as handle:
+            handle.seek(f.offset)
+            while f.offset < size:
+                data = handle.read(min(size - f.offset, CHUNK_BYTES))
+                if not data:
+                    break
+                # While more is waiting, a block ends at a pair boundary; at the end of what was
+                # written, every complete line goes (a step line's progress line may never come).
+                used = pair_cut(data) if f.offset + len(data) < size else data.rfind(b"\n") + 1
+                if used == 0:
+                    if len(data) < CHUNK_BYTES:
+                        break  # a partial last line: wait for its newline
+                    used = len(data)  # a line longer than a block
+                block = data[:used] if used < len(data) else data
+                if b"\r" in block:  # the same line breaks as reading the file in text mode (--once)
+                    block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+                f.offset += used
+                self.stats.lines += block.count(b"\n")
+                sink(f.rank, block, self.node)
+                if used < len(data):
+                    handle.seek(f.offset)  # re-read the rest with the next block
 
     def _flush(self, batch: list[LogLine]) -> None:
         if batch:

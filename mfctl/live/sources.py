@@ -97,21 +97,23 @@ class LogDirSource:
 
     ``follow=False``: read once (logs copied off a cluster, ``--once``). ``follow=True``: a
     ``LogDirFollower`` keeps reading the files as they grow, new files too (a live job's log dir
-    on a shared filesystem); ``start()`` begins following, ``close()`` ends it."""
+    on a shared filesystem); ``start()`` begins following, ``close()`` ends it. ``plots=False``:
+    no plot series are built (``--once`` prints none)."""
 
     def __init__(self, directory: Path, seq_length: int | None, pipeline_stage: int,
-                 follow: bool = False, interval_s: float = 0.2) -> None:
+                 follow: bool = False, interval_s: float = 0.2, plots: bool = True) -> None:
         from mfctl.metrics.logdir import load_log_dir
         from mfctl.metrics.state import MetricsState
 
         self.directory = directory
         state = MetricsState(world_size=None, pipeline_stage=pipeline_stage, seq_length=seq_length)
-        self.collector = MetricsCollector(state)
+        self.collector = MetricsCollector(state, plots=plots)
         self.follower = None
         if follow:
             from mfctl.live.logdir_follow import LogDirFollower
 
-            self.follower = LogDirFollower(directory, self.collector.feed, interval_s=interval_s)
+            self.follower = LogDirFollower(directory, self.collector.feed, interval_s=interval_s,
+                                           block_sink=self.collector.feed_block)
             self.follower.scan()  # which files there are now; reading them is the thread's
         else:
             self._files = load_log_dir(directory, state)
