@@ -42,7 +42,7 @@ def watch(
     Example: mfctl watch   |   mfctl watch --once --json   |   mfctl watch --logs copied/ --once --json
     """
     if logs is not None:
-        from mfctl.live.sources import LogDirSource
+        from mfctl.live.logdir_source import LogDirSource
 
         if not logs.is_dir():
             raise BadInput(f"{logs}: not a directory of logs; give the folder that holds worker_N.log files")

@@ -1,7 +1,8 @@
 """Dashboard sources: what ``mfctl watch`` hands the dashboard (``tui.source.DashboardSource``).
 
 ``LiveSource`` is a live job's ``LiveSession`` seen by the dashboard (its supervisor's verdict
-shown as the cluster state and an alert); ``LogDirSource`` is a directory of logs through the same
+shown as the cluster state and an alert); ``LogDirSource`` (``logdir_source``, a light module:
+``watch --logs DIR --once`` imports no job machinery) is a directory of logs through the same
 collector, read once or followed as it grows. Neither imports the dashboard: the CLI wires them.
 """
 
@@ -15,7 +16,7 @@ from mfctl.cluster.health import JobState
 from mfctl.jobs.backend import Backend
 from mfctl.jobs.backends import backend_for_record
 from mfctl.jobs.status import stop_job
-from mfctl.live.collector import MetricsCollector
+from mfctl.live.logdir_source import LogDirSource  # noqa: F401  (where callers have found it)
 from mfctl.metrics.types import History, RankState, Snapshot
 from mfctl.records.record import JobRecord
 
@@ -90,62 +91,3 @@ class LiveSource:
         left = {h: n for h, n in result["nodes"].items() if n != 0}
         return ("job stopped: no process left on any node" if not left
                 else f"stop incomplete on {', '.join(left)}")
-
-
-class LogDirSource:
-    """A directory of logs through the same pipeline, as a dashboard source.
-
-    ``follow=False``: read once (logs copied off a cluster, ``--once``). ``follow=True``: a
-    ``LogDirFollower`` keeps reading the files as they grow, new files too (a live job's log dir
-    on a shared filesystem); ``start()`` begins following, ``close()`` ends it. ``plots=False``:
-    no plot series are built (``--once`` prints none)."""
-
-    def __init__(self, directory: Path, seq_length: int | None, pipeline_stage: int,
-                 follow: bool = False, interval_s: float = 0.2, plots: bool = True) -> None:
-        from mfctl.metrics.logdir import load_log_dir
-        from mfctl.metrics.state import MetricsState
-
-        self.directory = directory
-        state = MetricsState(world_size=None, pipeline_stage=pipeline_stage, seq_length=seq_length)
-        self.collector = MetricsCollector(state, plots=plots)
-        self.follower = None
-        if follow:
-            from mfctl.live.logdir_follow import LogDirFollower
-
-            self.follower = LogDirFollower(directory, self.collector.feed, interval_s=interval_s,
-                                           block_sink=self.collector.feed_block)
-            self.follower.scan()  # which files there are now; reading them is the thread's
-        else:
-            self._files = load_log_dir(directory, state)
-            self.collector.backfill()
-
-    @property
-    def files(self) -> dict[str, int | None]:
-        """{path: rank} of the logs read (or followed so far)."""
-        return self.follower.files if self.follower is not None else self._files
-
-    def start(self) -> LogDirSource:
-        if self.follower is not None:
-            self.follower.start()
-        return self
-
-    def close(self) -> None:
-        if self.follower is not None:
-            self.follower.stop()
-
-    def snapshot(self) -> Snapshot:
-        return self.collector.snapshot()
-
-    def history(self, rank: int | None = None) -> History:
-        return self.collector.history(rank)
-
-    def rank_log(self, rank: int, lines: int) -> list[str]:
-        for path, r in self.files.items():
-            if r == rank:
-                with open(path, encoding="utf-8", errors="replace") as handle:
-                    return handle.read().splitlines()[-lines:]
-        return [f"(no log for rank {rank} in {self.directory})"]
-
-    def stop_job(self) -> str:
-        return ("mfctl only reads these logs: stop the job where it was started (scancel, kill)"
-                if self.follower is not None else "these are copied logs: there is no job to stop")

@@ -145,3 +145,21 @@ def test_the_default_block_size_is_what_feed_file_reads(tmp_path, monkeypatch) -
     blocks = spied(state)
     feed_file(path, state, 0)
     assert len(blocks) >= 61000 // 9000 and max(map(len, blocks)) <= 9000 + 600
+
+
+def test_a_file_whose_line_ends_change_half_way_is_read_as_text_mode_reads_it(tmp_path) -> None:
+    # Mapped blocks up to the first "\r", then reads with line ends replaced.
+    data = SAMPLE.read_bytes()
+    lines = data.split(b"\n")
+    half = len(lines) // 2
+    mixed = b"\n".join(lines[:half]) + b"\n" + b"\r\n".join(lines[half:half + 40]) + b"\r" + b"\n".join(lines[half + 40:])
+    path = tmp_path / "worker_0.log"
+    path.write_bytes(mixed)
+    whole = new_state()
+    whole.feed_chunk(0, mixed.replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
+    for block_bytes in (3000, 4096, 1 << 20):
+        state = new_state()
+        blocks = spied(state)
+        assert feed_file(path, state, 0, block_bytes=block_bytes) == len(mixed)
+        assert seen(state) == seen(whole)
+        assert b"".join(blocks) == mixed.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
