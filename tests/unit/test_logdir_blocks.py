@@ -13,7 +13,8 @@ from mfctl.metrics import logdir
 from mfctl.metrics.logdir import feed_file, load_log_dir, pair_cut
 from mfctl.metrics.state import ClusterState
 
-SAMPLE = Path(__file__).resolve().parent.parent / "data" / "samples" / "mindformers-1.9.0-cpu-msrun-dp2" / "worker_0.log"
+SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples" / "mindformers-1.9.0-cpu-msrun-dp2"
+SAMPLE = SAMPLES / "worker_0.log"
 STEP, PROGRESS = b"Epoch:[", b"samples/s/p"
 
 
@@ -152,7 +153,8 @@ def test_a_file_whose_line_ends_change_half_way_is_read_as_text_mode_reads_it(tm
     data = SAMPLE.read_bytes()
     lines = data.split(b"\n")
     half = len(lines) // 2
-    mixed = b"\n".join(lines[:half]) + b"\n" + b"\r\n".join(lines[half:half + 40]) + b"\r" + b"\n".join(lines[half + 40:])
+    mixed = (b"\n".join(lines[:half]) + b"\n" + b"\r\n".join(lines[half:half + 40]) + b"\r"
+             + b"\n".join(lines[half + 40:]))
     path = tmp_path / "worker_0.log"
     path.write_bytes(mixed)
     whole = new_state()
