@@ -37,23 +37,24 @@ def time_to_screen(cmd: list[str], env: dict[str, str], wanted: list[str], size:
                    timeout_s: float) -> tuple[float, str]:
     """Seconds from starting ``cmd`` in a fresh tmux session until the screen holds every string
     of ``wanted``; and the last screen read."""
-    name = f"mfctl-attach-{os.getpid()}"
+    name = f"mfctl-attach-{os.getpid()}-{time.monotonic_ns()}"
+    tmux = ["tmux", "-L", name]  # a server of its own: other tmux sessions on the machine are left alone
     shell_cmd = " ".join(f"'{c}'" for c in cmd)  # bench paths only: no quote in them
     env_args = [a for k in ("PYTHONPATH", "TERM") if env.get(k) for a in ("-e", f"{k}={env[k]}")]
     t0 = time.perf_counter()
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", str(size[0]), "-y", str(size[1]),
+    subprocess.run([*tmux, "new-session", "-d", "-s", name, "-x", str(size[0]), "-y", str(size[1]),
                     *env_args, shell_cmd], check=True, env=env)
     screen = ""
     try:
         while time.perf_counter() - t0 < timeout_s:
-            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True,
+            screen = subprocess.run([*tmux, "capture-pane", "-p", "-t", name], capture_output=True,
                                     text=True, env=env).stdout
             if all(w in screen for w in wanted):
                 return time.perf_counter() - t0, screen
             time.sleep(0.02)
         return float("inf"), screen
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, env=env)
+        subprocess.run([*tmux, "kill-server"], capture_output=True, env=env)
 
 
 def main(argv: list[str] | None = None) -> int:

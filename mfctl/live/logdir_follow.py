@@ -83,6 +83,7 @@ class LogDirFollower(threading.Thread):
         self._dir_mtimes: dict[str, int] = {}
         self._halt = threading.Event()
         self._poll_lock = threading.Lock()  # poll() from a test and from the thread never overlap
+        self.caught_up = threading.Event()  # set once a pass has read every file to its end
         self.stats = DirFollowStats()
 
     @property
@@ -157,6 +158,7 @@ class LogDirFollower(threading.Thread):
                     self.stats.last_error = f"{path}: {exc}"
             self._flush(batch)
             self.stats.passes += 1
+            self.caught_up.set()
             return self.stats.lines - before
 
     def _read(self, path: str, f: _File, size: int, batch: list[LogLine]) -> None:
@@ -224,6 +226,8 @@ class LogDirFollower(threading.Thread):
                 self.poll()
             except Exception as exc:  # a bad pass must not end the dashboard's feed
                 self.stats.last_error = str(exc) or type(exc).__name__
+            finally:
+                self.caught_up.set()  # as far as it goes: what was read is all there is
             self._halt.wait(self.interval_s)
 
     def stop(self, timeout: float = 5.0) -> None:

@@ -2,14 +2,31 @@
 
 Its own module, importing only the collector and the metrics core: ``mfctl watch --logs DIR --once``
 starts without the job machinery (backends, plans, job specs) that ``sources.LiveSource`` needs.
+
+Attaching to a long run. The follower reads every log from its start (the state's running means,
+alerts and plots need every step in order), which takes about a second per 1.5M lines. So that
+the dashboard shows where every rank is at once, the source first reads the end of each log
+(``PREVIEW_BYTES``) into a state of its own, and its snapshots come from that one until the
+follower has read every log to the end once; from then on (and for the plots, always) they come
+from the whole read. Only when there is much to read (``PREVIEW_FROM`` bytes in all).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mfctl.live.collector import MetricsCollector
 from mfctl.metrics.types import History, Snapshot
+
+if TYPE_CHECKING:
+    from mfctl.metrics.state import ClusterState
+
+# The end of each log read first when attaching (a few dozen steps, a traceback), and how much
+# there must be to read in all for it to be worth it.
+PREVIEW_BYTES = 32 << 10
+PREVIEW_FROM = 16 << 20
 
 
 class LogDirSource:
@@ -29,12 +46,15 @@ class LogDirSource:
         state = MetricsState(world_size=None, pipeline_stage=pipeline_stage, seq_length=seq_length)
         self.collector = MetricsCollector(state, plots=plots)
         self.follower = None
+        self._preview: MetricsCollector | None = None
         if follow:
             from mfctl.live.logdir_follow import LogDirFollower
 
             self.follower = LogDirFollower(directory, self.collector.feed, interval_s=interval_s,
                                            block_sink=self.collector.feed_block)
             self.follower.scan()  # which files there are now; reading them is the thread's
+            self._preview = self._read_ends(MetricsState(world_size=None, pipeline_stage=pipeline_stage,
+                                                         seq_length=seq_length))
         else:
             self._files = load_log_dir(directory, state)
             self.collector.backfill()
@@ -53,7 +73,39 @@ class LogDirSource:
         if self.follower is not None:
             self.follower.stop()
 
+    def _read_ends(self, state: ClusterState) -> MetricsCollector | None:
+        """The end of every log (``PREVIEW_BYTES``, from a line start) in ``state``; None when
+        the logs are short enough to be read whole at once."""
+        files = self.files
+        sizes = {}
+        for path in files:
+            try:
+                sizes[path] = os.stat(path).st_size
+            except OSError:
+                continue
+        if sum(sizes.values()) < PREVIEW_FROM:
+            return None
+        for path, size in sizes.items():
+            try:
+                with open(path, "rb") as handle:
+                    start = max(0, size - PREVIEW_BYTES)
+                    handle.seek(start)
+                    data = handle.read(size - start)
+            except OSError:
+                continue
+            if start:
+                data = data[data.find(b"\n") + 1:]  # from the first whole line
+            end = data.rfind(b"\n") + 1
+            if end:
+                state.feed_chunk(files[path], data[:end].replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
+        return MetricsCollector(state, plots=False)
+
     def snapshot(self) -> Snapshot:
+        preview = self._preview
+        if preview is not None:
+            if self.follower is None or not self.follower.caught_up.is_set():
+                return preview.snapshot()
+            self._preview = None  # every log read once: the whole read from now on
         return self.collector.snapshot()
 
     def history(self, rank: int | None = None) -> History:

@@ -60,7 +60,8 @@ def assert_pairs_whole(blocks: list[bytes]) -> None:
 
 
 @pytest.mark.parametrize("line_end", [b"\n", b"\r\n"])
-def test_a_read_ending_at_every_offset_of_a_step_and_progress_pair_gives_the_whole_read(tmp_path, line_end) -> None:
+def test_a_read_ending_at_every_offset_of_a_step_and_progress_pair_gives_the_whole_read(tmp_path,
+                                                                                        line_end) -> None:
     data = SAMPLE.read_bytes()
     if line_end != b"\n":
         data = data.replace(b"\n", line_end)
@@ -107,7 +108,8 @@ def test_pair_cut() -> None:
     assert pair_cut(b"no newline") == 0
 
 
-def test_the_directory_follower_catches_up_in_blocks_and_hands_on_a_lone_step_line(tmp_path, monkeypatch) -> None:
+def test_the_directory_follower_catches_up_in_blocks_and_hands_on_a_lone_step_line(tmp_path,
+                                                                                   monkeypatch) -> None:
     import mfctl.live.logdir_follow as follow
 
     monkeypatch.setattr(follow, "CHUNK_BYTES", 6000)  # the 61 kB sample in ~10 blocks
@@ -165,3 +167,41 @@ def test_a_file_whose_line_ends_change_half_way_is_read_as_text_mode_reads_it(tm
         assert feed_file(path, state, 0, block_bytes=block_bytes) == len(mixed)
         assert seen(state) == seen(whole)
         assert b"".join(blocks) == mixed.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+
+def test_attaching_to_long_logs_shows_every_ranks_last_step_before_the_whole_read(tmp_path,
+                                                                                  monkeypatch) -> None:
+    """The dashboard's source reads the end of each log first: its first snapshot has every rank
+    at its last step; once the follower has read every log whole, the snapshots are the whole
+    read's (what ``watch --once`` prints)."""
+    import mfctl.live.logdir_source as source_module
+    from mfctl.live.logdir_source import LogDirSource
+
+    monkeypatch.setattr(source_module, "PREVIEW_FROM", 1)
+    for name in ("worker_0.log", "worker_1.log", "scheduler.log"):
+        (tmp_path / name).write_bytes((SAMPLES / name).read_bytes())
+    once = LogDirSource(tmp_path, None, 1).snapshot()
+    source = LogDirSource(tmp_path, None, 1, follow=True, interval_s=0.05)
+    try:
+        first = source.snapshot()  # nothing read whole yet: the follower has not started
+        assert source.collector.state.ranks == {}
+        assert [(r["rank"], r["step"], r["state"]) for r in first["ranks"]] == [
+            (0, 32, "finished"), (1, 32, "finished")]
+        source.start()
+        assert source.follower is not None and source.follower.caught_up.wait(10)
+        whole = source.snapshot()
+        assert [{k: v for k, v in r.items() if k != "last_update_age_s"} for r in whole["ranks"]] == [
+            {k: v for k, v in r.items() if k != "last_update_age_s"} for r in once["ranks"]]
+        assert len(source.history(0)["rank"]["loss"]) == 32  # the plots from the whole read
+    finally:
+        source.close()
+
+
+def test_short_logs_are_read_whole_from_the_first_snapshot(tmp_path) -> None:
+    from mfctl.live.logdir_source import LogDirSource
+
+    (tmp_path / "worker_0.log").write_bytes(SAMPLE.read_bytes())
+    source = LogDirSource(tmp_path, None, 1, follow=True)
+    assert source.snapshot()["ranks"] == []  # no preview: the follower's first pass reads it all
+    source.follower.poll()
+    assert source.snapshot()["ranks"][0]["step"] == 32
