@@ -42,7 +42,8 @@ FULL_SCAN_S = 10.0
 
 @dataclass
 class DirFollowStats:
-    lines: int = 0
+    lines: int = 0  # lines handed to a line sink (a block sink's lines are not counted: it costs)
+    bytes: int = 0  # bytes read and handed on
     passes: int = 0
     files: int = 0
     rotations: int = 0
@@ -131,12 +132,12 @@ class LogDirFollower(threading.Thread):
             self.stats.files = len(self._files)
 
     def poll(self) -> int:
-        """One pass over every file; returns the number of lines handed to the sink."""
+        """One pass over every file; returns the number of bytes read and handed on."""
         with self._poll_lock:
             if time.monotonic() >= self._next_scan:
                 self.scan(force=False)
             batch: list[LogLine] = []
-            before = self.stats.lines
+            before = self.stats.bytes
             for path, f in list(self._files.items()):
                 try:
                     st = os.stat(path)
@@ -159,7 +160,7 @@ class LogDirFollower(threading.Thread):
             self._flush(batch)
             self.stats.passes += 1
             self.caught_up.set()
-            return self.stats.lines - before
+            return self.stats.bytes - before
 
     def _read(self, path: str, f: _File, size: int, batch: list[LogLine]) -> None:
         node, rank, append = self.node, f.rank, batch.append
@@ -182,6 +183,7 @@ class LogDirFollower(threading.Thread):
                     lines = text.split("\n")
                     lines.pop()  # the empty string after the last newline
                 f.offset += used
+                self.stats.bytes += used
                 for line in lines:
                     append(LogLine(node, rank, line))
                     if len(batch) >= self.batch_lines:
@@ -210,7 +212,7 @@ class LogDirFollower(threading.Thread):
                 if b"\r" in block:  # the same line breaks as reading the file in text mode (--once)
                     block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
                 f.offset += used
-                self.stats.lines += block.count(b"\n")
+                self.stats.bytes += used
                 sink(f.rank, block, self.node)
                 if used < len(data):
                     handle.seek(f.offset)  # re-read the rest with the next block

@@ -22,6 +22,7 @@ import operator
 from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import compress
 from typing import Any
 
 # The plotted metrics, in the order of every values tuple below.
@@ -142,14 +143,14 @@ def _multiples(steps: Sequence[int], stride: int, pin_first: bool) -> int:
     extra = 1 if pin_first and steps[0] % stride else 0
     if _contiguous(steps):
         return steps[-1] // stride - (steps[0] - 1) // stride + extra
-    return sum(1 for s in steps if s % stride == 0) + extra
+    return len(steps) - sum(map(bool, map(stride.__rmod__, steps))) + extra  # in C: s % stride per step
 
 
 def _on_grid(steps: Sequence[int], stride: int) -> list[int]:
     """The indexes whose step is a multiple of ``stride``."""
     if _contiguous(steps):
         return list(range((-steps[0]) % stride, len(steps), stride))
-    return [i for i, s in enumerate(steps) if s % stride == 0]
+    return list(compress(range(len(steps)), map(operator.not_, map(stride.__rmod__, steps))))
 
 
 def _contiguous(steps: Sequence[int]) -> bool:
