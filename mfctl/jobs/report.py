@@ -18,11 +18,11 @@ import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from mfctl.cluster.health import JobState
-from mfctl.metrics.series import SeriesStore
 from mfctl.metrics.types import Snapshot
 from mfctl.records.record import JobRecord
 from mfctl.records.store import JobStore
@@ -48,16 +48,44 @@ class ReportData:
     notes: list[str] = field(default_factory=list)
 
 
-def per_rank(rows: Iterable[tuple], seq_length: int | None) -> dict[str, dict[int, list[tuple[int, float]]]]:
-    """Per metric, per rank, ``(step, value)`` in step order; throughput in tokens/s when the
-    sequence length is known, else samples/s."""
-    out: dict[str, dict[int, list[tuple[int, float]]]] = {name: {} for name, _, _ in CHARTS}
-    for rank, step, _total, loss, ms, sps, _time in sorted(rows, key=lambda r: (r[0], r[1])):
-        tps = sps * seq_length if sps is not None and seq_length else sps
-        for name, value in (("loss", loss), ("tokens_per_s", tps), ("step_time_ms", ms)):
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                out[name].setdefault(rank, []).append((step, float(value)))
+def per_rank(rows: Iterable[tuple], seq_length: int | None) -> dict[str, dict[int, Columns]]:
+    """Per metric, per rank, its steps and values in step order (steps whose value is unknown or
+    not finite left out); throughput in tokens/s when the sequence length is known, else samples/s."""
+    out: dict[str, dict[int, Columns]] = {name: {} for name, _, _ in CHARTS}
+    of_rank: dict[int, list[tuple]] = {}
+    for row in rows:  # the store gives them by time, then rank: the ranks interleaved
+        run = of_rank.get(row[0])
+        if run is None:
+            run = of_rank[row[0]] = []
+        run.append(row)
+    for rank in sorted(of_rank):
+        run = of_rank[rank]
+        run.sort(key=itemgetter(1))
+        # (zip(*run) transposes too, but 12,000 arguments make it 10x slower than a map per column)
+        steps, loss, ms, sps = (list(map(itemgetter(i), run)) for i in (1, 3, 4, 5))
+        if seq_length:
+            sps = [v * seq_length if v is not None else None for v in sps]
+        for name, col in (("loss", loss), ("tokens_per_s", sps), ("step_time_ms", ms)):
+            if None not in col and _all_finite(col):  # the usual case, checked in C
+                out[name][rank] = (steps, list(map(float, col)))
+                continue
+            keep = [i for i, v in enumerate(col) if v is not None and v.__class__ in _NUMBER and math.isfinite(v)]
+            if keep:
+                out[name][rank] = ([steps[i] for i in keep], [float(col[i]) for i in keep])
     return out
+
+
+_NUMBER = (int, float)
+
+
+def _all_finite(col: Sequence[Any]) -> bool:
+    try:
+        return all(map(math.isfinite, col))
+    except TypeError:  # not a number
+        return False
+
+
+Columns = tuple[list[int], list[float]]  # a rank's steps and values of one metric
 
 
 def _when(t: float | None) -> str:
@@ -101,40 +129,93 @@ def summary_rows(data: ReportData) -> list[tuple[str, str]]:
     return rows
 
 
-def _figure(name: str, title: str, unit: str, series: dict[int, list[tuple[int, float]]], log_y: bool):
-    import plotly.graph_objects as go
+def _figure(name: str, title: str, unit: str, series: dict[int, Columns], log_y: bool) -> dict[str, Any]:
+    """One chart as plotly's figure dict (traces as plain dicts: a long run has a million points,
+    and plotly's per-value validation of ``go.Scatter`` took seconds per chart)."""
+    import plotly.io as pio
 
-    fig = go.Figure()
+    data: list[dict[str, Any]] = []
     ranks = sorted(series)
     many = len(ranks) > MANY_RANKS
     if many:
-        store = SeriesStore(rank_points=1 << 30, band_points=1 << 30, open_steps=1 << 30)
-        for rank in ranks:
-            for step, value in series[rank]:
-                store.add(rank, step, *(value if m == name else None for m in ("loss", "tokens_per_s", "step_time_ms")))
-        band = store.bands()[name]
-        steps = [b[0] for b in band]
-        fig.add_trace(go.Scatter(x=steps, y=[b[3] for b in band], name="max over ranks", mode="lines",
-                                 line={"width": 0}, hoverinfo="skip", showlegend=False))
-        fig.add_trace(go.Scatter(x=steps, y=[b[1] for b in band], name="min..max over ranks", mode="lines",
-                                 line={"width": 0}, fill="tonexty", fillcolor="rgba(120,120,120,0.25)"))
-        fig.add_trace(go.Scatter(x=steps, y=[b[2] for b in band], name="median over ranks", mode="lines",
-                                 line={"color": "#555", "dash": "dot"}))
+        steps, lows, mids, highs = _band(series)
+        data.append({"type": "scatter", "x": steps, "y": highs, "name": "max over ranks", "mode": "lines",
+                     "line": {"width": 0}, "hoverinfo": "skip", "showlegend": False})
+        data.append({"type": "scatter", "x": steps, "y": lows, "name": "min..max over ranks", "mode": "lines",
+                     "line": {"width": 0}, "fill": "tonexty", "fillcolor": "rgba(120,120,120,0.25)"})
+        data.append({"type": "scatter", "x": steps, "y": mids, "name": "median over ranks", "mode": "lines",
+                     "line": {"color": "#555", "dash": "dot"}})
     for i, rank in enumerate(ranks):
-        pts = series[rank]
-        fig.add_trace(go.Scatter(
-            x=[p[0] for p in pts], y=[p[1] for p in pts], name=f"rank {rank}", mode="lines+markers",
-            marker={"size": 4}, visible=True if not many or i < SHOWN_WHEN_MANY else "legendonly",
-            hovertemplate=f"rank {rank}<br>step %{{x}}<br>{title} %{{y:.6g}}<extra></extra>"))
-    fig.update_layout(
-        title={"text": title + (f" ({unit})" if unit else "")}, height=380,
-        margin={"l": 60, "r": 20, "t": 50, "b": 40}, hovermode="closest", template="plotly_white",
+        steps, values = series[rank]
+        data.append({
+            "type": "scatter", "x": steps, "y": values, "name": f"rank {rank}",
+            "mode": "lines+markers", "marker": {"size": 4},
+            "visible": True if not many or i < SHOWN_WHEN_MANY else "legendonly",
+            "hovertemplate": f"rank {rank}<br>step %{{x}}<br>{title} %{{y:.6g}}<extra></extra>"})
+    layout: dict[str, Any] = {
+        "title": {"text": title + (f" ({unit})" if unit else "")}, "height": 380,
+        "margin": {"l": 60, "r": 20, "t": 50, "b": 40}, "hovermode": "closest",
+        "template": pio.templates["plotly_white"].to_plotly_json(),
         # "normal": a filled band would otherwise turn the legend upside down (rank 63 first).
-        legend={"title": {"text": "click: show/hide · double-click: only this"}, "traceorder": "normal"},
-        xaxis={"title": {"text": "step"}}, yaxis={"type": "log" if log_y else "linear"})
+        "legend": {"title": {"text": "click: show/hide · double-click: only this"}, "traceorder": "normal"},
+        "xaxis": {"title": {"text": "step"}}, "yaxis": {"type": "log" if log_y else "linear"}}
     if not ranks:
-        fig.add_annotation(text="no points recorded", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
-    return fig
+        layout["annotations"] = [{"text": "no points recorded", "showarrow": False, "xref": "paper",
+                                  "yref": "paper", "x": 0.5, "y": 0.5}]
+    return {"data": data, "layout": layout}
+
+
+def _plotlyjs() -> str:
+    """plotly.js itself, inline (as ``to_html(include_plotlyjs=True)`` writes it)."""
+    from plotly.offline import get_plotlyjs
+
+    return ('<script type="text/javascript">window.PlotlyConfig = {MathJaxConfig: \'local\'};</script>\n'
+            f'<script charset="utf-8" type="text/javascript">{get_plotlyjs()}</script>\n')
+
+
+def _chart_div(fig: dict[str, Any], div_id: str, config: dict[str, Any]) -> str:
+    """A chart's div and the script that draws it, its data as one JSON text (plotly's own
+    encoder makes three passes over a million numbers: encode, decode, encode). The values are
+    finite numbers and strings, which ``json`` writes as JavaScript reads them; "</" is written
+    "<\\/" so no text in it ends the script element."""
+    def js(value: Any) -> str:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+
+    height = fig["layout"].get("height")
+    return (f'<div id="{div_id}" class="plotly-graph-div" style="height:{height}px; width:100%;"></div>\n'
+            '<script type="text/javascript">window.PLOTLYENV=window.PLOTLYENV || {};\n'
+            f'if (document.getElementById("{div_id}")) {{ Plotly.newPlot("{div_id}", {js(fig["data"])}, '
+            f'{js(fig["layout"])}, {js(config)}); }}</script>\n')
+
+
+def _band(series: dict[int, Columns]) -> tuple[list[int], list[float], list[float], list[float]]:
+    """Per step, the (min, median, max) of the ranks' values: steps, lows, medians, highs."""
+    columns = list(series.values())
+    first = columns[0][0] if columns else []
+    steps: list[int]
+    at_step: Iterable[Sequence[float]]
+    if all(steps_of == first for steps_of, _values in columns):
+        # Every rank has the same steps (the usual case): the ranks' values of a step side by side.
+        steps, at_step = first, zip(*(values_of for _steps, values_of in columns))
+    else:
+        at: dict[int, list[float]] = {}
+        for steps_of, values_of in columns:
+            for step, value in zip(steps_of, values_of):
+                values = at.get(step)
+                if values is None:
+                    at[step] = [value]
+                else:
+                    values.append(value)
+        steps = sorted(at)
+        at_step = (at[step] for step in steps)
+    lows, mids, highs = [], [], []
+    for column in at_step:
+        values = sorted(column)
+        n = len(values)
+        lows.append(values[0])
+        mids.append(values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2.0)
+        highs.append(values[-1])
+    return steps, lows, mids, highs
 
 
 def _who(alert: dict[str, Any]) -> str:
@@ -196,6 +277,8 @@ def _table(headers: Sequence[str] | None, rows: Iterable[Sequence[str]], key_col
 
 def build_html(data: ReportData) -> str:
     """The whole page as one string: styles, plotly.js, data and markup inline."""
+    import plotly.io as pio
+
     rec = data.record
     world = rec.plan.world_size
     series = per_rank(data.rows, data.seq_length)
@@ -203,13 +286,14 @@ def build_html(data: ReportData) -> str:
         series_titles = {"tokens_per_s": ("throughput per rank", "samples/s")}
     else:
         series_titles = {}
-    figures = []
+    figures: list[tuple[str, Any]] = []
     for name, title, unit in CHARTS:
         title, unit = series_titles.get(name, (title, unit))
         # A log axis when the values span more than 20x: the first step's graph compilation would
         # otherwise flatten every other step time, and a diverging loss every healthy one.
-        values = [v for pts in series[name].values() for _, v in pts]
-        log_y = name != "tokens_per_s" and bool(values) and min(values) > 0 and max(values) / min(values) > 20
+        lows = [min(values) for _steps, values in series[name].values()]
+        highs = [max(values) for _steps, values in series[name].values()]
+        log_y = name != "tokens_per_s" and bool(lows) and min(lows) > 0 and max(highs) / min(lows) > 20
         figures.append((name, _figure(name, title, unit, series[name], log_y)))
     figures.append(("alerts", _alerts_figure(data.alerts, data.events)))
 
@@ -218,8 +302,10 @@ def build_html(data: ReportData) -> str:
     divs = []
     for i, (name, fig) in enumerate(figures):
         # plotly.js goes in once, with the first chart; the others use it.
-        divs.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0), include_mathjax=False,
-                                config=config, div_id=f"chart-{name}"))
+        div = _chart_div(fig, f"chart-{name}", config) if isinstance(fig, dict) else pio.to_html(
+            fig, full_html=False, include_plotlyjs=False, include_mathjax=False, config=config,
+            div_id=f"chart-{name}")
+        divs.append((_plotlyjs() if i == 0 else "") + div)
     # plotly.js carries a few links as text inside its strings (map attributions, its logo), which
     # this page never shows. "\x68" is "h" in a JS string: the same strings to the script, and no
     # ``href="http`` left in the file for anyone checking that it points nowhere.

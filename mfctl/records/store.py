@@ -135,9 +135,17 @@ class JobStore:
     def add_metrics(self, job_id: str, rows: list[tuple]) -> None:
         """rows: (rank, step, total_steps, loss, step_time_ms, samples_per_s, time)."""
         if rows:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO metrics VALUES (?,?,?,?,?,?,?,?)",
-                [(job_id, *r) for r in rows])
+            # One transaction for the lot: in autocommit each row was one (a commit and a WAL
+            # sync per step: 768k steps took 145 s, in one transaction ~1 s).
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO metrics VALUES (?,?,?,?,?,?,?,?)",
+                    [(job_id, *r) for r in rows])
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def metrics(self, job_id: str) -> Iterator[tuple]:
         yield from self._db.execute(

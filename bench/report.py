@@ -1,0 +1,123 @@
+"""Report benchmark: ``mfctl report`` of a job nobody watched, whose logs are a long run's.
+
+A finished job record (one node, this machine, the local transport) whose log directory holds the
+long-run corpus of ``bench/ingest.py`` (64 rank logs x 12,000 steps by default). No steps were
+saved, so ``mfctl report JOB --json`` reads every rank's log once from the node (the transfer: the
+node-side filter, ``mfctl.node.logtail``, reading the files and printing the metric lines), feeds
+them through the metrics pipeline, saves every step with the record and writes the HTML page.
+
+Figures, each the least of ``--repeat`` runs (a fresh store each time, so the logs are read
+every time):
+
+- the transfer alone (the baseline): the node's ``read_logs()``, what the report waits for
+  before it can start;
+- the command, as a subprocess, start-up included.
+
+Goal: the command within 5 s beyond the transfer.
+
+    python bench/report.py [--ranks 64] [--steps 12000] [--repeat 3] [--corpus DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ingest import ROOT, generate, mfctl_command  # a sibling script, not a package
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+GOAL_S = 5.0
+JOB = "bench-report-20261207-000000-0001"
+
+
+def make_job(home: Path, job_dir: Path, corpus: Path, ranks: int, steps: int) -> None:
+    from mfctl.cluster.plan import LaunchPlan
+    from mfctl.records.record import JobRecord
+    from mfctl.records.store import JobStore
+
+    logs = job_dir / "output" / "msrun_log"
+    logs.mkdir(parents=True)
+    for rank in range(ranks):
+        (logs / f"worker_{rank}.log").symlink_to(corpus / f"worker_{rank}.log")
+    node = {"host": "localhost", "node_rank": 0, "local_worker_num": ranks, "ranks": list(range(ranks)),
+            "command": f"msrun --worker_num {ranks} --local_worker_num {ranks} run_mindformer.py",
+            "job_dir": str(job_dir), "log_dir": "output/msrun_log"}
+    now = time.time()
+    record = JobRecord(
+        id=JOB, name="bench", job_dir=str(job_dir), transport="local",
+        spec={"name": "bench", "model": "llama2_7b", "env": {}, "train": {"seq_length": 4096, "steps": steps}},
+        plan=LaunchPlan.from_json({
+            "job_name": "bench", "world_size": ranks, "master_addr": "localhost", "master_port": 8118,
+            "launcher": "msrun", "nodes": [node],
+            "parallel": {"data_parallel": ranks, "model_parallel": 1, "pipeline_stage": 1, "micro_batch_num": 1}}),
+        hosts=[{"host": "localhost", "user": None, "port": None, "slots": ranks, "line": 1}],
+        state="finished", exit_cause=f"all ranks finished ({steps} steps)", created_at=now - 3600,
+        started_at=now - 3500, ended_at=now - 5)
+    store = JobStore(home)
+    store.add(record)
+    store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ranks", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=12000)
+    ap.add_argument("--ckpt-every", type=int, default=500)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--corpus", type=Path, help="keep (and reuse) the generated logs in this directory")
+    args = ap.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="mfctl-report-"))
+    corpus = args.corpus or tmp / "logs"
+    try:
+        n = generate(corpus, args.ranks, args.steps, args.ckpt_every)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
+        print(f"{n:,} lines in {args.ranks} files; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        transfer, command = [], []
+        for run in range(args.repeat):
+            home, job_dir = tmp / f"home{run}", tmp / f"job{run}"
+            make_job(home, job_dir, corpus.resolve(), args.ranks, args.steps)
+            os.environ["MFCTL_HOME"] = str(home)
+            from mfctl.jobs.backends import backend_for_record
+            from mfctl.records.store import JobStore
+
+            store = JobStore(home)
+            record = store.find(JOB, None)
+            store.close()
+            t0 = time.perf_counter()
+            with backend_for_record(record) as backend:
+                got = backend.read_logs()
+            transfer.append(time.perf_counter() - t0)
+            lines = sum(len(v) for v in got.ok.values())
+            t0 = time.perf_counter()
+            done = subprocess.run([*mfctl_command(), "report", JOB, "--json"], env=dict(env, MFCTL_HOME=str(home)),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            command.append(time.perf_counter() - t0)
+            if done.returncode != 0:
+                raise SystemExit(f"mfctl report failed: {done.stderr}")
+            result = json.loads(done.stdout)
+            if result["points"] != args.ranks * args.steps:
+                raise SystemExit(f"the report holds {result['points']} points, not {args.ranks * args.steps}")
+            print(f"run {run + 1}: transfer {transfer[-1]:.2f} s ({lines:,} metric lines), "
+                  f"report {command[-1]:.2f} s, page {Path(result['path']).stat().st_size / 1e6:.1f} MB")
+        t, c = min(transfer), min(command)
+        print(f"{'transfer (read_logs)':40s} {t:6.2f} s")
+        print(f"{'mfctl report JOB --json':40s} {c:6.2f} s  ({c - t:.2f} s beyond the transfer)")
+        print(f"goal: within {GOAL_S} s beyond the transfer: {'met' if c - t <= GOAL_S else 'not met'}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
