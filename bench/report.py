@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             lines = sum(len(v) for v in got.ok.values())
             t0 = time.perf_counter()
             done = subprocess.run([*mfctl_command(), "report", JOB, "--json"], env=dict(env, MFCTL_HOME=str(home)),
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                  capture_output=True, text=True)
             command.append(time.perf_counter() - t0)
             if done.returncode != 0:
                 raise SystemExit(f"mfctl report failed: {done.stderr}")
