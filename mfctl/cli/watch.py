@@ -52,12 +52,12 @@ def watch(
         if once:
             views.print_state(source.snapshot(), as_json)
             return
-        from mfctl.tui.app import make_app
-
         # Followed: the files appear and grow while the dashboard is open (an empty dir is a job
-        # whose workers have not written yet).
+        # whose workers have not written yet). Started before the dashboard is imported, so the
+        # logs are being read while it loads.
         source.start()
         from mfctl.metrics.logdir import ranks_of_files
+        from mfctl.tui.app import make_app
 
         devices = len(ranks_of_files(source.files)) or "?"  # scheduler.log is not a device
         try:

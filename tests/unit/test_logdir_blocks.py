@@ -205,3 +205,21 @@ def test_short_logs_are_read_whole_from_the_first_snapshot(tmp_path) -> None:
     assert source.snapshot()["ranks"] == []  # no preview: the follower's first pass reads it all
     source.follower.poll()
     assert source.snapshot()["ranks"][0]["step"] == 32
+
+
+def test_with_a_preview_the_whole_read_begins_at_the_first_snapshot(tmp_path, monkeypatch) -> None:
+    # The dashboard loads while the preview waits; the long read starts once it asks for a frame.
+    import mfctl.live.logdir_source as source_module
+    from mfctl.live.logdir_source import LogDirSource
+
+    monkeypatch.setattr(source_module, "PREVIEW_FROM", 1)
+    (tmp_path / "worker_0.log").write_bytes(SAMPLE.read_bytes())
+    source = LogDirSource(tmp_path, None, 1, follow=True, interval_s=0.05).start()
+    try:
+        assert source.follower is not None and not source.follower.is_alive()
+        assert source.snapshot()["ranks"][0]["step"] == 32  # the preview
+        assert source.follower.is_alive() and source.follower.caught_up.wait(10)
+        assert source.snapshot()["ranks"][0]["step"] == 32  # the whole read
+        assert source.collector.state.ranks[0].step == 32
+    finally:
+        source.close()
