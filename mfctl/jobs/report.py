@@ -139,16 +139,17 @@ def _figure(name: str, title: str, unit: str, series: dict[int, Columns], log_y:
     many = len(ranks) > MANY_RANKS
     if many:
         steps, lows, mids, highs = _band(series)
-        data.append({"type": "scatter", "x": steps, "y": highs, "name": "max over ranks", "mode": "lines",
+        xs = _xs(steps)
+        data.append({"type": "scatter", **xs, "y": highs, "name": "max over ranks", "mode": "lines",
                      "line": {"width": 0}, "hoverinfo": "skip", "showlegend": False})
-        data.append({"type": "scatter", "x": steps, "y": lows, "name": "min..max over ranks", "mode": "lines",
+        data.append({"type": "scatter", **xs, "y": lows, "name": "min..max over ranks", "mode": "lines",
                      "line": {"width": 0}, "fill": "tonexty", "fillcolor": "rgba(120,120,120,0.25)"})
-        data.append({"type": "scatter", "x": steps, "y": mids, "name": "median over ranks", "mode": "lines",
+        data.append({"type": "scatter", **xs, "y": mids, "name": "median over ranks", "mode": "lines",
                      "line": {"color": "#555", "dash": "dot"}})
     for i, rank in enumerate(ranks):
         steps, values = series[rank]
         data.append({
-            "type": "scatter", "x": steps, "y": values, "name": f"rank {rank}",
+            "type": "scatter", **_xs(steps), "y": values, "name": f"rank {rank}",
             "mode": "lines+markers", "marker": {"size": 4},
             "visible": True if not many or i < SHOWN_WHEN_MANY else "legendonly",
             "hovertemplate": f"rank {rank}<br>step %{{x}}<br>{title} %{{y:.6g}}<extra></extra>"})
@@ -186,6 +187,14 @@ def _chart_div(fig: dict[str, Any], div_id: str, config: dict[str, Any]) -> str:
             '<script type="text/javascript">window.PLOTLYENV=window.PLOTLYENV || {};\n'
             f'if (document.getElementById("{div_id}")) {{ Plotly.newPlot("{div_id}", {js(fig["data"])}, '
             f'{js(fig["layout"])}, {js(config)}); }}</script>\n')
+
+
+def _xs(steps: list[int]) -> dict[str, Any]:
+    """A trace's x: consecutive steps as plotly's ``x0`` and ``dx`` (the same points; a long
+    run's page is half the size), others as the list."""
+    if len(steps) > 1 and steps[-1] - steps[0] == len(steps) - 1:
+        return {"x0": steps[0], "dx": 1}
+    return {"x": steps}
 
 
 def _band(series: dict[int, Columns]) -> tuple[list[int], list[float], list[float], list[float]]:
