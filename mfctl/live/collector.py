@@ -15,12 +15,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from operator import itemgetter
+from itertools import groupby
+from operator import attrgetter, itemgetter
 
 from mfctl.metrics.series import SeriesStore
 from mfctl.metrics.state import ClusterState
 from mfctl.metrics.types import AlertView, History, LogLine, RankHistory, Snapshot
 
+_RANK_NODE = attrgetter("rank", "node")
+_TEXT = attrgetter("text")
 _COLUMNS = tuple(itemgetter(i) for i in range(4))  # a step point's step, loss, step time, samples/s
 
 
@@ -54,13 +57,12 @@ class MetricsCollector:
     def feed(self, batch: Sequence[LogLine]) -> None:
         with self.lock:
             # Consecutive lines of one rank go in together, as one block (the state's fast path).
-            start = 0
-            for i in range(1, len(batch) + 1):
-                if i == len(batch) or (batch[i].rank, batch[i].node) != (batch[start].rank, batch[start].node):
-                    first = batch[start]
-                    self.state.feed_chunk(first.rank, "\n".join([line.text for line in batch[start:i]]), first.node)
-                    start = i
-            rows = self._noted({line.rank for line in batch if line.rank is not None})
+            ranks = set()
+            for (rank, node), lines in groupby(batch, _RANK_NODE):
+                self.state.feed_chunk(rank, "\n".join(map(_TEXT, lines)), node)
+                if rank is not None:
+                    ranks.add(rank)
+            rows = self._noted(ranks)
         if rows and self._on_steps is not None:
             self._on_steps(rows)
 
