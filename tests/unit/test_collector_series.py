@@ -44,3 +44,40 @@ def test_a_log_directory_read_at_once_fills_the_plots() -> None:
     history = source.history(0)
     assert [v for _, v in history["rank"]["loss"]] == losses
     assert len(history["bands"]["loss"]) == len(losses) == 32
+
+
+def test_plots_are_built_only_for_a_reader_that_draws_them() -> None:
+    # watch --once prints the snapshot alone: no series, and no steps kept for them.
+    from mfctl.live.logdir_source import LogDirSource
+
+    once = LogDirSource(SAMPLES, SEQ_LENGTH, 1, plots=False)
+    assert [r["step"] for r in once.snapshot()["ranks"]] == [32, 32]
+    assert once.collector.series.ranks == {} and not once.collector.state.keep_steps
+    drawn = LogDirSource(SAMPLES, SEQ_LENGTH, 1)
+    assert drawn.collector.series.ranks == {}  # built when the plots first ask
+    assert len(drawn.history(1)["rank"]["loss"]) == 32 and set(drawn.collector.series.ranks) == {0, 1}
+
+
+def test_the_plots_are_the_same_however_the_lines_arrive() -> None:
+    """Line by line with the plots drawn after every line (a live job), or every log in one block
+    and the plots drawn once (attaching to a finished run): the same points."""
+    from mfctl.live.collector import MetricsCollector
+    from mfctl.metrics.state import MetricsState
+    from mfctl.metrics.types import LogLine
+
+    def collector() -> MetricsCollector:
+        return MetricsCollector(MetricsState(world_size=2, pipeline_stage=1, seq_length=SEQ_LENGTH))
+
+    live, block = collector(), collector()
+    texts = {rank: (SAMPLES / f"worker_{rank}.log").read_text() for rank in (0, 1)}
+    lines = {rank: text.splitlines() for rank, text in texts.items()}
+    for i in range(max(map(len, lines.values()))):  # the two ranks' lines interleaved, as they print
+        for rank in (0, 1):
+            if i < len(lines[rank]):
+                live.feed([LogLine("localhost", rank, lines[rank][i])])
+                live.history(rank)
+    for rank in (0, 1):
+        block.feed_block(rank, texts[rank].encode(), "localhost")
+    for rank in (0, 1, None):
+        assert live.history(rank) == block.history(rank)
+    assert len(block.history(0)["bands"]["loss"]) == 32
