@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
+from mfctl.metrics.cann import MARKS_PATTERN as CANN_MARKS
 from mfctl.metrics.events import CheckpointSavedEvent, GlobalBatchSizeEvent, ProgressEvent, StepEvent
 from mfctl.metrics.parser import (
     PROGRESS_MARK,
@@ -83,10 +84,11 @@ PAIR_PATTERN = pair_pattern(sys.version_info >= (3, 11))
 # A line without any of these is one parse_line has no event for (see parser.py: the step and
 # progress marks; _info_event's texts; "with exception" and exception names (both hold "xception"),
 # "Exit", "Interrupt", "Fatal Python error"; error levels; a timeout needs a WARNING or error level
-# line). Each starts with a character that is rare in log text: the regex engine only tries the
+# line; CANN_MARKS: a CANN code or a device out-of-memory text, mfctl.metrics.cann). Each starts
+# with a character that is rare in log text: the regex engine only tries the
 # alternatives where such a character is, so the lines between steps cost little.
 MARKS_PATTERN = (r"Epoch:\[|/s/p|T(?:raceback|raining Over)|xception|WARNING|E(?:RROR|rror|xit)|CRITICAL"
-                 r"|Interrupt|F(?:atal Python error|inish saving ckpt)|_batch_size = ")
+                 r"|Interrupt|F(?:atal Python error|inish saving ckpt)|_batch_size = |" + CANN_MARKS)
 
 # Per kind of data (str or bytes), the value of that kind (typed Any: mypy cannot tie a value's
 # type to its key's).

@@ -78,6 +78,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mfctl.metrics.alerts import Alert, AlertLog
+from mfctl.metrics.cann import classify as classify_cann
+from mfctl.metrics.cann import detail as cann_detail
 from mfctl.metrics.chunk import feed_chunk as _feed_chunk
 from mfctl.metrics.events import (
     CheckpointSavedEvent,
@@ -94,6 +96,7 @@ from mfctl.metrics.events import (
     TrainingOverEvent,
     WorkerExitEvent,
 )
+from mfctl.metrics.mfu import with_mfu
 from mfctl.metrics.parser import (
     PROGRESS_MARK,
     STEP_MARK,
@@ -227,6 +230,7 @@ class ClusterState:
         overflow_streak: int = 5,
         alert_window_steps: int = 2,
         alert_window_s: float = 30.0,
+        chip: str | None = None,
     ) -> None:
         """``world_size``/``pipeline_stage``: the job's (for the cluster view and the pipeline loss);
         ``seq_length``: tokens per sample, for tokens/s (None: no tokens/s); ``clock``: seconds, the
@@ -237,8 +241,10 @@ class ClusterState:
         (``spike_warmup`` steps, running mean ``ema += spike_alpha x (x - ema)``, ``loss_spike_ratio``,
         ``global_norm_spike_ratio``) and ``overflow_streak``; ``alert_window_steps`` /
         ``alert_window_s``: how near (in steps, or seconds for alerts without a step) an alert of
-        another rank must be to join it (``mfctl.metrics.alerts``).
+        another rank must be to join it (``mfctl.metrics.alerts``); ``chip``: the chip the ranks
+        run on, for MFU (``mfctl.metrics.mfu``; None: no MFU).
         """
+        self.chip = chip
         self.world_size = world_size
         self.pipeline_stage = max(1, int(pipeline_stage or 1))
         self._seq_length = seq_length
@@ -545,7 +551,11 @@ class ClusterState:
         elif t is ErrorLineEvent:
             if ev.message != r.last_error:
                 r.last_error = ev.message
-                self._alert("error", r.rank, ev.message, r.step, now, key=ev.message)
+                cann = classify_cann(ev.message)
+                if cann is not None:  # a CANN/HCCL failure, named by its code (mfctl.metrics.cann)
+                    self._alert(cann.kind, r.rank, cann_detail(cann, ev.message), r.step, now, key=cann)
+                else:
+                    self._alert("error", r.rank, ev.message, r.step, now, key=ev.message)
         elif t is WorkerExitEvent or t is KillAllWorkersEvent or t is SchedulerExitEvent:
             # msrun's lines in a worker log (--tail_worker_log echoes them): the launcher decides.
             self._launcher_event(r.node, ev, now)
@@ -688,7 +698,12 @@ class ClusterState:
         elif t is ErrorLineEvent:
             if self._launcher_last_error.get(node) != ev.message:
                 self._launcher_last_error[node] = ev.message
-                self._alert("error", None, f"{node or 'launcher'}: {ev.message}", None, now)
+                cann = classify_cann(ev.message)
+                if cann is not None:
+                    self._alert(cann.kind, None, f"{node or 'launcher'}: {cann_detail(cann, ev.message)}",
+                                None, now, key=cann)
+                else:
+                    self._alert("error", None, f"{node or 'launcher'}: {ev.message}", None, now)
         elif t is GlobalBatchSizeEvent:
             self.global_batch_size = ev.global_batch_size
 
@@ -769,8 +784,8 @@ class ClusterState:
             "percent": r.percent, "eta_s": r.eta_s, "state": r.state, "reason": r.reason,
             "last_update_age_s": (now - r.last_update) if r.last_update is not None else None,
         } for r in ranks]
-        return {"ranks": rank_rows, "cluster": self._cluster(ranks),
-                "alerts": [a.to_dict() for a in self.alerts]}
+        return with_mfu({"ranks": rank_rows, "cluster": self._cluster(ranks),
+                         "alerts": [a.to_dict() for a in self.alerts]}, self.chip)
 
     def first_loss_rank(self, world: int | None = None) -> int:
         """The first rank whose loss is the model's: with pipeline parallelism only the last

@@ -1,0 +1,166 @@
+"""Name a CANN / HCCL failure in a log line: its code, what it usually means, what to check.
+
+``classify(line)`` returns a ``CannError`` (frozen: the alert log groups the ranks that hit the same
+one) or ``None``. It recognises:
+
+- a CANN error code in its usual places: at the start of a line (``EI0006: Getting socket times
+  out...``, ``EE9999  Task execute failed``, also after torch's ``[rank1]: ``), in parentheses
+  (``Get_Socket_Timeout(EI0006): ...``, CANN 8's form), after ``Ascend Error Message:`` or
+  ``module_name=``, in brackets (``[EB0000]``);
+- a failure printed without its code (the "TraceBack" lines under an ``EE9999: Inner Error!``,
+  MindSpore's ``Out of Memory!!!``), by the texts of its row;
+- any other ``[ERROR] HCCL(...)`` line, as an HCCL error without a code.
+
+The meanings are data (``mfctl.metrics.cann_codes``); this module only finds the row. The metrics
+state asks ``classify`` about ERROR lines and about the code lines of an "Ascend Error Message"
+block (``looks_like_cann`` is the cheap test the parser uses for lines without a log level), and
+raises an alert of the row's kind (``cann_error``, or ``device_oom``) whose key is the
+``CannError``: ``alert_fields`` puts its ``code`` and ``hint`` into the alert's JSON.
+``cause_of(alerts)`` picks the alert that best names why a job failed (``mfctl jobs``).
+
+Pure: no I/O (the table is a Python module), standard library only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mfctl.metrics.cann_codes import FALLBACK_HINT, HCCL_ROW, PREFIXES, ROWS, Row
+
+__all__ = ["CANN_KINDS", "MARKS_PATTERN", "CannError", "alert_fields", "cause_of", "classify", "detail",
+           "looks_like_cann", "names_failure"]
+
+CANN_KINDS = frozenset({"cann_error", "device_oom"})
+
+# E + a letter or digit + four digits, where CANN puts it (see the module docstring).
+_CODE = r"E[A-Z0-9][0-9]{4}"
+_CODE_RE = re.compile(
+    rf"(?:^\s*(?:\[rank\d+\]:\s*)?(?P<a>{_CODE})(?=[:\s]|$)"
+    rf"|\((?P<b>{_CODE})\)"
+    rf"|(?:Ascend Error Message:\s*|module_name=|error code:?\s*)(?P<c>{_CODE})\b"
+    rf"|\[(?P<d>{_CODE})\])")
+
+_TEXT_ROWS: tuple[Row, ...] = tuple(r for r in ROWS if r["texts"])
+_BY_CODE: dict[str, Row] = {}
+for _row in ROWS:  # a code's plain row (no texts) wins over one found by text
+    _c = _row["code"]
+    if _c is not None and (_c not in _BY_CODE or (_BY_CODE[_c]["texts"] and not _row["texts"])):
+        _BY_CODE[_c] = _row
+
+# What a line without a log level must hold for the parser to ask ``classify`` about it: a code,
+# or the texts of a device out-of-memory block's lines. The chunk path's prefilter
+# (``mfctl.metrics.pairs.MARKS_PATTERN``) takes the same alternatives, so both paths see the same
+# lines; each starts with a capital, rare in log text, which keeps that scan fast. (ERROR lines
+# reach ``classify`` whatever they hold.)
+MARKS_PATTERN = rf"{_CODE}|M(?:emAlloc|alloc device memory|emory_Allocation)|Out of Memory"
+_MARKS_RE = re.compile(MARKS_PATTERN)
+
+_MAX_DETAIL = 160
+
+
+@dataclass(frozen=True, slots=True)
+class CannError:
+    """A failure named by its code. ``code`` is None when the log gave none (MindSpore's own
+    out-of-memory message, an HCCL line without a code); ``kind`` is the alert kind."""
+
+    code: str | None
+    kind: str
+    summary: str
+    hint: str
+    consequence: bool = False
+
+    @property
+    def label(self) -> str:
+        """``EI0006 socket build timeout``, or the summary alone when there is no code."""
+        return f"{self.code} {self.summary}" if self.code else self.summary
+
+
+def _error(row: Row, code: str | None) -> CannError:
+    return CannError(code if code is not None else row["code"], row["kind"], row["summary"], row["hint"],
+                     row["consequence"])
+
+
+def _code_in(line: str) -> str | None:
+    m = _CODE_RE.search(line)
+    if m is None:
+        return None
+    return m["a"] or m["b"] or m["c"] or m["d"]
+
+
+def looks_like_cann(line: str) -> bool:
+    """Whether a line without a log level holds a failure ``classify`` names."""
+    return _MARKS_RE.search(line) is not None and classify(line) is not None
+
+
+def names_failure(line: str) -> bool:
+    """Whether ``line`` reports a failure ``classify`` gives a code (the parser makes such an ERROR
+    line a CANN alert even when it also says "timeout")."""
+    err = classify(line)
+    return err is not None and err.code is not None
+
+
+def classify(line: str) -> CannError | None:
+    """The CANN failure ``line`` reports, or None. Never raises."""
+    try:
+        code = _code_in(line)
+        for row in _TEXT_ROWS:
+            if any(t in line for t in row["texts"]):
+                # The line's own code when it has one (EL0004 in CANN 8's form), else the row's.
+                return _error(row, code if code is not None and row["code"] is not None else None)
+        if code is not None:
+            row_ = _BY_CODE.get(code)
+            if row_ is not None:
+                return _error(row_, code)
+            module = PREFIXES.get(code[:2], "CANN")
+            return CannError(code, "cann_error", f"{module} error", FALLBACK_HINT)
+        if "HCCL(" in line and ("[ERROR]" in line or "[CRITICAL]" in line):
+            return _error(HCCL_ROW, None)
+    except Exception:  # a bad line is just not a CANN error
+        return None
+    return None
+
+
+def detail(err: CannError, line: str) -> str:
+    """The alert's text: the failure's label, then what the line says after its code."""
+    text = line.strip()
+    if err.code:
+        i = text.find(err.code)
+        if i >= 0:
+            text = text[i + len(err.code):].lstrip(" :)]\t")
+    if len(text) > _MAX_DETAIL:
+        text = text[:_MAX_DETAIL - 3] + "..."
+    return f"{err.label}: {text}" if text else err.label
+
+
+def alert_fields(key: Hashable) -> dict[str, Any]:
+    """The JSON fields an alert keyed by a ``CannError`` adds (``code``, ``summary``: the label,
+    ``hint``); {} for others."""
+    if isinstance(key, CannError):
+        return {"code": key.code, "summary": key.label, "hint": key.hint}
+    return {}
+
+
+def cause_of(alerts: Iterable[Mapping[str, Any]]) -> str | None:
+    """What best names why a job failed among its alerts: the first CANN alert that is not usually
+    another rank's failure seen from here (device out of memory before all), else the first CANN
+    alert; None without one. ``EI0006 socket build timeout on rank 3: <hint>``."""
+    found = [a for a in alerts if a.get("kind") in CANN_KINDS]
+    if not found:
+        return None
+    consequences = {row["code"] for row in ROWS if row["consequence"] and row["code"]}
+
+    def rank(a: Mapping[str, Any]) -> int:
+        if a.get("kind") == "device_oom":
+            return 0
+        return 2 if a.get("code") in consequences or not a.get("code") else 1
+
+    best = min(found, key=rank)  # min is stable: the earliest of the best
+    message = str(best.get("message") or best.get("kind"))
+    label = best.get("summary")
+    if label and label in message:  # "rank 3: EI0006 socket build timeout", without the log's words
+        message = message[:message.index(label) + len(label)]
+    hint = best.get("hint")
+    return f"{message} ({hint})" if hint else message
