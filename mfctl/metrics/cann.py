@@ -144,9 +144,10 @@ def alert_fields(key: Hashable) -> dict[str, Any]:
 
 
 def cause_of(alerts: Iterable[Mapping[str, Any]]) -> str | None:
-    """What best names why a job failed among its alerts: the first CANN alert that is not usually
-    another rank's failure seen from here (device out of memory before all), else the first CANN
-    alert; None without one. ``EI0006 socket build timeout on rank 3: <hint>``."""
+    """What best names why a job failed among its alerts: device out of memory first, then a code
+    that is not usually another rank's failure seen from here, then one that is, then a failure
+    without a code; the earliest of those. None without a CANN alert.
+    ``rank 3: EI0006 socket build timeout (<hint>)``."""
     found = [a for a in alerts if a.get("kind") in CANN_KINDS]
     if not found:
         return None
@@ -155,7 +156,9 @@ def cause_of(alerts: Iterable[Mapping[str, Any]]) -> str | None:
     def rank(a: Mapping[str, Any]) -> int:
         if a.get("kind") == "device_oom":
             return 0
-        return 2 if a.get("code") in consequences or not a.get("code") else 1
+        if not a.get("code"):
+            return 3
+        return 2 if a.get("code") in consequences else 1
 
     best = min(found, key=rank)  # min is stable: the earliest of the best
     message = str(best.get("message") or best.get("kind"))

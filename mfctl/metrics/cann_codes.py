@@ -77,8 +77,9 @@ ROWS: Final[tuple[Row, ...]] = (
      "texts": ("Failed to initialize the HCCP process",),
      "consequence": False},
     {"code": "EE1001", "kind": "cann_error", "summary": "invalid device id",
-     "hint": ("a device id outside this node's chips: check ASCEND_RT_VISIBLE_DEVICES, DEVICE_ID and "
-              "--devices against npu-smi info -l (ids count from 0 within the visible devices)"),
+     "hint": ("an invalid device id or visible-devices setting, an id outside this node's chips: check "
+              "ASCEND_RT_VISIBLE_DEVICES, DEVICE_ID and --devices against npu-smi info -l (ids count "
+              "from 0 within the visible devices)"),
      "texts": ("Set device failed, invalid device",),
      "consequence": False},
     {"code": "EI0004", "kind": "cann_error", "summary": "invalid rank table",
