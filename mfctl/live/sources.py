@@ -100,12 +100,13 @@ class LogDirSource:
     on a shared filesystem); ``start()`` begins following, ``close()`` ends it."""
 
     def __init__(self, directory: Path, seq_length: int | None, pipeline_stage: int,
-                 follow: bool = False, interval_s: float = 0.2) -> None:
+                 follow: bool = False, interval_s: float = 0.2, chip: str | None = None) -> None:
+        """``chip``: the chip the ranks ran on (``watch --chip``), for MFU."""
         from mfctl.metrics.logdir import load_log_dir
         from mfctl.metrics.state import MetricsState
 
         self.directory = directory
-        state = MetricsState(world_size=None, pipeline_stage=pipeline_stage, seq_length=seq_length)
+        state = MetricsState(world_size=None, pipeline_stage=pipeline_stage, seq_length=seq_length, chip=chip)
         self.collector = MetricsCollector(state)
         self.follower = None
         if follow:

@@ -47,13 +47,13 @@ _OOM_HINT = ("the device memory is full: either another process holds the chip (
 
 # Order matters: rows with ``texts`` are tried first, in this order.
 ROWS: Final[tuple[Row, ...]] = (
-    {"code": "EE9999", "kind": "device_oom", "summary": "device out of memory (driver allocation failed)",
+    {"code": "EE9999", "kind": "device_oom", "summary": "device out of memory",
      "hint": _OOM_HINT,
      "texts": ("halMemAlloc failed", "driver error:out of memory", "Malloc device memory failed"),
      "consequence": False},
     {"code": "EL0004", "kind": "device_oom", "summary": "device memory allocation failed",
      "hint": _OOM_HINT, "texts": ("Memory_Allocation_Failure",), "consequence": False},
-    {"code": None, "kind": "device_oom", "summary": "device out of memory (MindSpore's memory pool)",
+    {"code": None, "kind": "device_oom", "summary": "device out of memory",
      "hint": _OOM_HINT,
      "texts": ("Out of Memory!!!", "memory isn't enough and alloc failed"),
      "consequence": False},

@@ -160,3 +160,22 @@ def test_the_table_is_whole() -> None:
         assert len(row["hint"]) > 40 and row["summary"]
     codes = {row["code"] for row in ROWS}
     assert {"EI0006", "EI0002", "EJ0001", "EE9999", "EE1001"} <= codes
+
+
+def test_the_jobs_cause_names_the_cann_failure_that_started_it() -> None:
+    # What `mfctl jobs` shows for a job that died: msrun exited 1 on both nodes; the logs say rank 2
+    # ran out of device memory and the others then timed out building their links.
+    from mfctl.cluster.health import JobState, Memory, NodeStatus, judge
+
+    s = ClusterState(world_size=4, clock=lambda: 50.0)
+    for rank in (0, 1, 3):
+        s.feed_text(rank, excerpt("mindspore_EI0006_socket_build_timeout.log"), "n0" if rank < 2 else "n1")
+    s.feed_text(2, excerpt("mindspore_EE9999_halMemAlloc_device_oom.log"), "n1")
+    nodes = [NodeStatus("n0", 0, exit_code=1, ranks=(0, 1)), NodeStatus("n1", 1, exit_code=1, ranks=(2, 3))]
+    snapshot = s.snapshot(50.0)
+    v = judge(nodes, snapshot, Memory(), 60.0)
+    assert v.state == JobState.FAILED
+    assert v.cause is not None and v.cause.startswith("rank 2: EE9999 device out of memory (the device memory is full")
+    # What the rules saw stays, after it; without a CANN failure in the logs the cause is theirs alone.
+    plain = judge(nodes, {**snapshot, "alerts": []}, Memory(), 60.0)
+    assert plain.cause and "EE9999" not in plain.cause and v.cause.endswith("; " + plain.cause)
