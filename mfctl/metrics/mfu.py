@@ -22,7 +22,7 @@ from typing import Any
 
 from mfctl.metrics.chips import CHIPS, Chip
 
-__all__ = ["chip_names", "find_chip", "mfu", "with_mfu"]
+__all__ = ["chip_names", "find_chip", "mfu", "mfu_summary", "with_mfu"]
 
 _BY_NAME: dict[str, Chip] = {n.lower(): c for c in CHIPS for n in c["names"]}
 _A3 = next(c for c in CHIPS if "910_93" in c["names"])
@@ -88,3 +88,17 @@ def with_mfu(snapshot: Any, chip: Chip | str | None) -> Any:
         cluster["peak_tflops"] = row["tflops"] if row else None
         cluster["mfu"] = sum(known) / len(known) if known else None
     return snapshot
+
+
+def mfu_summary(snapshot: Any) -> dict[str, Any] | None:
+    """What a job record keeps of a snapshot's MFU (``mfctl report`` shows it): the chip, its
+    peak and the peak's source, the cluster's MFU and each rank's TFLOPS and MFU
+    (``{"ranks": [[rank, tflops, mfu], ...]}``). None when there is no chip or no figure yet."""
+    cluster = snapshot.get("cluster") or {}
+    row = find_chip(cluster.get("chip")) if cluster.get("chip") else None
+    if row is None or cluster.get("mfu") is None:
+        return None
+    ranks = [[r.get("rank"), r.get("tflops"), r.get("mfu")] for r in snapshot.get("ranks", ())
+             if r.get("mfu") is not None]
+    return {"chip": row["chip"], "peak_tflops": row["tflops"], "source": row["source"],
+            "mfu": cluster.get("mfu"), "step": cluster.get("step"), "ranks": ranks}
