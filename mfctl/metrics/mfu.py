@@ -18,11 +18,12 @@ Pure: no I/O.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mfctl.metrics.chips import CHIPS, Chip
 
-__all__ = ["chip_names", "find_chip", "mfu", "mfu_summary", "with_mfu"]
+__all__ = ["chip_from_preflight", "chip_names", "find_chip", "mfu", "mfu_summary", "with_mfu"]
 
 _BY_NAME: dict[str, Chip] = {n.lower(): c for c in CHIPS for n in c["names"]}
 _A3 = next(c for c in CHIPS if "910_93" in c["names"])
@@ -55,6 +56,17 @@ def find_chip(name: str | None, hbm_mb: float | None = None) -> Chip | None:
     if row is None and short.endswith("-1"):
         row = _BY_NAME.get(short[:-2])
     return row
+
+
+def chip_from_preflight(chips: Iterable[Mapping[str, Any]]) -> str | None:
+    """The table row's name for the chips the nodes' preflight found (``check --json``'s
+    ``npu.chips`` entries of every node: ``{"name", "hbm_total_mb", ...}``), what a job records
+    for its MFU; None when they are not all one known chip (mixed chips fail preflight anyway)."""
+    rows = {(row["chip"] if row else None)
+            for c in chips for row in (find_chip(c.get("name"), c.get("hbm_total_mb")),)}
+    if len(rows) != 1:
+        return None
+    return next(iter(rows))
 
 
 def mfu(tflops: float | None, chip: Chip | str | None) -> float | None:

@@ -9,7 +9,7 @@ import math
 import pytest
 
 from mfctl.metrics.chips import CHIPS
-from mfctl.metrics.mfu import find_chip, mfu, with_mfu
+from mfctl.metrics.mfu import chip_from_preflight, find_chip, mfu, with_mfu
 from mfctl.metrics.state import ClusterState
 
 STEP = ("2026-11-28 06:14:50,171 - mindformers/output/log[mindformers/core/callback/callback.py:747] - INFO - "
@@ -89,3 +89,16 @@ def test_without_a_chip_or_tflops_mfu_is_null_not_zero() -> None:
     snap = with_mfu({"ranks": [{"rank": 0, "tflops": None, "state": "running"}], "cluster": {}}, "910B3")
     assert snap["ranks"][0]["mfu"] is None and snap["cluster"]["mfu"] is None
     assert not math.isnan(snap["cluster"]["peak_tflops"])
+
+
+def test_the_chip_a_job_records_comes_from_every_nodes_preflight() -> None:
+    # check --json's npu.chips of two nodes, as npu-smi names them (A3: "Ascend910" per die, 64 GB)
+    a3 = [{"id": i, "name": "Ascend910", "hbm_total_mb": 65536} for i in range(4)]
+    assert chip_from_preflight(a3 + a3) == "A3 (910_93)"
+    b3 = [{"id": 0, "name": "910B3", "hbm_total_mb": 65536}]
+    assert chip_from_preflight(b3 * 8) == "910B3"
+    first_gen = [{"id": 0, "name": "910B", "hbm_total_mb": 32768}]
+    assert chip_from_preflight(first_gen) == "910A"
+    assert chip_from_preflight(b3 + [{"id": 1, "name": "910B2", "hbm_total_mb": 65536}]) is None  # mixed
+    assert chip_from_preflight([{"id": 0, "name": "310P3", "hbm_total_mb": None}]) is None
+    assert chip_from_preflight([]) is None
