@@ -252,8 +252,12 @@ def print_status(report) -> None:
         ranks.append([str(r["rank"]), escape(str(r.get("node") or "")), step, loss,
                       str(r.get("step_time_ms") if r.get("step_time_ms") is not None else "-"),
                       str(r.get("samples_per_s") if r.get("samples_per_s") is not None else "-"),
-                      str(r.get("state", ""))])
-    print_table(["rank", "node", "step", "loss", "step ms", "samples/s/p", "state"], ranks, keep=(0, 1))
+                      _percent(r.get("mfu")), str(r.get("state", ""))])
+    print_table(["rank", "node", "step", "loss", "step ms", "samples/s/p", "MFU", "state"], ranks, keep=(0, 1))
+    # CANN/HCCL failures the logs name by their code, with what to check (the cause's first part).
+    for a in [a for a in report.snapshot.get("alerts", []) if a.get("hint")][-5:]:
+        out.print(f"[yellow]{escape(str(a.get('kind')))}[/] {escape(str(a.get('message')))}", highlight=False)
+        out.print(f"  check: {escape(str(a['hint']))}", highlight=False)
 
 
 def print_stopped(result: dict) -> None:

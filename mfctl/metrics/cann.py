@@ -147,7 +147,8 @@ def cause_of(alerts: Iterable[Mapping[str, Any]]) -> str | None:
     """What best names why a job failed among its alerts: device out of memory first, then a code
     that is not usually another rank's failure seen from here, then one that is, then a failure
     without a code; the earliest of those. None without a CANN alert.
-    ``rank 3: EI0006 socket build timeout (<hint>)``."""
+    ``rank 3: EI0006 socket build timeout (a peer never connected while HCCL built its links)``:
+    the hint's first clause, to keep ``mfctl jobs`` readable."""
     found = [a for a in alerts if a.get("kind") in CANN_KINDS]
     if not found:
         return None
@@ -165,5 +166,7 @@ def cause_of(alerts: Iterable[Mapping[str, Any]]) -> str | None:
     label = best.get("summary")
     if label and label in message:  # "rank 3: EI0006 socket build timeout", without the log's words
         message = message[:message.index(label) + len(label)]
-    hint = best.get("hint")
-    return f"{message} ({hint})" if hint else message
+    hint = str(best.get("hint") or "")
+    # The hint's first clause (what it usually means); status, watch and the report give it whole.
+    short = hint.split(":")[0].strip()
+    return f"{message} ({short})" if short else message

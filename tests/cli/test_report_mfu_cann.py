@@ -54,3 +54,23 @@ def test_report_without_a_chip_says_why_there_is_no_mfu(mfctl, tmp_path: Path) -
     assert mfctl("report", JOB).exit_code == 0
     text = html.unescape((tmp_path / "job" / "report.html").read_text())
     assert "no MFU: the chip or the ranks' TFLOPS are unknown" in text
+
+
+def test_status_and_jobs_name_the_cann_failure_as_the_cause(mfctl, tmp_path: Path) -> None:
+    # The job record still says running; nothing of it runs any more and rank 1's log ends with a
+    # device out-of-memory block: `status` judges it failed and names why.
+    from mfctl.records.store import JobStore
+
+    npu_job(tmp_path / "job")
+    store = JobStore()
+    store.update(JOB, state="running", exit_cause=None)
+    store.close()
+    r = mfctl("status", JOB, columns=200)
+    assert r.exit_code == 0, r.stderr
+    assert "failed (rank 1: EE9999 device out of memory (the device memory is full)" in r.stdout
+    assert "  check: the device memory is full: either another process holds the chip" in r.stdout
+    jobs = mfctl("jobs", "--json")
+    assert jobs.exit_code == 0, jobs.stderr
+    [job] = [j for j in json.loads(jobs.stdout) if j["id"] == JOB]
+    assert job["state"] == "failed"
+    assert job["exit_cause"].startswith("rank 1: EE9999 device out of memory (the device memory is full)")
