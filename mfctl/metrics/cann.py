@@ -31,7 +31,7 @@ from typing import Any
 from mfctl.metrics.cann_codes import FALLBACK_HINT, HCCL_ROW, PREFIXES, ROWS, Row
 
 __all__ = ["CANN_KINDS", "MARKS_PATTERN", "CannError", "alert_fields", "cause_of", "classify", "detail",
-           "looks_like_cann", "names_failure"]
+           "error_alert", "looks_like_cann", "names_failure"]
 
 CANN_KINDS = frozenset({"cann_error", "device_oom"})
 
@@ -133,6 +133,16 @@ def detail(err: CannError, line: str) -> str:
     if len(text) > _MAX_DETAIL:
         text = text[:_MAX_DETAIL - 3] + "..."
     return f"{err.label}: {text}" if text else err.label
+
+
+def error_alert(message: str) -> tuple[str, str, Hashable]:
+    """The alert an ERROR line raises, as ``(kind, detail, key)``: a CANN failure named by its code
+    (``cann_error`` / ``device_oom``, keyed by its ``CannError`` so the ranks that hit it group),
+    else a plain ``error`` keyed by its text. The metrics state's one call for error lines."""
+    err = classify(message)
+    if err is None:
+        return "error", message, message
+    return err.kind, detail(err, message), err
 
 
 def alert_fields(key: Hashable) -> dict[str, Any]:

@@ -78,8 +78,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mfctl.metrics.alerts import Alert, AlertLog
-from mfctl.metrics.cann import classify as classify_cann
-from mfctl.metrics.cann import detail as cann_detail
+from mfctl.metrics.cann import error_alert
 from mfctl.metrics.chunk import feed_chunk as _feed_chunk
 from mfctl.metrics.events import (
     CheckpointSavedEvent,
@@ -551,11 +550,8 @@ class ClusterState:
         elif t is ErrorLineEvent:
             if ev.message != r.last_error:
                 r.last_error = ev.message
-                cann = classify_cann(ev.message)
-                if cann is not None:  # a CANN/HCCL failure, named by its code (mfctl.metrics.cann)
-                    self._alert(cann.kind, r.rank, cann_detail(cann, ev.message), r.step, now, key=cann)
-                else:
-                    self._alert("error", r.rank, ev.message, r.step, now, key=ev.message)
+                kind, detail, key = error_alert(ev.message)  # a CANN failure is named by its code
+                self._alert(kind, r.rank, detail, r.step, now, key=key)
         elif t is WorkerExitEvent or t is KillAllWorkersEvent or t is SchedulerExitEvent:
             # msrun's lines in a worker log (--tail_worker_log echoes them): the launcher decides.
             self._launcher_event(r.node, ev, now)
@@ -698,12 +694,8 @@ class ClusterState:
         elif t is ErrorLineEvent:
             if self._launcher_last_error.get(node) != ev.message:
                 self._launcher_last_error[node] = ev.message
-                cann = classify_cann(ev.message)
-                if cann is not None:
-                    self._alert(cann.kind, None, f"{node or 'launcher'}: {cann_detail(cann, ev.message)}",
-                                None, now, key=cann)
-                else:
-                    self._alert("error", None, f"{node or 'launcher'}: {ev.message}", None, now)
+                kind, detail, key = error_alert(ev.message)
+                self._alert(kind, None, f"{node or 'launcher'}: {detail}", None, now, key=key)
         elif t is GlobalBatchSizeEvent:
             self.global_batch_size = ev.global_batch_size
 
