@@ -29,9 +29,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from mfctl.metrics.cann_codes import FALLBACK_HINT, HCCL_ROW, PREFIXES, ROWS, Row
+from mfctl.metrics.events import ErrorLineEvent
 
-__all__ = ["CANN_KINDS", "MARKS_PATTERN", "CannError", "alert_fields", "cause_of", "classify", "detail",
-           "error_alert", "looks_like_cann", "names_failure"]
+__all__ = ["CANN_KINDS", "MARKS_PATTERN", "CannError", "alert_fields", "cann_line", "cause_of", "classify",
+           "detail", "error_alert", "looks_like_cann", "names_failure"]
 
 CANN_KINDS = frozenset({"cann_error", "device_oom"})
 
@@ -59,6 +60,7 @@ MARKS_PATTERN = rf"{_CODE}|M(?:emAlloc|alloc device memory|emory_Allocation)|Out
 _MARKS_RE = re.compile(MARKS_PATTERN)
 
 _MAX_DETAIL = 160
+_MAX_MESSAGE = 500  # as the parser's events: alerts show it, nobody needs a 100 kB line
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,16 @@ def _code_in(line: str) -> str | None:
 def looks_like_cann(line: str) -> bool:
     """Whether a line without a log level holds a failure ``classify`` names."""
     return _MARKS_RE.search(line) is not None and classify(line) is not None
+
+
+def cann_line(line: str) -> ErrorLineEvent | None:
+    """The event of a line without a log level that reports a CANN failure (a code line of an
+    "Ascend Error Message" block, the indented TraceBack of a device out-of-memory block): an
+    ``ErrorLineEvent``, so the state names it like an ERROR line; None for every other line."""
+    if not looks_like_cann(line):
+        return None
+    text = line.strip()
+    return ErrorLineEvent(text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE - 3] + "...")
 
 
 def names_failure(line: str) -> bool:

@@ -38,7 +38,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from mfctl.metrics.cann import looks_like_cann, names_failure
+from mfctl.metrics.cann import cann_line, names_failure
 from mfctl.metrics.events import (
     CheckpointSavedEvent,
     ErrorLineEvent,
@@ -312,15 +312,13 @@ def _any_event(line: str) -> Event | None:
         if m is not None:
             return ExceptionEvent(m[1], _clip(m[2] or ""))
     error = ("ERROR" in line or "CRITICAL" in line) and _is_error_level(line)
-    if error and ("ime" in line or "IME" in line) and names_failure(line):
-        return ErrorLineEvent(_clip(line))  # an HCCL timeout with its CANN code: named, not a bare timeout
     if ("ime" in line or "IME" in line) and (error or " - WARNING - " in line or line.startswith("[WARNING]")):
         ev = _timeout_event(line)
-        if ev is not None:
+        if ev is not None and not (error and names_failure(line)):  # a CANN code names an HCCL timeout
             return ev
-    if error or looks_like_cann(line):  # the latter: a CANN code line of an "Ascend Error Message"
+    if error:
         return ErrorLineEvent(_clip(line))
-    return None
+    return cann_line(line)  # a CANN code line of an "Ascend Error Message" block
 
 
 def parse_other(line: str) -> Event | None:
@@ -348,10 +346,7 @@ def parse_other(line: str) -> Event | None:
             if line.startswith("DEBUG - ", j + 4):
                 return _info_event(line[j + 12:])
     elif c == " " or c == "'" or c == "{" or c == "}" or c == "\t":
-        if "Traceback (most recent call last)" in line:
-            return _TRACEBACK
-        # The indented TraceBack of a CANN error block (halMemAlloc failed: the device is full).
-        return ErrorLineEvent(_clip(line)) if looks_like_cann(line) else None
+        return _TRACEBACK if "Traceback (most recent call last)" in line else cann_line(line)  # or a CANN TraceBack line
     return _any_event(line)
 
 
