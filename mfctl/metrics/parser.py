@@ -346,7 +346,7 @@ def parse_other(line: str) -> Event | None:
             if line.startswith("DEBUG - ", j + 4):
                 return _info_event(line[j + 12:])
     elif c == " " or c == "'" or c == "{" or c == "}" or c == "\t":
-        return _TRACEBACK if "Traceback (most recent call last)" in line else cann_line(line)  # or a CANN TraceBack line
+        return _TRACEBACK if "Traceback (most recent call last)" in line else cann_line(line)  # CANN TraceBack
     return _any_event(line)
 
 
