@@ -147,14 +147,16 @@ def detail(err: CannError, line: str) -> str:
     return f"{err.label}: {text}" if text else err.label
 
 
-def error_alert(message: str) -> tuple[str, str, Hashable]:
-    """The alert an ERROR line raises, as ``(kind, detail, key)``: a CANN failure named by its code
-    (``cann_error`` / ``device_oom``, keyed by its ``CannError`` so the ranks that hit it group),
-    else a plain ``error`` keyed by its text. The metrics state's one call for error lines."""
+def error_alert(message: str) -> dict[str, Any]:
+    """The alert an ERROR line raises, as the ``kind``, ``detail`` and ``key`` arguments of
+    ``AlertLog.raise_``: a CANN failure named by its code (``cann_error`` / ``device_oom``, keyed
+    by its ``CannError`` so the ranks that hit it group), else a plain ``error`` keyed by its text.
+    The metrics state's one call for error lines: ``self._alert(rank=..., step=..., now=...,
+    **error_alert(message))``."""
     err = classify(message)
     if err is None:
-        return "error", message, message
-    return err.kind, detail(err, message), err
+        return {"kind": "error", "detail": message, "key": message}
+    return {"kind": err.kind, "detail": detail(err, message), "key": err}
 
 
 def alert_fields(key: Hashable) -> dict[str, Any]:

@@ -240,10 +240,9 @@ class ClusterState:
         (``spike_warmup`` steps, running mean ``ema += spike_alpha x (x - ema)``, ``loss_spike_ratio``,
         ``global_norm_spike_ratio``) and ``overflow_streak``; ``alert_window_steps`` /
         ``alert_window_s``: how near (in steps, or seconds for alerts without a step) an alert of
-        another rank must be to join it (``mfctl.metrics.alerts``); ``chip``: the chip the ranks
-        run on, for MFU (``mfctl.metrics.mfu``; None: no MFU).
+        another rank must be to join it (``mfctl.metrics.alerts``).
         """
-        self.chip = chip
+        self.chip = chip  # the chip the ranks run on, for MFU (mfctl.metrics.mfu); None: no MFU
         self.world_size = world_size
         self.pipeline_stage = max(1, int(pipeline_stage or 1))
         self._seq_length = seq_length
@@ -550,8 +549,7 @@ class ClusterState:
         elif t is ErrorLineEvent:
             if ev.message != r.last_error:
                 r.last_error = ev.message
-                kind, detail, key = error_alert(ev.message)  # a CANN failure is named by its code
-                self._alert(kind, r.rank, detail, r.step, now, key=key)
+                self._alert(rank=r.rank, step=r.step, now=now, **error_alert(ev.message))  # CANN: by code
         elif t is WorkerExitEvent or t is KillAllWorkersEvent or t is SchedulerExitEvent:
             # msrun's lines in a worker log (--tail_worker_log echoes them): the launcher decides.
             self._launcher_event(r.node, ev, now)
@@ -694,8 +692,8 @@ class ClusterState:
         elif t is ErrorLineEvent:
             if self._launcher_last_error.get(node) != ev.message:
                 self._launcher_last_error[node] = ev.message
-                kind, detail, key = error_alert(ev.message)
-                self._alert(kind, None, f"{node or 'launcher'}: {detail}", None, now, key=key)
+                a = error_alert(ev.message)  # a CANN failure is named by its code
+                self._alert(a["kind"], None, f"{node or 'launcher'}: {a['detail']}", None, now, key=a["key"])
         elif t is GlobalBatchSizeEvent:
             self.global_batch_size = ev.global_batch_size
 
@@ -777,7 +775,7 @@ class ClusterState:
             "last_update_age_s": (now - r.last_update) if r.last_update is not None else None,
         } for r in ranks]
         return with_mfu({"ranks": rank_rows, "cluster": self._cluster(ranks),
-                         "alerts": [a.to_dict() for a in self.alerts]}, self.chip)
+                "alerts": [a.to_dict() for a in self.alerts]}, self.chip)
 
     def first_loss_rank(self, world: int | None = None) -> int:
         """The first rank whose loss is the model's: with pipeline parallelism only the last
