@@ -14,7 +14,9 @@ prefix. Two are ambiguous and are told apart by the chip's HBM when it is known:
 - ``Ascend910`` is what npu-smi prints for each die of an A3 (Atlas A3, 64 GB per die); it is
   also the first generation's family name, which has 32 GB.
 
-An A3 NPU is two dies, each its own device and rank: its row gives one die's peak.
+An A3 NPU is two dies, each its own device and rank (CANN 8.5's HCCL guide, "Configuring Resource
+Information Through Rank Table", Atlas A3: "each NPU contains two devices (two dies), and each device
+is a rank"): its row gives one die's peak.
 """
 
 from __future__ import annotations
