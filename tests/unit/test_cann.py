@@ -50,6 +50,7 @@ CASES = [
      ["device memory is full", "another process holds the chip", "layout does not fit"], "EE9999"),
     ("mindspore_device_memory_less_than_half.log", "device_oom", "EE9999", ["npu-smi info"], "EE9999"),
     ("mindspore_faq_out_of_memory.log", "device_oom", None, ["device memory is full"], None),
+    ("mindspore_2.1_out_of_memory_request_size.log", "device_oom", None, ["layout does not fit"], None),
     ("issue_ptoas_341_EL0004_memory_allocation.log", "device_oom", "EL0004", ["device memory is full"], "EL0004"),
     ("mindspore_EE1001_invalid_device_id.log", "cann_error", "EE1001",
      ["invalid", "ASCEND_RT_VISIBLE_DEVICES"], "EE1001"),
