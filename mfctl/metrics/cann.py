@@ -147,15 +147,17 @@ def detail(err: CannError, line: str) -> str:
     return f"{err.label}: {text}" if text else err.label
 
 
-def error_alert(message: str) -> dict[str, Any]:
-    """The alert an ERROR line raises, as the ``kind``, ``detail`` and ``key`` arguments of
-    ``AlertLog.raise_``: a CANN failure named by its code (``cann_error`` / ``device_oom``, keyed
-    by its ``CannError`` so the ranks that hit it group), else a plain ``error`` keyed by its text.
-    The metrics state's one call for error lines: ``self._alert(rank=..., step=..., now=...,
-    **error_alert(message))``."""
+def error_alert(message: str, otherwise: str = "error") -> dict[str, Any]:
+    """The alert an ERROR line (or an exception's text) raises, as the ``kind``, ``detail`` and
+    ``key`` arguments of ``AlertLog.raise_``: a CANN failure named by its code (``cann_error`` /
+    ``device_oom``, keyed by its ``CannError`` so the ranks that hit it group), else an alert of
+    kind ``otherwise`` keyed by its text. The metrics state's one call for error lines:
+    ``self._alert(rank=..., step=..., now=..., **error_alert(message))``; an exception such as
+    ``RuntimeError: ... Malloc device memory failed ...`` is a ``device_oom`` rather than a
+    ``traceback`` alert."""
     err = classify(message)
     if err is None:
-        return {"kind": "error", "detail": message, "key": message}
+        return {"kind": otherwise, "detail": message, "key": message}
     return {"kind": err.kind, "detail": detail(err, message), "key": err}
 
 

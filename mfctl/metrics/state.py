@@ -543,7 +543,7 @@ class ClusterState:
             if old is not None:  # the exception replaces "traceback in its log" for this rank
                 self.alerts.withdraw(old, r.rank)
                 r.traceback_alert = None
-            self._alert("traceback", r.rank, text, r.step, now, key=text)
+            self._alert(rank=r.rank, step=r.step, now=now, **error_alert(text, "traceback"))  # CANN: by code
         elif t is TimeoutEvent:
             self._alert("timeout", r.rank, ev.message, r.step, now, key=ev.message)
         elif t is ErrorLineEvent:

@@ -180,3 +180,17 @@ def test_the_jobs_cause_names_the_cann_failure_that_started_it() -> None:
     # What the rules saw stays, after it; without a CANN failure in the logs the cause is theirs alone.
     plain = judge(nodes, {**snapshot, "alerts": []}, Memory(), 60.0)
     assert plain.cause and "EE9999" not in plain.cause and v.cause.endswith("; " + plain.cause)
+
+
+def test_an_exception_that_says_the_device_is_full_is_a_device_oom_alert() -> None:
+    # The traceback's last line of the real halMemAlloc excerpt, alone (its EE9999 block dropped).
+    lines = excerpt("mindspore_EE9999_halMemAlloc_device_oom.log").split("\n")
+    start = lines.index("Traceback (most recent call last):")
+    s = ClusterState(world_size=1, clock=lambda: 5.0)
+    s.feed_text(0, "\n".join(lines[start:]))
+    snap = s.snapshot(5.0)
+    assert snap["ranks"][0]["state"] == "failed"
+    reason = snap["ranks"][0]["reason"]
+    assert reason.startswith("RuntimeError: ") and "Malloc device memory failed" in reason
+    [a] = snap["alerts"]
+    assert (a["kind"], a["code"]) == ("device_oom", "EE9999") and "another process holds the chip" in a["hint"]
