@@ -11,12 +11,13 @@ one) or ``None``. It recognises:
   MindSpore's ``Out of Memory!!!``), by the texts of its row;
 - any other ``[ERROR] HCCL(...)`` line, as an HCCL error without a code.
 
-The meanings are data (``mfctl.metrics.cann_codes``); this module only finds the row. The metrics
-state asks ``classify`` about ERROR lines and about the code lines of an "Ascend Error Message"
-block (``looks_like_cann`` is the cheap test the parser uses for lines without a log level), and
-raises an alert of the row's kind (``cann_error``, or ``device_oom``) whose key is the
-``CannError``: ``alert_fields`` puts its ``code`` and ``hint`` into the alert's JSON.
-``cause_of(alerts)`` picks the alert that best names why a job failed (``mfctl jobs``).
+The meanings are data (``mfctl.metrics.cann_codes``); this module only finds the row. The hooks
+the metrics core calls, one line each: the parser makes a line without a log level that names a
+failure an ERROR line (``cann_line``; ``MARKS_PATTERN`` is the chunk path's share of that test) and
+keeps a coded HCCL timeout an ERROR line (``names_failure``); the state raises ``error_alert``'s
+alert for ERROR lines and exception texts: the row's kind (``cann_error``, or ``device_oom``) keyed
+by the ``CannError``, whose ``code``, ``summary`` and ``hint`` ``alert_fields`` puts into the
+alert's JSON. ``cause_of(alerts)`` picks the alert that best names why a job failed (``mfctl jobs``).
 
 Pure: no I/O (the table is a Python module), standard library only.
 """
