@@ -3,11 +3,13 @@
 Known errors (``MfctlError``) print one line to stderr: exit 2 for bad input, 1 for a failed
 operation. Anything else keeps its traceback, because it is a bug to report.
 
-Layout: this module holds the typer app, the root options and ``main`` (the error boundary);
-``options`` the shared options, ``views`` all rich printing, and the command groups
-``job`` (init, render, plan), ``run`` (check, launch, supervise, jobs, status, stop, logs),
-``watch`` (watch, export, report) and ``data`` (data prepare, demo) register on ``app``.
-May import every layer below it (tui, live, jobs, records, ...); only the entry points import it.
+Layout: this module holds ``entry`` and ``main`` (the error boundary) and imports the command
+groups so that they register; ``root`` holds the typer app and the root options (``--version``),
+``options`` the shared options, ``views`` all rich printing, and the command groups ``job``
+(init, render, plan), ``run`` (check, launch, supervise, jobs, status, stop, logs), ``watch``
+(watch, export, report) and ``data`` (data prepare, demo) register on ``root.app``. The command
+modules import ``root``, never this package: no import circle. May import every layer below it
+(tui, live, jobs, records, ...); only the entry points import it.
 """
 
 from __future__ import annotations
@@ -17,36 +19,13 @@ import sys
 import typer
 from rich.markup import escape
 
-from mfctl import __version__
+# The command groups register on ``app`` when imported; this order is the order of ``mfctl --help``.
+from mfctl.cli import data, job, run, watch  # noqa: F401
+from mfctl.cli.root import app
+from mfctl.cli.views import err
 from mfctl.errors import MfctlError
 
-app = typer.Typer(
-    name="mfctl",
-    help="Pretrain LLMs with MindSpore + MindFormers on a cluster from one machine: create a job, "
-    "render its configs, launch msrun on every node over SSH, and watch every rank live.",
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,  # SSH secrets may sit in locals
-    add_completion=False,
-    rich_markup_mode="rich",
-)
-
-# The command groups register on ``app`` when imported; this order is the order of ``mfctl --help``.
-from mfctl.cli import data, job, run, watch  # noqa: E402,F401  (after ``app`` exists)
-from mfctl.cli.views import err, out  # noqa: E402
-
-
-def _version(value: bool) -> None:
-    if value:
-        out.print(f"mfctl {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="Print the version and exit."),
-) -> None:
-    """mfctl: a cluster manager for MindFormers pretraining."""
+__all__ = ["app", "entry", "main"]
 
 
 def _click_exception_types() -> tuple[type, ...]:

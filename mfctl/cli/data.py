@@ -6,8 +6,9 @@ from pathlib import Path
 
 import typer
 
-from mfctl.cli import app, views
+from mfctl.cli import views
 from mfctl.cli.options import json_opt
+from mfctl.cli.root import app
 from mfctl.errors import BadInput
 
 data_app = typer.Typer(help="Prepare pretraining datasets (MindRecord).", no_args_is_help=True)

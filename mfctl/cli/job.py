@@ -6,8 +6,9 @@ from pathlib import Path
 
 import typer
 
-from mfctl.cli import app, views
+from mfctl.cli import views
 from mfctl.cli.options import AliasSshConfigOpt, DirOpt, MasterAddrOpt, NodesOpt, json_opt, resolver
+from mfctl.cli.root import app
 
 
 @app.command()
@@ -69,6 +70,9 @@ def init(
         "must be under it (not needed on NFS, Lustre, GPFS, ...)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask; use defaults for what is missing."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing mfctl.yaml."),
+    no_fit_check: bool = typer.Option(
+        False, "--no-fit-check", help="Create the job even if its layout does not fit in device "
+        "memory (launch still refuses it unless given --no-fit-check too)."),
 ) -> None:
     """Create a job: write DIR/mfctl.yaml (and copy the hosts file) after validating it all.
 
@@ -115,7 +119,7 @@ def init(
         master_port=master_port, master_addr=master_addr, python=python, workdir=workdir, force=force,
         train={k: v for k, v in (("batch_size", batch_size), ("gradient_accumulation_steps", grad_accum))
                if v is not None} or None,
-        slurm=slurm,
+        slurm=slurm, fit_check=not no_fit_check,
     )
     views.print_created(job, directory)
 
@@ -147,19 +151,39 @@ def plan(
     master_addr: str | None = MasterAddrOpt,
     ssh_config: Path | None = AliasSshConfigOpt,
     as_json: bool = json_opt("Print the plan as JSON."),
+    dryrun: bool = typer.Option(
+        False, "--dryrun", help="Also compile one rank per pipeline stage with MindSpore's DryRun "
+        "(MS_SIMULATION_LEVEL=1) on a node and show its peak memory beside the estimate; needs "
+        "MindSpore for Ascend with CANN on that node (no card is used)."),
+    node: str | None = typer.Option(None, "--node", help="With --dryrun: the node to run it on "
+                                       "(host name or node rank; default: the first node)."),
 ) -> None:
-    """Show the launch plan: each node's NODE_RANK, global ranks and the exact command it runs.
+    """Show the launch plan: each node's NODE_RANK, global ranks and the exact command it runs,
+    and the device memory every pipeline stage needs (params, grads, optimizer, activations,
+    other) against the limit, with what to change when it does not fit.
 
     Example: mfctl plan --json
     """
+    from mfctl.cli.memory_view import print_memory
+    from mfctl.jobs.fit import memory_report
     from mfctl.jobs.jobdir import load_job, make_plan
 
     job = load_job(directory, nodes)
     launch_plan = make_plan(job, master_addr, resolve=resolver(ssh_config))
+    memory = memory_report(job)
+    measured = None
+    if dryrun:
+        from mfctl.cli.options import ssh_opts
+        from mfctl.jobs.dryrun import run_dryrun
+
+        measured = run_dryrun(job, launch_plan, node, ssh_opts(ssh_config, False, 64, None),
+                              progress=None if as_json else views.say)
     if as_json:
-        views.print_json(launch_plan.to_json())
+        views.print_json({**launch_plan.to_json(), "memory": memory,
+                          **({"dryrun": measured} if dryrun else {})})
         return
     views.print_plan(job, launch_plan)
+    print_memory(memory, measured)
     if job.spec.slurm is not None:
         from mfctl.jobs.launch import submission_preview
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mfctl.cli import app, views
+from mfctl.cli import views
 from mfctl.cli.options import (
     AcceptNewOpt,
     DirOpt,
@@ -19,6 +19,7 @@ from mfctl.cli.options import (
     json_opt,
     ssh_opts,
 )
+from mfctl.cli.root import app
 from mfctl.errors import BadInput, OperationFailed
 
 
@@ -30,21 +31,35 @@ def check(
     accept_new_hosts: bool = AcceptNewOpt,
     fanout: int = FanoutOpt,
     connect_timeout: float | None = TimeoutOpt,
+    network: bool = typer.Option(
+        False, "--network", help="Ascend: also ping each device's peer device on the next node "
+        "(hccn_tool -ping); fail listing the pairs that lost packets."),
     as_json: bool = json_opt("Print the results as JSON."),
+    no_fit_check: bool = typer.Option(
+        False, "--no-fit-check", help="Check the nodes even if the layout does not fit in device "
+        "memory (by default that is refused before any node is contacted)."),
 ) -> None:
     """Preflight every node in parallel: reachable, Python and framework versions (equal on every
-    node), msrun, dataset, free disk, master port, leftovers of an earlier run, NPU count.
+    node), msrun, dataset, free disk, master port, leftovers of an earlier run. When the job's
+    config targets Ascend, also the NPUs (npu-smi: count, health, processes holding them, chip
+    model), the device network (hccn_tool: link, net health, IP) and the driver, firmware and
+    CANN versions, equal on every node.
+    First, before any node is contacted: the layout must fit in device memory (see 'mfctl plan').
 
     Example: mfctl check --nodes hosts.txt
     """
     from mfctl.jobs.backends import backend_for_job
-    from mfctl.jobs.launch import load
+    from mfctl.jobs.fit import gate_after_preflight, launch_gate
+    from mfctl.jobs.launch import load, targets_ascend
 
     opts = ssh_opts(ssh_config, accept_new_hosts, fanout, connect_timeout)
     job, launch_plan = load(directory, nodes, opts, None, None)
+    fit = launch_gate(job, not no_fit_check)
+    ascend = targets_ascend(job, launch_plan)
     with backend_for_job(launch_plan, job.entries, str(job.dir), opts, job.spec) as backend:
-        checks = backend.preflight(job.spec)
+        checks = backend.preflight(job.spec, ascend=ascend, network=network)
     views.print_checks(checks, as_json)
+    gate_after_preflight(job, checks, fit, not no_fit_check)  # the devices' HBM, when the config has no limit
     bad = [c for c in checks if not c.ok]
     if bad:
         raise OperationFailed(f"{len(bad)} of {len(checks)} node(s) failed the checks; first: "
@@ -79,8 +94,12 @@ def launch(
         15.0, "--unreachable-timeout", min=1, help="With --supervise: a node unreachable this long "
         "fails the job."),
     as_json: bool = json_opt("Print the launched job as JSON."),
+    no_fit_check: bool = typer.Option(
+        False, "--no-fit-check", help="Launch even if the largest pipeline stage does not fit in "
+        "device memory (see 'mfctl plan'); the job record says so."),
 ) -> None:
     """Check every node, push the job bundle, start msrun on each with its NODE_RANK, detached.
+    A layout that does not fit in device memory is refused first, before any node is touched.
 
     The job keeps running after mfctl exits; follow it with 'mfctl status', 'mfctl logs',
     'mfctl watch', and end it with 'mfctl stop'. If any node fails to start, the others are
@@ -101,14 +120,15 @@ def launch(
     try:
         result = do_launch(directory, nodes, opts, master_addr, dry_run=dry_run, sync_dataset=sync_dataset,
                            resume_from=previous,
-                           progress=views.RichProgress(as_json), store=store)
+                           progress=views.RichProgress(as_json), store=store,
+                           fit_check=not no_fit_check)
     except LaunchRefused as exc:
         if not as_json:
             views.print_checks(exc.checks, False)
         raise
     if dry_run:
         if as_json:
-            views.print_json({"dry_run": True, "plan": result.plan.to_json(),
+            views.print_json({"dry_run": True, "plan": result.plan.to_json(), "fit_check": result.fit_check,
                               **({"batch_script": result.preview} if result.preview else {})})
             return
         views.print_dry_run(result.plan)
@@ -124,8 +144,10 @@ def launch(
                             stall_timeout, unreachable_timeout, as_json, say=views.say)
         raise typer.Exit(rc)
     if as_json:
-        views.print_json(rec.to_json())
+        views.print_json({**rec.to_json(), "fit_check": result.fit_check})
         return
+    if result.fit_check.startswith("skipped"):
+        views.note(f"memory fit check {result.fit_check}")
     views.print_launched(rec, result.plan)
 
 

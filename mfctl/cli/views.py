@@ -158,9 +158,28 @@ def print_checks(checks, as_json: bool) -> None:
         ])
     print_table(["node", "rank", "python", "mindspore", "mindformers", "msrun", "dataset",
                  "free disk", "port", "result"], rows, keep=(0, 9))
+    if any(c.npu for c in checks):
+        print_table(["node", "NPUs", "not OK", "busy", "links up", "net health", "driver", "firmware", "CANN"],
+                    [_npu_row(c.host, c.npu) for c in checks if c.npu], keep=(0,))
     for c in checks:
         for problem in c.problems:
             out.print(f"[red]{c.host}[/]: {escape(problem)}", highlight=False)
+        for warning in c.warnings:
+            out.print(f"[yellow]{c.host}[/]: warning: {escape(warning)}", highlight=False)
+
+
+def _npu_row(host: str, npu: dict) -> list[str]:
+    """One node's line of ``check``'s NPU table (its ``--json`` ``npu``, shortened)."""
+    chips, links, versions = npu.get("chips", []), npu.get("links", []), npu.get("versions", {})
+    models = sorted({c["name"] for c in chips})
+    bad = [f"{c['id']}:{c['health']}" for c in chips if c["health"].upper() != "OK"]
+    busy = [str(c["id"]) for c in chips if c["processes"]]
+    health = sorted({str(x["net_health"]) for x in links if x["net_health"]})
+    return [escape(host), f"{len(chips)} x {'/'.join(models)}" if chips else "-", ", ".join(bad) or "-",
+            ", ".join(busy) or "-",
+            f"{sum(1 for x in links if str(x['link']).upper() == 'UP')}/{len(links)}" if links else "-",
+            "/".join(health) or "-", versions.get("driver") or versions.get("npu_smi", "-"),
+            versions.get("firmware", "-"), versions.get("cann", "-")]
 
 
 class RichProgress:

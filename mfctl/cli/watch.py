@@ -8,8 +8,9 @@ from pathlib import Path
 
 import typer
 
-from mfctl.cli import app, views
+from mfctl.cli import views
 from mfctl.cli.options import DirOpt, JobArg, json_opt
+from mfctl.cli.root import app
 from mfctl.errors import BadInput
 
 
@@ -174,6 +175,6 @@ def read_once(record, store):
 
     session = LiveSession(record, store)
     try:
-        return session.read_once(every_step_time=True)
+        return session.read_once()
     finally:
         session.close()

@@ -3,12 +3,15 @@
 MindFormers needs ``dp * mp * pp == world size``, attention heads (and KV heads) divisible by
 ``mp``, at least one layer per pipeline stage and at least ``pp`` micro batches. When a preset is
 used on another device count we keep the preset's mp and pp if they still fit and scale dp; if
-not, we pick the valid layout nearest to the preset's and say so.
+not, we pick the valid layout nearest to the preset's and say so. Given a ``fits`` predicate (the
+memory estimate, see ``mfctl.cluster.memory``), the nearest layout that fits in device memory wins
+over a nearer one that does not; when none fits, the nearest is returned and the caller refuses.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mfctl.jobspec.presets import ModelShape
@@ -73,6 +76,7 @@ def choose_layout(
     model_parallel: int | None = None,
     pipeline_stage: int | None = None,
     micro_batch_num: int | None = None,
+    fits: Callable[[Layout], bool] | None = None,
 ) -> tuple[Layout, str | None]:
     """A valid layout for ``world_size`` devices, and a note when it differs from the reference.
 
@@ -81,6 +85,7 @@ def choose_layout(
     """
     fixed = {"dp": data_parallel, "mp": model_parallel, "pp": pipeline_stage}
     best: tuple[float, Layout] | None = None
+    fitting: tuple[float, Layout] | None = None
     for mp in _divisors(world_size):
         if model_parallel is not None and mp != model_parallel:
             continue
@@ -102,6 +107,8 @@ def choose_layout(
                     - 0.01 * mp - 0.001 * pp)
             if best is None or cost < best[0]:
                 best = (cost, candidate)
+            if fits is not None and (fitting is None or cost < fitting[0]) and fits(candidate):
+                fitting = (cost, candidate)
     if best is None:
         given = Layout(data_parallel or reference.data_parallel, model_parallel or reference.model_parallel,
                        pipeline_stage or reference.pipeline_stage,
@@ -111,13 +118,19 @@ def choose_layout(
         raise LayoutError("; ".join(reasons) + (f"; try {hint.flags()}" if hint else
                                                  "; change the number of devices"))
     layout = best[1]
+    memory_note = ""
+    if fitting is not None and fitting[1] != layout:
+        memory_note = (f"; dp {layout.data_parallel}, mp {layout.model_parallel}, pp "
+                       f"{layout.pipeline_stage} would not fit in device memory")
+        layout = fitting[1]
     note = None
     if (layout.data_parallel, layout.model_parallel, layout.pipeline_stage) != (
             reference.data_parallel, reference.model_parallel, reference.pipeline_stage) and not all(
             v is not None for v in fixed.values()):
         note = (f"layout for {world_size} devices: dp {layout.data_parallel}, mp {layout.model_parallel}, "
                 f"pp {layout.pipeline_stage}, micro_batch_num {layout.micro_batch_num} (the preset's is "
-                f"dp {reference.data_parallel}, mp {reference.model_parallel}, pp {reference.pipeline_stage})")
+                f"dp {reference.data_parallel}, mp {reference.model_parallel}, pp {reference.pipeline_stage})"
+                + memory_note)
     return layout, note
 
 

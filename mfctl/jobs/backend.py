@@ -65,7 +65,11 @@ class Backend(Protocol):
 
     plan: LaunchPlan
 
-    def preflight(self, spec: JobSpec, check_dataset: bool = True) -> list[NodeCheck]: ...
+    def preflight(self, spec: JobSpec, check_dataset: bool = True, ascend: bool = False,
+                  network: bool = False) -> list[NodeCheck]:
+        """Check every node (the table of ``mfctl.cluster.preflight``); ``ascend``: the rendered
+        config targets Ascend (the NPU rows apply); ``network``: also ping the device peers."""
+        ...
 
     def bundle_size(self, rendered: Path, extra: Files) -> int:
         """How many files ``push`` copies to one node (for a progress bar)."""
@@ -167,8 +171,10 @@ class HostsBackend:
 
     # -- launch
 
-    def preflight(self, spec: JobSpec, check_dataset: bool = True) -> list[NodeCheck]:
-        return preflight(self.plan, spec, self.transports, self.fanout, check_dataset=check_dataset)
+    def preflight(self, spec: JobSpec, check_dataset: bool = True, ascend: bool = False,
+                  network: bool = False) -> list[NodeCheck]:
+        return preflight(self.plan, spec, self.transports, self.fanout, check_dataset=check_dataset,
+                         ascend=ascend, network=network)
 
     def push(self, rendered: Path, extra: Files, on_file: Callable[[], None]) -> NodeResults[int]:
         per_node = {n.host: {**bundle_files(rendered, n.node_rank), **extra} for n in self.plan.nodes}

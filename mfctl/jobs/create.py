@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from mfctl.cluster.hostfile import parse_hostfile
 from mfctl.errors import BadInput
+from mfctl.jobs.fit import config_of, require_fit
 from mfctl.jobs.jobdir import Job, get_preset, load_job, read_text, resolve_layout
 from mfctl.jobspec.ascend import parse_devices
 from mfctl.jobspec.schema import SPEC_FILE, JobSpec, ParallelSpec, dump_spec
@@ -37,8 +38,10 @@ def create_job(
     force: bool = False,
     train: dict | None = None,
     slurm: dict | None = None,
+    fit_check: bool = True,
 ) -> Job:
-    """``slurm``: the Slurm keys (partition, node_count, ...) for a job Slurm runs (no hosts file)."""
+    """``slurm``: the Slurm keys (partition, node_count, ...) for a job Slurm runs (no hosts file).
+    ``fit_check``: refuse a layout whose largest pipeline stage does not fit in device memory."""
     spec_path = directory / SPEC_FILE
     if spec_path.exists() and not force:
         raise BadInput(f"{spec_path}: a job already exists here; pick another directory or pass --force")
@@ -121,7 +124,11 @@ def create_job(
     if spec.slurm is not None:
         node_count = spec.slurm.node_count
     world = spec.devices_per_node * node_count
-    resolve_layout(spec, preset, world, flags)
+    layout, _, batch = resolve_layout(spec, preset, world, flags, own_text)
+    if fit_check:
+        require_fit(config_of(spec, preset, layout, world, own_text, batch),
+                    f"layout dp {layout.data_parallel} mp {layout.model_parallel} pp "
+                    f"{layout.pipeline_stage} on {world} devices")
 
     directory.mkdir(parents=True, exist_ok=True)
     if hosts_text is not None:

@@ -100,15 +100,28 @@ def _spec_line(spec_text: str, key: str) -> int:
 
 
 def resolve_layout(spec: JobSpec, preset: Preset, world: int,
-                   where: str) -> tuple[Layout, str | None, GlobalBatch]:
+                   where: str, own_text: str | None = None) -> tuple[Layout, str | None, GlobalBatch]:
     """The layout for ``world`` devices, a note when it or the batch differs from the recipe's, and
-    the global batch (kept at the recipe's where the layout allows)."""
+    the global batch (kept at the recipe's where the layout allows).
+
+    Where the user left dp, mp or pp open, the nearest layout that fits in device memory is chosen
+    (``mfctl.jobs.fit``); ``own_text`` is the job's own MindFormers YAML, if it has one."""
     reference = Layout(preset.data_parallel, preset.model_parallel, preset.pipeline_stage,
                        preset.micro_batch_num)
     p = spec.parallel
+
+    def batch_for(layout: Layout) -> tuple[Layout, GlobalBatch]:
+        new_layout, batch, _ = _plan_batch(spec, preset, layout, reference)
+        return new_layout, batch
+
+    fits = None
+    if preset.device_target != "CPU" and None in (p.data_parallel, p.model_parallel, p.pipeline_stage):
+        from mfctl.jobs.fit import layout_predicate
+
+        fits = layout_predicate(spec, preset, world, own_text, batch_for)
     try:
         layout, note = choose_layout(world, preset.model, reference, p.data_parallel, p.model_parallel,
-                                     p.pipeline_stage, p.micro_batch_num)
+                                     p.pipeline_stage, p.micro_batch_num, fits=fits)
     except LayoutError as exc:
         raise BadInput(f"{where}: parallel layout cannot run: {exc}") from None
     if preset.device_target == "CPU" and (layout.model_parallel > 1 or layout.pipeline_stage > 1):
@@ -116,15 +129,7 @@ def resolve_layout(spec: JobSpec, preset: Preset, world: int,
         raise BadInput(f"{where}: {preset.name} trains on CPU, where MindSpore runs data parallelism "
                        f"only (mp {layout.model_parallel}, pp {layout.pipeline_stage} asked); use "
                        f"--dp {world} --mp 1 --pp 1")
-    t = spec.train
-    layout, batch, batch_note = plan_batch(
-        layout, reference,
-        batch_size=t.batch_size or preset.train.batch_size,
-        grad_accum=t.gradient_accumulation_steps or preset.train.gradient_accumulation_steps,
-        interleave=preset.micro_batch_interleave_num, semi_auto=preset.semi_auto_parallel,
-        seq_length=t.seq_length or preset.model.seq_length,
-        grad_accum_fixed=t.gradient_accumulation_steps is not None,
-        micro_batch_num_fixed=p.micro_batch_num is not None)
+    layout, batch, batch_note = _plan_batch(spec, preset, layout, reference)
     cut = [key for key, value in preset.recompute_config.items()
            if isinstance(value, list) and len(value) > layout.pipeline_stage]
     if cut:
@@ -135,6 +140,19 @@ def resolve_layout(spec: JobSpec, preset: Preset, world: int,
     if batch_note:
         note = f"{note}; {batch_note}" if note else batch_note
     return layout, note, batch
+
+
+def _plan_batch(spec: JobSpec, preset: Preset, layout: Layout,
+                reference: Layout) -> tuple[Layout, GlobalBatch, str | None]:
+    t = spec.train
+    return plan_batch(
+        layout, reference,
+        batch_size=t.batch_size or preset.train.batch_size,
+        grad_accum=t.gradient_accumulation_steps or preset.train.gradient_accumulation_steps,
+        interleave=preset.micro_batch_interleave_num, semi_auto=preset.semi_auto_parallel,
+        seq_length=t.seq_length or preset.model.seq_length,
+        grad_accum_fixed=t.gradient_accumulation_steps is not None,
+        micro_batch_num_fixed=spec.parallel.micro_batch_num is not None)
 
 
 def load_job(directory: Path, nodes: str | None = None) -> Job:
@@ -149,11 +167,12 @@ def load_job(directory: Path, nodes: str | None = None) -> Job:
         raise BadInput(f"{spec_path}:{_spec_line(text, 'launcher')}: launcher mindformers needs "
                        "mindformers_home, the MindFormers source dir on the nodes; set it or use "
                        "launcher msrun")
+    own_text = None
     if spec.model_config_file:
         # Checked here, not only when rendering, so plan, check and launch refuse a broken config
         # before any node is contacted.
-        check_own_config(read_text(directory / spec.model_config_file, "model_config"),
-                         spec.model_config_file)
+        own_text = read_text(directory / spec.model_config_file, "model_config")
+        check_own_config(own_text, spec.model_config_file)
     if spec.slurm is not None:
         # Slurm chooses the nodes at run time: the plan names them by node rank.
         if nodes is not None:
@@ -176,7 +195,8 @@ def load_job(directory: Path, nodes: str | None = None) -> Job:
             f"{source}:{entries[0].line}: slots={slots} but {spec_path}:{_spec_line(text, 'devices')} "
             f"lists {len(spec.devices)} device(s); make them agree")
     world = (slots or spec.devices_per_node) * len(entries)
-    layout, note, batch = resolve_layout(spec, preset, world, f"{spec_path}:{_spec_line(text, 'parallel')}")
+    layout, note, batch = resolve_layout(spec, preset, world, f"{spec_path}:{_spec_line(text, 'parallel')}",
+                                         own_text)
     return Job(directory.resolve(), spec, preset, entries, source, layout, note, batch)
 
 

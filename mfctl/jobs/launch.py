@@ -20,13 +20,15 @@ from mfctl.errors import BadInput, OperationFailed
 from mfctl.jobs.backend import Backend, Files
 from mfctl.jobs.backends import backend_for_job, backend_for_record
 from mfctl.jobs.checkpoints import common_checkpoint
-from mfctl.jobs.jobdir import RENDERED_DIR, Job, load_job, make_plan, render_job
-from mfctl.jobs.nodeops import NodeCheck, describe_error
+from mfctl.jobs.fit import gate_after_preflight, launch_gate
+from mfctl.jobs.jobdir import RENDERED_DIR, Job, load_job, make_plan, read_text, render_job
+from mfctl.jobs.nodeops import NodeCheck, describe_error, preflight_context
 from mfctl.records.ids import new_job_id
 from mfctl.records.record import JobRecord, hosts_of
 from mfctl.records.store import JobStore
 from mfctl.remote.connect import SshOptions
 from mfctl.remote.resolve import make_resolver
+from mfctl.render import config_device_target, render_model_config
 
 SYNCED_DATASET_DIR = "data"
 
@@ -39,6 +41,8 @@ class LaunchResult:
     dry_run: bool = False
     #: What a dry run would submit (Slurm: the batch script and the sbatch line), if anything.
     preview: str | None = None
+    #: The memory fit check's outcome, as the job record keeps it ("fits: ...", "skipped ...").
+    fit_check: str = ""
 
     @property
     def launched(self) -> JobRecord:
@@ -110,8 +114,20 @@ def render(job: Job, plan: LaunchPlan, job_id: str, resume: bool) -> tuple[Path,
     return rendered, extra
 
 
-def check_nodes(backend: Backend, job: Job) -> list[NodeCheck]:
-    checks = backend.preflight(job.spec, check_dataset=job.synced_dataset is None)
+def targets_ascend(job: Job, plan: LaunchPlan, rendered: Path | None = None) -> bool:
+    """The job's rendered MindFormers config (``rendered/config.yaml``, or rendered here in memory)
+    says ``device_target: Ascend``: the preflight's NPU rows apply."""
+    if rendered is not None:
+        text = (rendered / "config.yaml").read_text(encoding="utf-8")
+    else:
+        own = read_text(job.dir / job.spec.model_config_file, "model_config") if job.spec.model_config_file else None
+        text = render_model_config(job.spec, job.preset, job.layout, plan.world_size, own, batch=job.batch)
+    target = config_device_target(text)
+    return isinstance(target, str) and target.strip().lower() == "ascend"
+
+
+def check_nodes(backend: Backend, job: Job, ascend: bool = False) -> list[NodeCheck]:
+    checks = backend.preflight(job.spec, check_dataset=job.synced_dataset is None, ascend=ascend)
     bad = [c for c in checks if not c.ok]
     if bad:
         more = f" (and {len(bad) - 1} more node(s))" if len(bad) > 1 else ""
@@ -126,8 +142,16 @@ def push(backend: Backend, rendered: Path, extra: Files, checks: list[NodeCheck]
         raise LaunchRefused(f"{host}: push failed: {describe_error(exc)}; nothing was started", checks)
 
 
+def fit_skipped_before(store: JobStore | None, record: JobRecord | None) -> bool:
+    """Was ``record`` launched with --no-fit-check (its restarts are too)?"""
+    if record is None:
+        return False
+    events = (store or JobStore()).events(record.id)
+    return any(kind == "fit_check" and message.startswith("skipped") for _, kind, message in events)
+
+
 def record_launch(store: JobStore, job: Job, plan: LaunchPlan, job_id: str, opts: SshOptions,
-                  resume_from: JobRecord | None) -> JobRecord:
+                  resume_from: JobRecord | None, fit_check: str = "") -> JobRecord:
     record = JobRecord(
         id=job_id, name=job.spec.name, job_dir=str(job.dir),
         transport="slurm" if job.spec.slurm else "local" if plan.local else "ssh",
@@ -137,6 +161,8 @@ def record_launch(store: JobStore, job: Job, plan: LaunchPlan, job_id: str, opts
         restarts=(resume_from.restarts + 1) if resume_from else 0,
     )
     store.add(record)
+    if fit_check:
+        store.event(record.id, "fit_check", fit_check)
     return record
 
 
@@ -178,7 +204,8 @@ def submission_preview(job: Job, plan: LaunchPlan) -> str | None:
     job_id = preview_job_id(job.spec.name)
     line = sbatch_command(job.spec.slurm, job.spec.name, output_path(str(job.dir), job_id),
                           script_path(str(job.dir), job_id))
-    return f"# {line}\n" + batch_script(job.spec, plan, job_id, str(job.dir))
+    ctx = preflight_context(plan, job.spec, targets_ascend(job, plan))
+    return f"# {line}\n" + batch_script(job.spec, plan, job_id, str(job.dir), ctx)
 
 
 # --------------------------------------------------------------------------- the pass
@@ -194,24 +221,30 @@ def launch(
     progress: Progress = Progress(),
     store: JobStore | None = None,
     start_timeout: float = 20.0,
+    fit_check: bool = True,
 ) -> LaunchResult:
+    """``fit_check``: refuse, before any node is touched, a job whose largest pipeline stage does
+    not fit in device memory (a restart of a job launched without the check skips it too)."""
     resume = None
     if resume_from is not None:
         with backend_for_record(resume_from) as old:
             resume = common_checkpoint(resume_from, old)
     job, plan = load(directory, nodes, opts, master_addr, resume, sync_dataset)
+    fit = launch_gate(job, fit_check and not fit_skipped_before(store, resume_from))
     if dry_run:
-        return LaunchResult(None, plan, [], dry_run=True, preview=submission_preview(job, plan))
+        return LaunchResult(None, plan, [], dry_run=True, preview=submission_preview(job, plan),
+                            fit_check=fit)
     job_id = new_job_id(job.spec.name)
     rendered, extra = render(job, plan, job_id, resume is not None)
     progress.stage(f"connecting to {len(plan.nodes)} node(s)")
     with backend_for_job(plan, job.entries, str(job.dir), opts, job.spec) as backend:
         progress.stage("checking nodes")
-        checks = check_nodes(backend, job)
+        checks = check_nodes(backend, job, ascend=targets_ascend(job, plan, rendered))
+        fit = gate_after_preflight(job, checks, fit, fit_check)
         progress.stage("pushing the job bundle")
         push(backend, rendered, extra, checks, progress)
         store = store or JobStore()
-        record = record_launch(store, job, plan, job_id, opts, resume_from)
+        record = record_launch(store, job, plan, job_id, opts, resume_from, fit)
         progress.stage(f"starting msrun on {len(plan.nodes)} node(s)")
         start(backend, store, record, start_timeout, progress)
-    return LaunchResult(record, plan, checks)
+    return LaunchResult(record, plan, checks, fit_check=fit)

@@ -17,9 +17,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mfctl.cluster import npu
 from mfctl.cluster.health import NodeStatus, parse_procs
 from mfctl.cluster.hostfile import HostEntry
 from mfctl.cluster.plan import BUNDLE_DIR, LAUNCH_SCRIPT, RUN_DIR, LaunchPlan, NodePlan
+from mfctl.cluster.preflight import Context, NodeFacts, judge, read_facts
 from mfctl.errors import OperationFailed
 from mfctl.remote.base import NodeUnreachable, Transport
 from mfctl.remote.connect import SshOptions, open_transport
@@ -87,113 +89,139 @@ class NodeCheck:
     node_rank: int
     facts: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    #: ``check --json``'s ``npu`` (chips, links, versions) when the NPU rows applied.
+    npu: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def to_json(self) -> dict[str, Any]:
-        return {"host": self.host, "node_rank": self.node_rank, "ok": self.ok,
-                "facts": self.facts, "problems": self.problems}
+        out = {"host": self.host, "node_rank": self.node_rank, "ok": self.ok,
+               "facts": self.facts, "problems": self.problems, "warnings": self.warnings}
+        if self.npu is not None:
+            out["npu"] = self.npu
+        return out
 
 
-MIN_FREE_KB = 1024 * 1024  # 1 GiB for bundle, logs and a tiny model's checkpoints
+def _set_env(spec) -> tuple[str, ...] | None:
+    """The spec's ``ascend.set_env`` (None: unset, the defaults; [] sources nothing)."""
+    value = spec.ascend.set_env
+    return None if value is None else tuple(value)
 
 
-def preflight(plan: LaunchPlan, spec, transports: dict[str, Transport], fanout: int = 64,
-              check_dataset: bool = True) -> list[NodeCheck]:
-    """Check every node in one round trip each; compare framework versions across nodes."""
+def job_devices(spec, plan: LaunchPlan) -> tuple[int, ...]:
+    """The device ids the job's workers use on each node: the spec's list, else 0..N-1."""
+    if spec.devices:
+        return tuple(spec.devices)
+    return tuple(range(plan.nodes[0].local_worker_num if plan.nodes else spec.devices_per_node))
 
-    by_host = {n.host: n for n in plan.nodes}
 
-    def check(t: Transport) -> dict[str, str]:
-        node = by_host[t.host]
-        workdir = node.job_dir if plan.local else spec.workdir
-        mf_home = spec.mindformers_home if plan.launcher == "mindformers" else None
-        cmd = in_one_piece(inline("preflight.sh", spec.python, spec.dataset, workdir, str(plan.master_port),
-                                  "1" if node.node_rank == 0 else "0", spec.name, spec.setup or "",
-                                  node.job_dir, mf_home or "", *(spec.ascend.set_env or ())))
-        res = t.run(cmd, timeout=60)
-        facts: dict[str, str] = {}
-        for line in res.stdout.splitlines():
-            key, _, value = line.partition(" ")
-            facts[key] = value.strip()
-        if "done" not in facts:
-            facts["error"] = (res.stderr.strip().splitlines() or ["preflight did not finish"])[-1]
-        return facts
+def preflight_context(plan: LaunchPlan, spec, ascend: bool = False, check_dataset: bool = True) -> Context:
+    """What the preflight's rows need to know of the job (also shipped to a Slurm job's nodes)."""
+    return Context(python=spec.python, dataset=spec.dataset, setup=spec.setup or "",
+                   master_port=plan.master_port, job_name=spec.name, launcher=plan.launcher,
+                   mindformers_home=spec.mindformers_home or "", check_dataset=check_dataset,
+                   ascend=ascend, devices=job_devices(spec, plan), set_env=_set_env(spec))
 
-    results = on_all(transports, check, fanout)
-    checks: list[NodeCheck] = []
-    for node in plan.nodes:
-        nc = NodeCheck(node.host, node.node_rank)
-        if node.host in results.failed:
-            nc.problems.append(describe_error(results.failed[node.host]))
-            checks.append(nc)
-            continue
-        f = nc.facts = results.ok[node.host]
-        if "error" in f:
-            nc.problems.append(f"preflight failed: {f['error']}")
-        if f.get("setup_failed"):
-            nc.problems.append(f"the setup line failed: {spec.setup!r}; fix 'setup' in mfctl.yaml")
-        if f.get("python") in (None, "MISSING") or f.get("python_broken"):
-            nc.problems.append(f"python {spec.python!r} not found; install it or set --python / 'python'")
-        else:
-            for pkg in ("mindspore", "mindformers"):
-                if f.get(pkg) == "MISSING":
-                    nc.problems.append(f"{pkg} is not installed for {spec.python}; pip install {pkg}")
-            if f.get("msrun") == "MISSING":
-                nc.problems.append("msrun not found next to python or on PATH; it ships with mindspore")
-        if plan.launcher == "mindformers":
-            nc.problems.extend(_checkout_problems(spec, f))
-        if check_dataset and f.get("dataset") == "missing":
-            nc.problems.append(f"dataset {spec.dataset} not found; copy it there or use --sync-dataset")
-        elif check_dataset and f.get("dataset") == "unreadable":
-            nc.problems.append(f"dataset {spec.dataset} is not readable by the node's user; "
-                               "chmod it or use --sync-dataset")
-        free = f.get("disk_free_kb", "")
-        if free.isdigit() and int(free) < MIN_FREE_KB:
-            nc.problems.append(f"only {int(free) // 1024} MiB free in the work dir; free some space")
-        if f.get("port") == "busy":
-            nc.problems.append(f"master port {plan.master_port} is in use on the master; stop what "
-                               "uses it or set --master-port")
-        if f.get("set_env_missing"):
-            # ascend.set_env: the launch script would refuse to start without it.
-            nc.problems.append(f"ascend.set_env {f['set_env_missing']} is not there (or not readable); "
-                               "install CANN there or fix ascend.set_env in mfctl.yaml")
-        if f.get("stale", "0") not in ("0", ""):
-            nc.problems.append(f"{f['stale']} process(es) of an earlier {spec.name} job still run; "
-                               "'mfctl stop' it first")
-        checks.append(nc)
-    versions = {(c.facts.get("mindspore"), c.facts.get("mindformers")) for c in checks if c.facts
-                and c.facts.get("mindspore") not in (None, "MISSING")}
-    if len(versions) > 1:
-        for c in checks:
-            c.problems.append("mindspore/mindformers versions differ across nodes: "
-                              + ", ".join(f"{a}/{b}" for a, b in sorted(versions, key=str))
-                              + "; install the same on every node")
+
+def preflight_args(spec, ctx: Context, workdir: str, is_master: bool, job_dir: str) -> list[str]:
+    """``node/preflight.sh``'s arguments."""
+    mf_home = ctx.mindformers_home if ctx.launcher == "mindformers" else ""
+    return [spec.python, spec.dataset, workdir, str(ctx.master_port), "1" if is_master else "0", spec.name,
+            spec.setup or "", job_dir, mf_home, "1" if ctx.ascend else "0",
+            ",".join(str(d) for d in ctx.devices), *set_env_args(ctx)]
+
+
+def set_env_args(ctx: Context) -> list[str]:
+    """``preflight.sh``'s last arguments: ``1`` and the configured CANN scripts, or ``0`` (unset:
+    the default locations)."""
+    return ["0"] if ctx.set_env is None else ["1", *ctx.set_env]
+
+
+def judged(facts: list[NodeFacts], ctx: Context) -> list[NodeCheck]:
+    """The table's verdict on every node (``mfctl.cluster.preflight``), as ``NodeCheck``s."""
+    checks = []
+    for f, v in zip(facts, judge(facts, ctx)):
+        values = {} if "unreachable" in f.values else dict(f.values)
+        checks.append(NodeCheck(f.host, f.node_rank, values, list(v.problems), list(v.warnings),
+                                f.npu_json(ctx.devices) if ctx.ascend else None))
     return checks
 
 
-def _checkout_problems(spec, facts: dict[str, str]) -> list[str]:
-    """What is wrong with the node's MindFormers checkout (launcher 'mindformers')."""
-    home = spec.mindformers_home
-    if facts.get("mf_home") == "missing":
-        version = facts.get("mindformers", "")
-        tag = f" at tag v{version}" if version not in ("", "MISSING") else ""
-        return [f"mindformers_home {home} is not a directory; clone MindFormers' sources there"
-                f"{tag} or fix mindformers_home"]
-    missing = facts.get("mf_home_missing")
-    if missing:
-        return [f"mindformers_home {home} has no {' and no '.join(missing.split())}; it must be a "
-                "MindFormers source checkout"]
-    checkout, installed = facts.get("mf_home_version", "unknown"), facts.get("mindformers")
-    if installed in (None, "MISSING"):
-        return []  # reported above
-    if checkout != installed:
-        return [f"mindformers_home {home} is MindFormers {checkout} but {spec.python} has "
-                f"mindformers {installed}; check out v{installed} there or install "
-                f"mindformers=={checkout}"]
-    return []
+def preflight(plan: LaunchPlan, spec, transports: dict[str, Transport], fanout: int = 64,
+              check_dataset: bool = True, ascend: bool = False, network: bool = False) -> list[NodeCheck]:
+    """Gather every node's facts in one round trip each, then judge them with the table (and,
+    with ``network``, ping each device's peer on the next node: a second round trip)."""
+    ctx = preflight_context(plan, spec, ascend, check_dataset)
+    by_host = {n.host: n for n in plan.nodes}
+
+    def gather(t: Transport) -> str:
+        node = by_host[t.host]
+        workdir = node.job_dir if plan.local else spec.workdir
+        cmd = in_one_piece(inline("preflight.sh", *preflight_args(spec, ctx, workdir, node.node_rank == 0,
+                                                                 node.job_dir)))
+        res = t.run(cmd, timeout=120)
+        text = res.stdout
+        if "\ndone 1" not in "\n" + text:
+            text += "\nerror " + (res.stderr.strip().splitlines() or ["preflight did not finish"])[-1]
+        return text
+
+    results = on_all(transports, gather, fanout)
+    facts = []
+    for node in plan.nodes:
+        if node.host in results.failed:
+            why = describe_error(results.failed[node.host])
+            facts.append(NodeFacts(node.host, node.node_rank, {"unreachable": why}))
+        else:
+            facts.append(read_facts(node.host, node.node_rank, results.ok[node.host]))
+    checks = judged(facts, ctx)
+    if network and ascend and len(facts) > 1:
+        _ping_peers(plan, transports, facts, checks, ctx, fanout)
+    return checks
+
+
+def _ping_peers(plan: LaunchPlan, transports: dict[str, Transport], facts: list[NodeFacts],
+                checks: list[NodeCheck], ctx: Context, fanout: int) -> None:
+    """``check --network``: each device pings the same device on the next node (the last node the
+    first); the pairs that lost packets fail both nodes."""
+    order = [f for f in facts if f.get("hccn_tool") not in (None, "MISSING")]
+    targets: dict[str, list[tuple[int, str, str]]] = {}
+    for i, f in enumerate(order):
+        peer = order[(i + 1) % len(order)]
+        if peer is f:
+            continue
+        for d in ctx.devices:
+            ip = peer.net(d).ip
+            if ip:
+                targets.setdefault(f.host, []).append((d, peer.host, ip))
+    hccn = {f.host: f.get("hccn_tool") or "hccn_tool" for f in facts}
+
+    def ping(t: Transport) -> str:
+        parts = [f"{shlex.quote(hccn[t.host])} -i {d} -ping -g address {shlex.quote(ip)} 2>&1 | "
+                 f"sed 's/^/@ping.{d} /'" for d, _, ip in targets.get(t.host, [])]
+        return t.run(in_one_piece("; ".join(parts) or "true"), timeout=120).stdout
+
+    pinged = on_all({h: transports[h] for h in targets}, ping, fanout)
+    by_host = {c.host: c for c in checks}
+    for host, pairs in targets.items():
+        got = read_facts(host, 0, pinged.ok.get(host, ""))
+        for d, peer, ip in pairs:
+            result = npu.parse_ping(got.text(f"ping.{d}"))
+            if host in pinged.failed:
+                why = describe_error(pinged.failed[host])
+            elif result is None:
+                said = next((x for x in got.raw.get(f"ping.{d}", []) if x.strip()), "nothing")
+                why = f"hccn_tool said {said[:120]!r}"
+            elif result.lost:
+                why = f"{result.sent - result.received} of {result.sent} packets lost"
+            else:
+                continue
+            problem = (f"NPU {d} -> {peer} NPU {d} ({ip}): {why}; check the device network between them "
+                       "(cables, switch, hccn_tool -i N -ip -g / -netdetect)")
+            for h in (host, peer):
+                by_host[h].problems.append(problem)
 
 
 # --------------------------------------------------------------------------- push

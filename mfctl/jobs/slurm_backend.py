@@ -11,6 +11,9 @@ Statuses combine what Slurm says (``scontrol -o show job``: pending with its rea
 which nodes, ended with which exit code) with the run files each node writes (its exit code, the
 node it ran on, a failed preflight's reason); once Slurm forgets a job (``MinJobAge``) the run
 files and mfctl's record remain.
+
+Size: one backend behind one interface (launch, status, stop, logs), kept in one module as the
+hosts backend is.
 """
 
 from __future__ import annotations
@@ -25,10 +28,19 @@ from pathlib import Path
 
 from mfctl.cluster.health import NodeStatus, ProcInfo
 from mfctl.cluster.plan import LaunchPlan, NodePlan
+from mfctl.cluster.preflight import Context
 from mfctl.cluster.slurm import NETWORK_FS, NODES_DIR, SLURM_DIR, SlurmJob, partition_problem, sbatch_argv
 from mfctl.errors import BadInput, OperationFailed
 from mfctl.jobs.backend import Files, NodeLogs
-from mfctl.jobs.nodeops import NodeCheck, bundle_files, logtail_command, push_bundle, tail_command
+from mfctl.jobs.nodeops import (
+    NodeCheck,
+    bundle_files,
+    logtail_command,
+    preflight_context,
+    push_bundle,
+    set_env_args,
+    tail_command,
+)
 from mfctl.jobspec.schema import SPEC_FILE, JobSpec, SlurmSpec
 from mfctl.metrics.logdir import rank_of_path
 from mfctl.metrics.types import LogLine
@@ -43,10 +55,12 @@ from mfctl.render import render_template
 END_WAIT_S = 20.0
 
 
-def batch_script(spec: JobSpec, plan: LaunchPlan, job_id: str, job_dir: str) -> str:
-    """The batch script ``sbatch`` runs (see templates/slurm-batch.sh.j2)."""
+def batch_script(spec: JobSpec, plan: LaunchPlan, job_id: str, job_dir: str, ctx: Context | None = None) -> str:
+    """The batch script ``sbatch`` runs (see templates/slurm-batch.sh.j2); ``ctx``: the preflight's."""
     assert spec.slurm is not None
+    ctx = ctx or preflight_context(plan, spec)
     return render_template("slurm-batch.sh.j2", {
+        "npu_args": shlex.join(["1" if ctx.ascend else "0", ",".join(map(str, ctx.devices)), *set_env_args(ctx)]),
         "job_id": job_id, "job_name": spec.name, "job_dir": job_dir, "nodes_dir": NODES_DIR,
         "node_count": len(plan.nodes), "devices": plan.nodes[0].local_worker_num,
         "sbatch": shlex.join(sbatch_argv(spec.slurm, spec.name, output_path(job_dir, job_id),
@@ -107,6 +121,7 @@ class SlurmBackend:
         self.setup = setup
         self._client: SlurmClient | None = None
         self.last_job: SlurmJob | None = None
+        self.context: Context | None = None  # the preflight's (set by ``preflight``), for the batch script
 
     @classmethod
     def for_record(cls, record: JobRecord) -> SlurmBackend:
@@ -137,9 +152,12 @@ class SlurmBackend:
 
     # -- launch
 
-    def preflight(self, spec: JobSpec, check_dataset: bool = True) -> list[NodeCheck]:
+    def preflight(self, spec: JobSpec, check_dataset: bool = True, ascend: bool = False,
+                  network: bool = False) -> list[NodeCheck]:
         """What can be known before submitting; anything wrong is bad input (nothing is submitted).
-        Each node runs the node preflight itself, inside its task, before msrun."""
+        The nodes' facts are judged by the batch script, with the same table (``--network``: not
+        done, the nodes are not known yet)."""
+        self.context = preflight_context(self.plan, spec, ascend, check_dataset)
         c = self.client
         c.require_tools()
         where = posixpath.join(self.job_dir, SPEC_FILE)
@@ -188,7 +206,17 @@ class SlurmBackend:
 
     def _files(self, rendered: Path, node_rank: int, extra: Files) -> Files:
         files = bundle_files(rendered, node_rank)
-        files["node/preflight.sh"] = (resources.files("mfctl.node").joinpath("preflight.sh").read_bytes(), 0o644)
+        node = resources.files("mfctl.node")
+        files["node/preflight.sh"] = (node.joinpath("preflight.sh").read_bytes(), 0o644)
+        files["node/preflight_judge.py"] = (node.joinpath("preflight_judge.py").read_bytes(), 0o644)
+        # The preflight's table and parsers, as a package of their own for the judge (stdlib only).
+        cluster = resources.files("mfctl.cluster")
+        files["judge/mfctl/__init__.py"] = files["judge/mfctl/cluster/__init__.py"] = (b"", 0o644)
+        files.update({f"judge/mfctl/cluster/{name}": (cluster.joinpath(name).read_bytes(), 0o644)
+                      for name in ("preflight.py", "facts.py", "npu.py")})
+        if self.context is not None or self.spec is not None:
+            ctx = self.context or preflight_context(self.plan, self.spec)
+            files["preflight.json"] = (ctx.to_json().encode(), 0o644)
         return {**files, **extra}
 
     def bundle_size(self, rendered: Path, extra: Files) -> int:
@@ -216,7 +244,7 @@ class SlurmBackend:
     def start(self, job_id: str) -> dict[str, str]:
         if self.spec is None:
             raise OperationFailed("a recorded Slurm job is resubmitted by 'mfctl launch --resume'")
-        script = batch_script(self.spec, self.plan, job_id, self.job_dir)
+        script = batch_script(self.spec, self.plan, job_id, self.job_dir, self.context)
         self._write(script_path(self.job_dir, job_id), script, 0o700)
         argv = sbatch_argv(self.slurm, self.spec.name, output_path(self.job_dir, job_id),
                            script_path(self.job_dir, job_id))

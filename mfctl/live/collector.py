@@ -31,15 +31,16 @@ class MetricsCollector:
         """``on_mfu``: gets the MFU summary (``mfctl.metrics.mfu.mfu_summary``) of a snapshot when it
         changed, at most every ``mfu_every_s`` seconds (the first one at once), for the job record."""
         self.state = state
+        state.keep_steps = True  # every step, for the record and the plots (take_steps)
         self.lock = threading.Lock()
         self.clock = clock
         self._on_steps = on_steps
         self._on_alerts = on_alerts
-        self._last_step: dict[int, int] = {}
         self._saved_alerts: set[tuple] = set()
         self._on_mfu = on_mfu
         self._mfu_every_s = mfu_every_s
         self._mfu_saved: tuple[float, Any] | None = None  # (when, what) was last given to on_mfu
+        self._backfill_due = False
         self.series = SeriesStore()
 
     def feed(self, batch: Sequence[LogLine]) -> None:
@@ -57,40 +58,39 @@ class MetricsCollector:
 
     def backfill(self) -> None:
         """Take the steps of a state that was fed before this collector saw it (a log directory
-        read at once) into the plot series."""
+        read at once) into the plot series: now when they are recorded (``on_steps``), else when
+        the plots first ask (``history``), so a read that only prints the snapshot (``watch
+        --once --json``) does not build them."""
+        if self._on_steps is None:
+            self._backfill_due = True
+            return
         with self.lock:
             rows = self._note_steps(list(self.state.ranks), self.clock())
-        if rows and self._on_steps is not None:
+        if rows:
             self._on_steps(rows)
 
     def _note_steps(self, ranks: Iterable[int], now: float) -> list[tuple]:
-        """The steps of ``ranks`` not noted yet, as job-record rows; each also goes to the plot
-        series. Called with the lock held."""
+        """The steps of ``ranks`` not noted yet, every one of them (``ClusterState.take_steps``),
+        as job-record rows; each also goes to the plot series. A row's time is the one its log
+        line printed, else ``now`` (the poll's). Called with the lock held."""
         rows: list[tuple] = []
+        state = self.state
         # The state's own rule (with pipeline stages only the last stage's ranks print the
         # model's loss); without a world size, the ranks seen so far stand for it.
-        self.series.loss_from_rank = self.state.first_loss_rank(max(self.state.ranks, default=-1) + 1)
+        self.series.loss_from_rank = state.first_loss_rank(max(state.ranks, default=-1) + 1)
+        seq = state.seq_length
         for rank in ranks:
-            r = self.state.ranks.get(rank)
-            if r is None:
+            points = state.take_steps(rank)
+            if not points:
                 continue
-            last = self._last_step.get(rank, -1)
-            seq = self.state.seq_length
-            # Only the points after the last one seen: walk the history back from its newest
-            # end (it holds up to 2048 points per rank; reading all of them every batch was
-            # 2M points a second at 1024 ranks).
-            history = r.history
-            new = 0
-            while new < len(history) and history[-1 - new][0] > last:
-                new += 1
-            for i in range(len(history) - new, len(history)):
-                step, loss, sps = history[i]
-                ms = r.step_time_ms if step == r.step else None
-                rows.append((rank, step, r.total_steps, loss, ms, sps, now))
+            total = state.ranks[rank].total_steps
+            add = self.series.add
+            if self._on_steps is not None:  # the job record's rows
+                rows.extend((rank, step, total, loss, ms, sps, t if t is not None else now)
+                            for step, loss, ms, sps, t in points)
+            for step, loss, ms, sps, _t in points:
                 # Without a sequence length the throughput series holds samples/s (history() says so).
-                self.series.add(rank, step, loss, sps * seq if sps is not None and seq else sps, ms)
-            if history:
-                self._last_step[rank] = max(last, history[-1][0])
+                add(rank, step, loss, sps * seq if sps is not None and seq else sps, ms)
         return rows
 
     def snapshot(self) -> Snapshot:
@@ -131,6 +131,9 @@ class MetricsCollector:
         up to date as lines arrive, so this costs the same at step 10 and at step 100000 (it used
         to sum every rank's whole history: 2M points a second at 1024 ranks)."""
         with self.lock:
+            if self._backfill_due:
+                self._backfill_due = False
+                self._note_steps(list(self.state.ranks), self.clock())
             bands = self.series.bands()
             own: RankHistory | None = None
             if rank is not None:

@@ -88,19 +88,13 @@ class LiveSession:
             self.follower.start()
         return self
 
-    def read_once(self, every_step_time: bool = False) -> Snapshot:
+    def read_once(self) -> Snapshot:
         """Every node's logs read once from the start (metric lines only), through the same
-        collector; the steps seen are saved with the job record. The state keeps only each rank's
-        latest step time, so a batch of many steps records the time of its last one;
-        ``every_step_time`` feeds the lines one at a time instead (about half the speed) so every
-        saved step has its time, as ``mfctl report`` wants for its step-time curves."""
+        collector; the steps seen are saved with the job record, each with its own step time and
+        the time its log line printed (``mfctl report`` draws its curves from them)."""
         results = self.backend.read_logs()
         for lines in results.ok.values():
-            if every_step_time:
-                for line in lines:
-                    self.collector.feed([line])
-            else:
-                self.collector.feed(lines)
+            self.collector.feed(lines)
         snap = self.collector.snapshot()
         snap["unreachable"] = {h: str(e) for h, e in results.failed.items()}
         return snap

@@ -31,14 +31,16 @@ from typing import Any
 
 from mfctl.metrics.cann_codes import FALLBACK_HINT, HCCL_ROW, PREFIXES, ROWS, Row
 from mfctl.metrics.events import ErrorLineEvent
+from mfctl.metrics.formats import CANN_CODE, CANN_MARKS
 
 __all__ = ["CANN_KINDS", "MARKS_PATTERN", "CannError", "alert_fields", "cann_line", "cause_of", "classify",
            "detail", "error_alert", "looks_like_cann", "names_failure"]
 
 CANN_KINDS = frozenset({"cann_error", "device_oom"})
 
-# E + a letter or digit + four digits, where CANN puts it (see the module docstring).
-_CODE = r"E[A-Z0-9][0-9]{4}"
+# E + a capital or digit + four digits (mfctl.metrics.formats), where CANN puts it (see the module
+# docstring).
+_CODE = CANN_CODE
 _CODE_RE = re.compile(
     rf"(?:^\s*(?:\[rank\d+\]:\s*)?(?P<a>{_CODE})(?=[:\s]|$)"
     rf"|\((?P<b>{_CODE})\)"
@@ -53,11 +55,11 @@ for _row in ROWS:  # a code's plain row (no texts) wins over one found by text
         _BY_CODE[_c] = _row
 
 # What a line without a log level must hold for the parser to ask ``classify`` about it: a code,
-# or the texts of a device out-of-memory block's lines. The chunk path's prefilter
-# (``mfctl.metrics.pairs.MARKS_PATTERN``) takes the same alternatives, so both paths see the same
-# lines; each starts with a capital, rare in log text, which keeps that scan fast. (ERROR lines
-# reach ``classify`` whatever they hold.)
-MARKS_PATTERN = rf"{_CODE}|M(?:emAlloc|alloc device memory|emory_Allocation)|Out of Memory"
+# or the texts of a device out-of-memory block's lines, declared with the other formats
+# (``mfctl.metrics.formats.CANN_MARKS``), where the chunk path's marks (``mfctl.metrics.pairs``)
+# take them too, so every reader sees the same lines. (ERROR lines reach ``classify`` whatever
+# they hold.)
+MARKS_PATTERN = CANN_MARKS
 _MARKS_RE = re.compile(MARKS_PATTERN)
 
 _MAX_DETAIL = 160

@@ -6,7 +6,9 @@ Numbers are exactly what the log printed (``None`` when unreadable).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "CheckpointSavedEvent",
@@ -15,22 +17,26 @@ __all__ = [
     "ExceptionEvent",
     "GlobalBatchSizeEvent",
     "KillAllWorkersEvent",
+    "PidLine",
     "ProgressEvent",
     "SchedulerExitEvent",
     "StepEvent",
+    "StepRun",
     "TimeoutEvent",
     "TracebackEvent",
     "TrainingOverEvent",
+    "UnreadableLine",
     "WorkerExitEvent",
 ]
 
 
 @dataclass(frozen=True, slots=True)
 class StepEvent:
-    """The per-step line. Numbers are exactly what the log printed (``None`` when unreadable)."""
+    """The per-step line. Numbers are exactly what the log printed (``None`` when unreadable);
+    ``epoch`` is None in formats without one (the PyNative trainer's)."""
 
-    epoch: int
-    total_epochs: int
+    epoch: int | None
+    total_epochs: int | None
     step: int
     total_steps: int
     loss: float | None
@@ -41,7 +47,9 @@ class StepEvent:
     overflow: bool | None
     loss_scale: float | None
     global_norm: float | None
-    tflops: float | None  # train_throughput_per_npu, in TFLOPS
+    tflops: float | None  # train_throughput_per_npu (or the PyNative trainer's throughput), in TFLOPS
+    time: float | None = None  # the time its logger prefix printed (seconds since the epoch), if any
+    progress_follows: bool = False  # a progress line (samples/s) follows it (mfctl.metrics.formats)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,3 +142,45 @@ Event = (
     | WorkerExitEvent | KillAllWorkersEvent | SchedulerExitEvent | TimeoutEvent | TracebackEvent
     | ExceptionEvent | ErrorLineEvent
 )
+
+
+@dataclass(slots=True)
+class StepRun:
+    """Consecutive steps of one rank as columns, one entry per step: how the readers
+    (``mfctl.metrics.lines``, ``pairs``, ``chunk``) hand steps to ``ClusterState.add_steps``.
+
+    ``step``, ``step_time_ms`` and ``samples_per_s`` may hold the printed text (``str`` or
+    ``bytes``, which ``int``/``float`` read): the state converts only what it keeps. ``time``
+    holds the text before each step's mark (its logger prefix, or more text ending with it) or
+    the time already read; ``samples_per_s`` None: no progress line followed (yet). ``overflow``
+    and ``final`` None: no step of the run overflowed / is the last one. ``last`` and
+    ``last_progress``: the newest step's and progress line's other fields (epoch, lr, percent...),
+    which only the newest counts; None: a later run brings them."""
+
+    step: Sequence[Any]
+    loss: Sequence[float | None]
+    step_time_ms: Sequence[Any]
+    global_norm: Sequence[float | None]
+    samples_per_s: Sequence[Any]
+    time: Sequence[Any]
+    overflow: Sequence[bool | None] | None = None
+    final: Sequence[bool] | None = None
+    last: StepEvent | None = None
+    last_progress: ProgressEvent | None = None
+    progress_follows: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class PidLine:
+    """A line a reader passes on while the rank's pid is not known (MindSpore prints it in its own
+    lines, ``[WARNING] ME(23277:...``): the state reads the pid from it."""
+
+    line: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadableLine:
+    """A line the parser failed on (not text, or a parser bug): counted, and ingestion goes on."""
+
+    line: Any
+    error: str

@@ -1,14 +1,16 @@
 """The pair pattern (a step line and its progress line in one match), the lines between pairs, and
-``feed_matches``: a block of log text into a ``ClusterState`` one pair at a time.
+``read_matches``: a block of log text read one pair at a time.
 
-``chunk.feed_chunk`` is the way in (its docstring says why the block is read this way); this module
-holds what both of its ways share, and the one for short blocks and odd ones.
+``chunk.read_chunk`` is the way in (its docstring says why the block is read this way); this module
+holds what both of its ways share, and the one for short blocks and odd ones. Like the per-line
+reader (``mfctl.metrics.lines``) they only read: they yield ``StepRun``s and events, which
+``ClusterState`` applies (it holds every rule; nothing here touches a rank's state).
 
 Exactness
 ---------
-``ClusterState.feed_many`` (the per-line path over ``parse_line``) is the reference; a block must
-leave exactly the same state, and the tests compare both on the sample logs and on generated
-logs with every oddity. So the pair pattern only takes what the line path would read the same
+The per-line path (``ClusterState.feed`` / ``feed_many``) is the reference; a block must leave
+exactly the same state, and the tests compare both on the sample logs and on generated logs with
+every oddity. So the pair pattern only takes what the line path would read the same
 way, and anything else falls back to it, line by line:
 
 - ``Epoch:\\[`` alone is an alternative of the pattern, so every step mark in the text is seen: a
@@ -19,7 +21,10 @@ way, and anything else falls back to it, line by line:
   plain decimal figure; the loss and norm must convert with ``float`` and the overflow flag be
   ``True``/``False``; otherwise the pair goes to the per-line path;
 - fields only the newest step needs (lr, loss scale, epoch, separate losses, percent, time left)
-  are converted once per block, from the last pair, with the parser's own functions.
+  are converted once per run, from its last pair, with the parser's own functions.
+
+The pair's head and its progress mark come from the declared formats (``mfctl.metrics.formats``:
+``MF_STEP``, ``PROGRESS``); the marks of the lines between pairs include every step format's.
 """
 
 
@@ -27,31 +32,36 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import chain
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from mfctl.metrics.cann import MARKS_PATTERN as CANN_MARKS
-from mfctl.metrics.events import CheckpointSavedEvent, GlobalBatchSizeEvent, ProgressEvent, StepEvent
+from mfctl.metrics.events import (
+    CheckpointSavedEvent,
+    GlobalBatchSizeEvent,
+    PidLine,
+    ProgressEvent,
+    StepEvent,
+    StepRun,
+    UnreadableLine,
+)
+from mfctl.metrics.formats import CANN_MARKS, MF_STEP, PROGRESS, STEP_FORMATS
 from mfctl.metrics.parser import (
     PROGRESS_MARK,
     STEP_MARK,
     STEP_RE,
     parse_line,
-    parse_pid,
     parse_progress,
     step_event_from_match,
 )
 
-if TYPE_CHECKING:
-    from mfctl.metrics.state import ClusterState, RankTrack
+__all__ = ["MARKS_PATTERN", "NL_OF", "NO_EVENT", "PAIR_PATTERN", "PAIR_RE", "PROGRESS_MARK_OF", "SHAPES", "Columns",
+           "as_text", "events_between", "known_lines", "last_fields", "note_event", "pair_pattern", "read_matches"]
 
-__all__ = ["MARKS_PATTERN", "NL_OF", "NO_EVENT", "PAIR_PATTERN", "PAIR_RE", "PROGRESS_MARK_OF", "SHAPES", "as_text",
-           "events_between", "feed_matches", "is_ordinary", "known_lines", "pair_pattern", "read_note",
-           "set_last_fields"]
-
-_STEP_HEAD = r"Epoch:\["
-assert STEP_RE.pattern.startswith(_STEP_HEAD)
+# Derived from the declared MFLossMonitor format (mfctl.metrics.formats.MF_STEP): its mark starts
+# the pair, and PROGRESS's mark ends it.
+_STEP_HEAD = re.escape(MF_STEP.mark)
+assert STEP_RE.pattern.startswith(r"Epoch:\[") and PROGRESS.mark == PROGRESS_MARK
 # MFLossMonitor's canonical step line, stricter than STEP_RE: where this matches, STEP_RE reads
 # the same epoch, step, loss, step time, overflow flag and norm (each value here is a plain number
 # that STEP_RE's wider classes stop at the same place); other shapes (sink mode with separate
@@ -84,17 +94,19 @@ PAIR_PATTERN = pair_pattern(sys.version_info >= (3, 11))
 # A line without any of these is one parse_line has no event for (see parser.py: the step and
 # progress marks; _info_event's texts; "with exception" and exception names (both hold "xception"),
 # "Exit", "Interrupt", "Fatal Python error"; error levels; a timeout needs a WARNING or error level
-# line; CANN_MARKS: a CANN code or a device out-of-memory text, mfctl.metrics.cann). Each starts
-# with a character that is rare in log text: the regex engine only tries the
+# line). Each starts with a character that is rare in log text: the regex engine only tries the
 # alternatives where such a character is, so the lines between steps cost little.
-MARKS_PATTERN = (r"Epoch:\[|/s/p|T(?:raceback|raining Over)|xception|WARNING|E(?:RROR|rror|xit)|CRITICAL"
-                 r"|Interrupt|F(?:atal Python error|inish saving ckpt)|_batch_size = |" + CANN_MARKS)
+# The step marks are every declared step format's, and the CANN failure marks too (a line without a
+# log level the parser names by its CANN code): both from mfctl.metrics.formats.
+MARKS_PATTERN = ("|".join(sorted({re.escape(f.mark) for f in STEP_FORMATS}))
+                 + r"|/s/p|T(?:raceback|raining Over)|xception|WARNING|E(?:RROR|rror|xit)|CRITICAL"
+                 r"|Interrupt|F(?:atal Python error|inish saving ckpt)|_batch_size = |"
+                 + CANN_MARKS)
 
 # Per kind of data (str or bytes), the value of that kind (typed Any: mypy cannot tie a value's
 # type to its key's).
 PAIR_RE: dict[type, Any] = {str: re.compile(PAIR_PATTERN), bytes: re.compile(PAIR_PATTERN.encode())}
 _MARKS: dict[type, Any] = {str: re.compile(MARKS_PATTERN), bytes: re.compile(MARKS_PATTERN.encode())}
-RUNNING = "running"  # state.RUNNING (state.py imports this module)
 NL_OF: dict[type, Any] = {str: "\n", bytes: b"\n"}
 _OPEN: dict[type, Any] = {str: "[", bytes: b"["}
 PROGRESS_MARK_OF: dict[type, Any] = {str: PROGRESS_MARK, bytes: PROGRESS_MARK.encode()}
@@ -143,12 +155,6 @@ def _marked(data: str | bytes, a: int, b: int) -> list[tuple[int, int]]:
     return out
 
 
-def is_ordinary(r: RankTrack) -> bool:
-    """Whether the next plain step may skip ``_on_step``: a running rank with nothing pending."""
-    return (r.state == RUNNING and r.loss_ema is not None and r.gn_ema is not None
-            and not (r.loss_spiking or r.loss_nonfinite or r.gn_spiking or r.gn_nonfinite or r.overflow_run))
-
-
 def _shape(data: str | bytes, a: int, b: int) -> tuple[bytes, bytes] | None:
     """(data[a:b], its key in SHAPES) when the shape of that stretch may be kept (bytes, short)."""
     if type(data) is bytes and b - a <= _SHAPE_LONGEST:
@@ -164,23 +170,10 @@ def known_lines(data: str | bytes, a: int, b: int) -> list | None:
     return None if shape is None else SHAPES.get(shape[1])
 
 
-def read_note(r: RankTrack, text: Any, a: int, spans: Any) -> None:
-    """A checkpoint note's numbers, from the line at text[a:] whose shape gave their ``spans``."""
+def note_event(text: Any, a: int, spans: Any) -> CheckpointSavedEvent:
+    """A checkpoint note's event, from the line at text[a:] whose shape gave its numbers' ``spans``."""
     (c, d), (f, h) = spans
-    r.ckpt_epoch, r.ckpt_step = int(text[a + c:a + d]), int(text[a + f:a + h])
-
-
-def set_last_fields(state: ClusterState, r: RankTrack, step_line: str | None, progress_line: str | None) -> None:
-    """The newest step's and progress line's fields that only the newest counts (lr, loss scale,
-    epoch, percent, time left...), read from those lines by the parser itself."""
-    if step_line is not None:
-        sm = STEP_RE.match(step_line, step_line.find(STEP_MARK))
-        if sm is not None:
-            state._set_step_fields(r, step_event_from_match(sm))
-    if progress_line is not None:
-        ev = parse_progress(progress_line, progress_line.find(PROGRESS_MARK))
-        if ev is not None:
-            r.percent, r.eta_s = ev.percent, ev.eta_s
+    return CheckpointSavedEvent(int(text[a + c:a + d]), int(text[a + f:a + h]), None)
 
 
 def _lines_to_parse(data: str | bytes, a: int, b: int) -> tuple[Any, list]:
@@ -214,114 +207,96 @@ def _lines_to_pid(data: str | bytes, a: int, b: int) -> tuple[list, int]:
     return [[s, e, None] for s, e in _marked(data, a, max(a, f - 1))] + [[f, e, None]], e + 1
 
 
-def events_between(state: ClusterState, r: RankTrack, data: str | bytes, a: int, b: int) -> Iterator[Any]:
-    """The events of the whole lines in data[a:b] (lines no pair took) that need ``_apply``, in
-    order; the others (the pid, checkpoint notes, the batch size) are set here as they come. The
-    caller applies each before the next line is read (a line read for the pid may come after one)."""
+def events_between(data: str | bytes, a: int, b: int, pid_wanted: Callable[[], bool]) -> Iterator[Any]:
+    """What the whole lines in data[a:b] (lines no pair took) hold, in order: events, checkpoint
+    notes (as events), ``PidLine``s while ``pid_wanted()``, ``UnreadableLine``s. The consumer
+    applies each before the next line is read (a line read for the pid may come after one)."""
     kind = type(data)
     while a < b:
-        if r.pid is None:
+        if pid_wanted():
             text = data
             lines, a = _lines_to_pid(data, a, b)
+            yield from _line_events(kind, text, lines, False)
         else:
             text, lines = _lines_to_parse(data, a, b)
             a = b
-        yield from _line_events(state, r, kind, text, lines)
+            yield from _line_events(kind, text, lines, True)
 
 
-def _line_events(state: ClusterState, r: RankTrack, kind: type, text: Any, lines: list) -> Iterator[Any]:
+def _line_events(kind: type, text: Any, lines: list, pid_known: bool) -> Iterator[Any]:
     """``events_between`` for the given lines of ``text``."""
-    # An Event, dispatched on `t = type(ev)` (cheaper than isinstance); mypy cannot narrow through t.
-    ev: Any
     for entry in lines:
         a, b, shape = entry
         if shape is not None:  # a line of this shape was parsed before
             if shape is not NO_EVENT:
-                read_note(r, text, a, shape)
+                yield note_event(text, a, shape)
             continue
         raw = text[a:b]
         # Shapes are kept when the pid is known (else a "[" line is read for it) and for
         # ASCII lines (str's \d matches more than bytes' does).
-        shaped = kind is bytes and r.pid is not None and raw.isascii()
+        shaped = kind is bytes and pid_known and raw.isascii()
         line = as_text(raw)
-        ev = parse_line(line)
+        try:
+            ev = parse_line(line)
+        except Exception as exc:  # a line never stops ingestion (mfctl.metrics.lines)
+            yield UnreadableLine(line, f"{type(exc).__name__}: {exc}")
+            continue
         if ev is None:
-            if r.pid is None and line.startswith("["):
-                r.pid = parse_pid(line)
+            if not pid_known and line.startswith("["):
+                yield PidLine(line)
             elif shaped:
                 entry[2] = NO_EVENT
             continue
-        t = type(ev)
-        if t is CheckpointSavedEvent:  # touches nothing the caller's locals mirror
-            r.ckpt_epoch, r.ckpt_step = ev.epoch, ev.step
-            if shaped:
-                found = list(_CKPT_B.finditer(raw))
-                if len(found) == 1 and (int(found[0][1]), int(found[0][2])) == (ev.epoch, ev.step):
-                    entry[2] = (found[0].span(1), found[0].span(2))
-            continue
-        if t is GlobalBatchSizeEvent:
-            state.global_batch_size = ev.global_batch_size
-            continue
+        if type(ev) is CheckpointSavedEvent and shaped:
+            found = list(_CKPT_B.finditer(raw))
+            if len(found) == 1 and (int(found[0][1]), int(found[0][2])) == (ev.epoch, ev.step):
+                entry[2] = (found[0].span(1), found[0].span(2))
         yield ev
 
 
-def _store(state: ClusterState, r: RankTrack, now: float, ema: float | None, seen: int,
-           gema: float | None, gseen: int, lg: Any, loss: float | None, overflow: bool | None,
-           gn: float | None, pend: list[Any], pend_ms: list[Any]) -> None:
-    """Bring r up to date with the pairs fed so far: their history points and step times (the
-    newest that r's deques keep), the counters and the last pair's values."""
-    keep = r.history.maxlen
-    append = r.history.append
-    for g in (pend[-keep:] if keep is not None else pend):
-        v = g[4]
-        append((int(g[2]), float(v if v is not None else g[5]), float(g[10])))
-    keep = r.recent_step_ms.maxlen
-    append = r.recent_step_ms.append
-    for g in (pend_ms[-keep:] if keep is not None else pend_ms):
-        append(int(g[6]))
-    pend.clear()
-    pend_ms.clear()
-    state._write_back(r, now, ema, seen, gema, gseen, int(lg[2]), loss, int(lg[6]), overflow, gn, float(lg[10]))
+def last_fields(step_line: str, progress_line: str | None) -> tuple[StepEvent | None, ProgressEvent | None]:
+    """The newest step's and progress line's events (their other fields: lr, loss scale, epoch,
+    percent, time left...), read from those lines by the parser itself."""
+    i = step_line.find(STEP_MARK)
+    sm = STEP_RE.match(step_line, i)
+    step = step_event_from_match(sm, step_line[:i]) if sm is not None else None
+    prog = None
+    if progress_line is not None:
+        prog = parse_progress(progress_line, progress_line.find(PROGRESS_MARK))
+    return step, prog
 
 
-def feed_matches(state: ClusterState, rank: int, data: str | bytes, node: str | None = None) -> None:
-    """``feed_chunk`` one pair at a time (``finditer``): for any block, odd marks included.
+class Columns:
+    """The columns of a run of pairs being read one match at a time."""
 
-    The rank's counters live in locals while ordinary steps go by (``feed_many``'s inline case);
-    anything else writes them back, goes through ``ClusterState._on_step`` / ``_apply`` and
-    reads them again.
-    """
+    __slots__ = ("fins", "gns", "losses", "mss", "ovs", "spss", "steps", "times")
+
+    def __init__(self) -> None:
+        self.steps: list[Any] = []
+        self.losses: list[float] = []
+        self.mss: list[Any] = []
+        self.gns: list[float] = []
+        self.spss: list[Any] = []
+        self.times: list[Any] = []
+        self.ovs: list[bool] = []
+        self.fins: list[bool] = []
+
+    def run(self, last: StepEvent | None, prog: ProgressEvent | None) -> StepRun:
+        return StepRun(self.steps, self.losses, self.mss, self.gns, self.spss, self.times,
+                       self.ovs if True in self.ovs else None, self.fins if True in self.fins else None,
+                       last, prog, True)
+
+
+def read_matches(data: str | bytes, pid_wanted: Callable[[], bool]) -> Iterator[Any]:
+    """``chunk.read_chunk`` one pair at a time (``finditer``): for any block, odd marks included.
+    Runs of pairs are cut where a line between them holds an event that is not a checkpoint note,
+    the batch size or a pid (those touch nothing a step does)."""
     kind = type(data)
     nl, mark = NL_OF[kind], PROGRESS_MARK_OF[kind]
-    now = state.clock()
-    r = state.rank(rank, node)
-    alpha, lratio, gratio, warm = (state.spike_alpha, state.loss_spike_ratio, state.global_norm_spike_ratio,
-                                   state.spike_warmup)
     end = len(data)
-    # The last pair: the newest step's (and progress line's) other fields come from it.
-    last_step = last_prog = None
-    # Mirrors of r's counters. `dirty`: they and the last pair's values (`lg` its groups, loss,
-    # overflow, gn) are ahead of r, and `pend` / `pend_ms` hold the pairs whose history points /
-    # step times are not in r yet (only the newest of them survive r's bounded deques, so the rest
-    # are never converted).
-    # ema and gema are floats whenever `ordinary` is true (is_ordinary checks both); lg is the last
-    # pair's groups once `dirty`.
-    ema: Any
-    gema: Any
-    lg: Any
-    loss: float | None
-    overflow: bool | None
-    gn: float | None
-    # An Event, dispatched on `t = type(ev)` (cheaper than isinstance); mypy cannot narrow through t.
-    ev: Any
-    ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
-    lg = loss = overflow = gn = None
-    pend: list[Any] = []
-    pend_ms: list[Any] = []
-    pend_append, pend_ms_append = pend.append, pend_ms.append
-    ordinary = is_ordinary(r)
-    dirty = False
-    pos = 0  # data[:pos] is handled
+    cols = Columns()
+    last = None  # the newest pair of cols
+    pos = 0  # data[:pos] is read
     skip_to = -1  # a mark before this offset is on a line the per-line path takes
     for m in chain(PAIR_RE[kind].finditer(data), (None,)):
         if m is not None:
@@ -342,52 +317,34 @@ def feed_matches(state: ClusterState, rank: int, data: str | bytes, node: str | 
             ls = data.rfind(nl, pos, s)
         else:
             ls = end
-        if ls >= 0:  # whole lines before this pair (or the end): those that may hold an event
-            for ev in events_between(state, r, data, pos, ls):
-                if dirty:
-                    _store(state, r, now, ema, seen, gema, gseen, lg, loss, overflow, gn, pend, pend_ms)
-                    dirty = False
-                state._apply(r, ev, now)
-                t = type(ev)
-                if t is StepEvent:  # r holds this line's fields already (a later pair sets them again)
-                    last_step = None
-                elif t is ProgressEvent:
-                    last_prog = None
-                ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
-                ordinary = is_ordinary(r)
+        if ls >= 0:  # whole lines before this pair (or the end)
+            for item in events_between(data, pos, ls, pid_wanted):
+                if last is not None and type(item) not in _NO_CUT:
+                    yield cols.run(*_last_of(data, nl, last))
+                    cols, last = Columns(), None
+                yield item
         if m is None:
             break
         v = g[4]
-        loss = float(v if v is not None else g[5])
-        gn = float(g[8])
-        overflow = g[7] is not None
-        final = g[3] is not None and g[1] is not None
-        # Plain decimals: loss and norm are finite; an ordinary step is _on_step's usual case
-        # (`ordinary` includes both running means being known).
-        if (ordinary and not final and not overflow
-                and not (loss > ema * lratio and seen >= warm and ema > 0.0)
-                and not (gn > gema * gratio and gseen >= warm and gema > 0.0)):
-            ema += alpha * (loss - ema)
-            seen += 1
-            gema += alpha * (gn - gema)
-            gseen += 1
-            pend_ms_append(g)
-        else:
-            if dirty:  # this pair's loss, overflow, norm already: _on_step sets them the same way
-                _store(state, r, now, ema, seen, gema, gseen, lg, loss, overflow, gn, pend, pend_ms)
-            state._on_step(r, int(g[2]), loss, int(g[6]), overflow, gn, final, now)
-            ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
-            ordinary = is_ordinary(r)
-        pend_append(g)
-        lg = g
-        dirty = True
-        last_step = last_prog = m
+        cols.steps.append(g[2])
+        cols.losses.append(float(v if v is not None else g[5]))
+        cols.mss.append(g[6])
+        cols.gns.append(float(g[8]))
+        cols.spss.append(g[10])
+        cols.times.append(data[ls + 1 if ls >= 0 else pos:s])
+        cols.ovs.append(g[7] is not None)
+        cols.fins.append(g[3] is not None and g[1] is not None)
+        last = m
         pos = e
-    if dirty:
-        _store(state, r, now, ema, seen, gema, gseen, lg, loss, overflow, gn, pend, pend_ms)
-    set_last_fields(
-        state, r,
-        None if last_step is None else as_text(
-            data[data.rfind(nl, 0, last_step.start()) + 1:last_step.start(10) - 1]),  # its step line
-        None if last_prog is None else as_text(
-            data[last_prog.start(10):last_prog.end()]).rstrip("\n"))  # its progress line
+    if last is not None:
+        yield cols.run(*_last_of(data, nl, last))
+
+
+# Items between pairs that need no cut of the run (they touch nothing a step does).
+_NO_CUT = (CheckpointSavedEvent, GlobalBatchSizeEvent, PidLine)
+
+
+def _last_of(data: Any, nl: Any, m: Any) -> tuple[StepEvent | None, ProgressEvent | None]:
+    """The fields of pair ``m``'s step line and progress line."""
+    return last_fields(as_text(data[data.rfind(nl, 0, m.start()) + 1:m.start(10) - 1]),
+                       as_text(data[m.start(10):m.end()]).rstrip("\n"))

@@ -1,7 +1,8 @@
 """Turn one line of a MindFormers / msrun log into an event, or ``None``.
 
-Pure: no I/O, no clock, standard library only. ``parse_line`` never raises, whatever it is given
-(garbage, truncated lines, even objects that are not ``str``: all give ``None``).
+Pure: no I/O, no clock, standard library only. ``parse_line`` gives None for any ``str`` that holds
+no event (garbage, truncated lines); it raises on what is not a ``str``, and the state's entry
+points, where lines come in, keep going past such a line (``ClusterState.feed``).
 
 Why it is shaped like this
 --------------------------
@@ -26,10 +27,13 @@ with ``loss_info`` ``loss: %5.6f, `` (sink mode) or ``loss:[cur/mean], `` (older
 absent when the lr cannot be computed, ``, global_norm: %s`` absent in old releases and
 ``throughput`` ``, train_throughput_per_npu: %.3fT`` or nothing. Both logger formats (stdout,
 which is what lands in msrun's ``worker_N.log``, and the ``output/log/rank_N/info.log`` file
-format) only differ before ``{ Epoch:``, which is why nothing here looks at the prefix.
+format) only differ before ``{ Epoch:``: a format is matched from its mark, and the prefix is only
+read for its timestamp (the step's time, ``formats.log_time``). Every step format is declared
+once, with named groups, in ``mfctl.metrics.formats`` (r0.x, MFLossMonitor 1.x, the PyNative
+trainer's); ``step_event_from_match`` reads any of them by group name.
 
-``STEP_RE``, ``step_event_from_match`` and ``parse_progress`` are public so that
-``mfctl.metrics.state``'s batch path recognises and converts a line exactly as ``parse_line`` does.
+``STEP_RE``, ``step_event_from_match`` and ``parse_progress`` are public so that the readers
+(``mfctl.metrics.lines``, ``pairs``) recognise and convert a line exactly as ``parse_line`` does.
 The progress line needs no regex: it is found from its ``samples/s/p`` mark backwards.
 """
 
@@ -54,9 +58,11 @@ from mfctl.metrics.events import (
     TrainingOverEvent,
     WorkerExitEvent,
 )
+from mfctl.metrics.formats import MF_STEP, PROGRESS, PYNATIVE_STEP, R0_STEP, log_time
 
 __all__ = [
     "PROGRESS_MARK",
+    "PYNATIVE_MARK",
     "STEP_MARK",
     "STEP_RE",
     "first_float",
@@ -82,24 +88,15 @@ MAX_MESSAGE = 500
 # ---------------------------------------------------------------------------------------------
 # Regexes (compiled once)
 
-STEP_MARK = "Epoch:["
-PROGRESS_MARK = " samples/s/p"
+STEP_MARK = MF_STEP.mark
+PYNATIVE_MARK = PYNATIVE_STEP.mark
+PROGRESS_MARK = PROGRESS.mark
 
-# Digits are bounded (int() refuses strings over 4300 digits; a bound keeps garbage out).
-# Optional parts are written "(?:...|)", not "(?:...)?": same language, but sre runs a cheap BRANCH
-# instead of its REPEAT machinery (~17% faster per line). Values are what numpy prints ("False",
-# "1024.0", "[0.59495854]"); a value with commas in it (a Tensor repr) ends the match early, which
-# leaves the later fields None but step, loss and step time read.
-STEP_RE = re.compile(
-    r"Epoch:\[ *(\d{1,15})/ *(\d{1,15})\], step:\[ *(\d{1,15})/ *(\d{1,15})\], "
-    r"loss:(?:\[ *([^/\]\n]*)/ *([^\]\n]*)\]| *([^,\n]*)), "  # 5 cur, 6 mean | 7 sink loss
-    r"((?:[A-Za-z_]\w*: [^,\n]*, )*?)"  # 8 separate losses, e.g. "lm_loss: 2.1, mtp_loss: 0.3, "
-    r"per_step_time: (-?\d{1,15})ms"  # 9
-    r"(?:, lr: ([^,\n]*)|)"  # 10
-    r"(?:, overflow cond: ([^,\n]*), loss_scale: ([^,\n]*)|)"  # 11, 12
-    r"(?:, global_norm: \[?([^\],\n]*)\]?|)"  # 13, inside the brackets
-    r"(?:, train_throughput_per_npu: ([^,\nT]*)T|)"  # 14
-)
+# Each step format compiled once (mfctl.metrics.formats declares them, with named groups).
+STEP_RE = re.compile(MF_STEP.pattern)
+_R0_RE = re.compile(R0_STEP.pattern)
+_PYNATIVE_RE = re.compile(PYNATIVE_STEP.pattern)
+assert MF_STEP.mark == R0_STEP.mark  # both are tried at the same mark
 _TIMEDELTA_RE = re.compile(r"(?:(-?\d{1,9}) days?, )?(-?\d{1,9}):(\d\d):(\d\d)(?:\.(\d{1,6}))?")
 _CKPT_RE = re.compile(r"Finish saving ckpt of epoch (\d{1,15}) step (\d{1,15})(?: using ([\d.eE+-]+) seconds)?")
 _GBS_RE = re.compile(
@@ -169,31 +166,43 @@ def to_bool(s: str | None) -> bool | None:
 
 
 def _separate(blob: str | None) -> tuple[tuple[str, float | None], ...]:
+    """``lm_loss: 2.3, mtp_loss: 0.4, `` (MFLossMonitor) or ``, load_balancing_loss:   1.09``
+    (the PyNative trainer) -> the names and their values."""
     if not blob:
         return ()
     out = []
     for part in blob.split(", "):
-        name, sep, value = part.partition(": ")
+        name, sep, value = part.partition(":")
         if sep:
             out.append((name, to_float(value)))
     return tuple(out)
 
 
-def step_event_from_match(m: re.Match) -> StepEvent:
-    """A StepEvent from a ``STEP_RE`` match (the only place step fields are converted)."""
-    g = m.groups()
-    cur = g[4]
+def step_event_from_match(m: re.Match, prefix: str | None = None) -> StepEvent:
+    """A StepEvent from a match of a ``formats.STEP_FORMATS`` pattern (the only place step fields
+    are converted), read by group name; ``prefix``: the line's text before the match, whose
+    timestamp is the step's time."""
+    g = m.groupdict()
+    loss = g["loss"]
+    if loss is None:
+        loss = g.get("sink_loss")
+    ms = g.get("step_time_ms")
+    epoch, total_epochs = g.get("epoch"), g.get("total_epochs")
     return StepEvent(
-        epoch=int(g[0]), total_epochs=int(g[1]), step=int(g[2]), total_steps=int(g[3]),
-        loss=to_float(cur if cur is not None else g[6]),
-        loss_mean=to_float(g[5]),
-        separate_losses=_separate(g[7]),
-        step_time_ms=int(g[8]),
-        lr=first_float(g[9]),
-        overflow=to_bool(g[10]),
-        loss_scale=first_float(g[11]),
-        global_norm=first_float(g[12]),
-        tflops=to_float(g[13]),
+        epoch=int(epoch) if epoch is not None else None,
+        total_epochs=int(total_epochs) if total_epochs is not None else None,
+        step=int(g["step"]), total_steps=int(g["total_steps"]),
+        loss=to_float(loss),
+        loss_mean=to_float(g.get("loss_mean")),
+        separate_losses=_separate(g.get("separate")),
+        step_time_ms=int(ms) if ms is not None else round(float(g["step_time_float"])),
+        lr=first_float(g.get("lr")),
+        overflow=to_bool(g.get("overflow")),
+        loss_scale=first_float(g.get("loss_scale")),
+        global_norm=first_float(g.get("global_norm")),
+        tflops=to_float(g.get("tflops")),
+        time=log_time(prefix),
+        progress_follows=m.re is STEP_RE,
     )
 
 
@@ -316,9 +325,7 @@ def _any_event(line: str) -> Event | None:
         ev = _timeout_event(line)
         if ev is not None and not (error and names_failure(line)):  # a CANN code names an HCCL timeout
             return ev
-    if error:
-        return ErrorLineEvent(_clip(line))
-    return cann_line(line)  # a CANN code line of an "Ascend Error Message" block
+    return ErrorLineEvent(_clip(line)) if error else cann_line(line)  # cann_line: an "Ascend Error Message" code line
 
 
 def parse_other(line: str) -> Event | None:
@@ -351,24 +358,30 @@ def parse_other(line: str) -> Event | None:
 
 
 def parse_line(line: str) -> Event | None:
-    """The event in one log line (with or without its newline), or None for every other line."""
-    try:
-        # The progress line ends with " }" and a step line never does: checking the last character
-        # spares progress lines a scan for "Epoch:[" (the state's batch path relies on this order).
-        if line[-1:] != "}":
-            i = line.find(STEP_MARK)
-            if i >= 0:
-                m = STEP_RE.match(line, i)
-                if m is not None:
-                    return step_event_from_match(m)
-        k = line.find(PROGRESS_MARK)
-        if k >= 0:
-            ev = parse_progress(line, k)
-            if ev is not None:
-                return ev
-        return parse_other(line)
-    except Exception:  # the contract is "never raises"; a bad line is just not an event
-        return None
+    """The event in one log line (with or without its newline), or None for every other line.
+
+    Raises on what is not a ``str`` (and would on a parser bug): the state's entry points hold
+    the "a line never stops ingestion" contract (``ClusterState.feed`` and the batch paths), so a
+    crash here is seen by the tests instead of looking like a line without an event."""
+    # The progress line ends with " }" and a MFLossMonitor step line never does: checking the last
+    # character spares progress lines a scan for "Epoch:[" (the state's batch path relies on this).
+    if line[-1:] != "}":
+        i = line.find(STEP_MARK)
+        if i >= 0:
+            m = STEP_RE.match(line, i) or _R0_RE.match(line, i)
+            if m is not None:
+                return step_event_from_match(m, line[:i])
+    k = line.find(PROGRESS_MARK)
+    if k >= 0:
+        ev = parse_progress(line, k)
+        if ev is not None:
+            return ev
+    i = line.find(PYNATIVE_MARK)
+    if i >= 0:
+        m = _PYNATIVE_RE.match(line, i)
+        if m is not None:
+            return step_event_from_match(m, line[:i])
+    return parse_other(line)
 
 
 def parse_lines(lines: Iterable[str]) -> list[Event]:
@@ -382,8 +395,5 @@ def parse_pid(line: str) -> int | None:
 
     msrun reports a dead worker by pid; the worker's own log is where pid and rank meet.
     """
-    try:
-        m = _PID_RE.match(line)
-        return int(m[1]) if m is not None else None
-    except Exception:
-        return None
+    m = _PID_RE.match(line)
+    return int(m[1]) if m is not None else None

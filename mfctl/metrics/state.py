@@ -4,7 +4,8 @@
 msrun's own log of a node) and answers ``snapshot(now)``: a JSON-ready dict that a TUI, ``mfctl
 status --json`` or a test can read without knowing anything about log formats. Values are the
 numbers the logs printed, not recomputed ones (tokens/s is the one derived figure: MindFormers
-prints samples/s per device only).
+prints samples/s per device only). The cluster view is ``mfctl.metrics.view``'s; the launcher's
+lines (msrun, the scheduler) follow ``mfctl.metrics.launcher``'s rules.
 
 Rules (each one a constructor argument)
 ---------------------------------------
@@ -14,7 +15,8 @@ Rules (each one a constructor argument)
   matched to a rank through the pid MindSpore prints in the worker's own log), or when msrun kills
   it after another worker of its node died. A failure known only from a traceback is *soft*: if
   the rank goes on logging steps, the traceback was caught and the rank is running again. A
-  finished rank stays finished; errors after that only raise alerts.
+  finished rank stays finished; errors after that only raise alerts. A step that goes back (a
+  restart inside one log) is the rank's current step.
 - ``stalled``: a running rank with no step or progress line for ``stall_after_s``. By default that
   is ``max(min_stall_s, stall_factor x the median step time)`` (60 s and 10x: a checkpoint save or
   an evaluation may legitimately pause the log for a few steps' time, a hang does not end). The
@@ -35,51 +37,34 @@ Rules (each one a constructor argument)
   ``overflow_streak`` (``overflow_streak`` overflowing steps in a row), ``stalled``, ``straggler``,
   ``worker_exit``, ``traceback`` (the rank moves to an alert with the exception line when it
   arrives), ``msrun_failure``, ``timeout`` (the scheduler's "node N is timed out" fails rank N,
-  softly), ``error`` (ERROR/CRITICAL lines; an identical repeat from the same
-  source is dropped).
+  softly), ``error`` (ERROR/CRITICAL lines; an identical repeat from the same source is dropped;
+  one naming a CANN failure is ``cann_error`` / ``device_oom``, ``mfctl.metrics.cann``).
 
-The cluster view
-----------------
-``world_size`` is the constructor's (missing ranks count as ``starting``) or the number of ranks
-seen. ``step``/``total_steps``: the slowest rank's, by (epoch, step). ``samples_per_s`` and
-``tokens_per_s``: sums over the ranks that have not failed (a finished run keeps its last figure).
-``eta_s``: the longest time left among running and stalled ranks (0 once all finished). ``loss``:
-the mean over ranks, or with ``pipeline_stage`` > 1 over the last stage's ranks only (ranks
-``world_size - world_size / pipeline_stage`` and up): the other stages do not see the loss.
-``state``: failed if any rank failed, else stalled if any stalled, else finished if all finished,
-else running if any ran, else starting. Non-finite losses stay float nan/inf (``json.dumps``
-writes them as ``NaN``/``Infinity``): a null would hide the one thing that matters.
+Ingest
+------
+Readers turn text into what this applies, in order: ``mfctl.metrics.lines`` (lines),
+``mfctl.metrics.chunk`` (a block of text: the fast path) yield runs of steps (``StepRun``),
+events and pid lines; ``_steps`` applies each step's rules, once for every reader: an ordinary
+step (running rank, nothing to alert about) only moves the running means, in a tight loop; any
+other goes through ``_on_step``. ``feed``, ``feed_many`` and ``feed_chunk`` give the same state
+(tests check it). With ``keep_steps`` set, ``take_steps`` hands out every step with its own step
+time, loss, samples/s and the time its line printed (the collector's record and plots).
 
-Speed
------
-``feed_many`` is the fast path (the goal is >= 1M lines/s through parse + state on one core). It
-recognises lines with the parser's own tests (``STEP_RE``, ``parse_progress``'s, ``parse_other``)
-but converts only what the per-step logic needs (step, loss, step time, overflow, global norm,
-samples/s): the other fields only ever matter for the newest line, so they are converted once per
-batch from the last one. An ordinary step (running rank, nothing to alert about) is handled inline
-with the rank's counters in local variables; anything else goes through ``_on_step`` / ``_apply``,
-the code ``feed`` runs. ``feed`` (one line) and ``feed_many`` give the same state; tests check it.
-
-Size: about 800 lines, over the project's 400: one state machine, whose rules (above) the per-line
-path (``_apply``/``_on_step``) and the inlined fast path (``feed_many``) must apply identically,
-so they stay side by side in one class; the line formats (``parser``, ``events``), the chunk path
-(``chunk``), alert grouping (``alerts``) and the snapshot's types (``types``) are already apart.
+Size: about 600 lines, over the project's 400: one state machine whose rules all read and write
+the same per-rank record; the readers, formats, launcher rules and the view are apart.
 """
 
 from __future__ import annotations
 
-import math
-import signal
 import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from mfctl.metrics.alerts import Alert, AlertLog
 from mfctl.metrics.cann import error_alert
-from mfctl.metrics.chunk import feed_chunk as _feed_chunk
+from mfctl.metrics.chunk import read_chunk
 from mfctl.metrics.events import (
     CheckpointSavedEvent,
     ErrorLineEvent,
@@ -87,121 +72,50 @@ from mfctl.metrics.events import (
     ExceptionEvent,
     GlobalBatchSizeEvent,
     KillAllWorkersEvent,
+    PidLine,
     ProgressEvent,
     SchedulerExitEvent,
     StepEvent,
+    StepRun,
     TimeoutEvent,
     TracebackEvent,
     TrainingOverEvent,
+    UnreadableLine,
     WorkerExitEvent,
 )
+from mfctl.metrics.formats import log_time
+from mfctl.metrics.launcher import LauncherRules
+from mfctl.metrics.lines import read_lines
 from mfctl.metrics.mfu import with_mfu
-from mfctl.metrics.parser import (
-    PROGRESS_MARK,
-    STEP_MARK,
-    STEP_RE,
-    first_float,
-    parse_line,
-    parse_other,
-    parse_pid,
-    parse_progress,
-    step_event_from_match,
-    to_bool,
-    to_float,
-)
-from mfctl.metrics.types import ClusterView, RankRow, RankState, Snapshot
+from mfctl.metrics.parser import parse_line, parse_pid
+from mfctl.metrics.track import RankTrack, num
+from mfctl.metrics.types import RankState, Snapshot, StepPoint
+from mfctl.metrics.view import cluster_view, rank_row
 
-__all__ = [
-    "FAILED",
-    "FINISHED",
-    "RUNNING",
-    "STALLED",
-    "STARTING",
-    "Alert",
-    "ClusterState",
-    "MetricsState",
-    "RankState",
-    "RankTrack",
-]
+__all__ = ["FAILED", "FINISHED", "RUNNING", "STALLED", "STARTING", "Alert", "ClusterState", "MetricsState",
+           "RankState", "RankTrack"]
 
 # The states as the enum (str members: the snapshot and the job database keep the same strings).
-STARTING = RankState.STARTING
-RUNNING = RankState.RUNNING
-STALLED = RankState.STALLED
-FINISHED = RankState.FINISHED
-FAILED = RankState.FAILED
+STARTING, RUNNING, STALLED = RankState.STARTING, RankState.RUNNING, RankState.STALLED
+FINISHED, FAILED = RankState.FINISHED, RankState.FAILED
 
 _NEG_INF = float("-inf")
 _POS_INF = float("inf")
 
 
-@dataclass(slots=True)
-class RankTrack:
-    """What one rank's log says now. ``history`` holds (step, loss, samples_per_s) points."""
+def _time(v: Any) -> float | None:
+    return v if v is None or type(v) is float else log_time(v)
 
-    rank: int
-    node: str | None = None
-    step: int | None = None
-    total_steps: int | None = None
-    epoch: int | None = None
-    total_epochs: int | None = None
-    loss: float | None = None
-    loss_mean: float | None = None
-    separate_losses: tuple[tuple[str, float | None], ...] = ()
-    step_time_ms: int | None = None
-    samples_per_s: float | None = None
-    tflops: float | None = None
-    lr: float | None = None
-    global_norm: float | None = None
-    overflow: bool | None = None
-    loss_scale: float | None = None
-    last_update: float | None = None  # clock time of the last step or progress line
-    percent: float | None = None
-    eta_s: int | None = None
-    state: RankState = STARTING
-    reason: str | None = None
-    history: deque = field(default_factory=lambda: deque(maxlen=2048), repr=False)
-    seq_length: int | None = None
-    pid: int | None = None
-    ckpt_epoch: int | None = None
-    ckpt_step: int | None = None
-    straggler: bool = False
-    # Bookkeeping for transitions and alerts.
-    recent_step_ms: deque = field(default_factory=lambda: deque(maxlen=8), repr=False)
-    loss_ema: float | None = field(default=None, repr=False)
-    loss_seen: int = field(default=0, repr=False)
-    loss_spiking: bool = field(default=False, repr=False)
-    loss_nonfinite: bool = field(default=False, repr=False)
-    gn_ema: float | None = field(default=None, repr=False)
-    gn_seen: int = field(default=0, repr=False)
-    gn_spiking: bool = field(default=False, repr=False)
-    gn_nonfinite: bool = field(default=False, repr=False)
-    overflow_run: int = field(default=0, repr=False)
-    soft_failed: bool = field(default=False, repr=False)
-    in_traceback: bool = field(default=False, repr=False)
-    traceback_alert: Alert | None = field(default=None, repr=False)
-    last_error: str | None = field(default=None, repr=False)
 
-    @property
-    def tokens_per_s(self) -> float | None:
-        """samples/s per device x seq_length (MindFormers prints no tokens/s)."""
-        if self.samples_per_s is None or not self.seq_length:
-            return None
-        return self.samples_per_s * self.seq_length
+def _ordinary(r: RankTrack) -> bool:
+    """Whether the rank's next step may be ordinary (see ``ClusterState._steps``)."""
+    return r.state == RUNNING and not (r.loss_spiking or r.loss_nonfinite or r.gn_spiking or r.gn_nonfinite
+                                       or r.overflow_run)
 
 
 def _median(values: Iterable[float]) -> float | None:
     vals = list(values)
     return statistics.median(vals) if vals else None
-
-
-def _signal_name(code: int) -> str:
-    if code < 0:
-        try:
-            return f" ({signal.Signals(-code).name})"
-        except ValueError:
-            return ""
-    return ""
 
 
 class ClusterState:
@@ -263,8 +177,12 @@ class ClusterState:
         self.alerts = AlertLog(max_alerts, alert_window_steps, alert_window_s)
         self._straggler_ms: dict[int, float] = {}  # a straggler's median step time, for its alert
         self.global_batch_size: int | None = None
-        self._launcher_traceback: dict[str | None, bool] = {}
-        self._launcher_last_error: dict[str | None, str] = {}
+        # Lines the parser failed on (not text, or a parser bug): skipped, counted.
+        self.unreadable_lines = 0
+        # Whether take_steps gets every step (the collector's record and plots); off, a read
+        # keeps only what the snapshot and the bounded history need.
+        self.keep_steps = False
+        self.launcher = LauncherRules(self.ranks, self.alerts, world_size)
 
     # -- configuration
 
@@ -283,7 +201,7 @@ class ClusterState:
         r = self.ranks.get(rank)
         if r is None:
             r = RankTrack(rank=rank, node=node, seq_length=self._seq_length,
-                          history=deque(maxlen=self.history_len),
+                          points=deque(maxlen=self.history_len),
                           recent_step_ms=deque(maxlen=self.step_window))
             self.ranks[rank] = r
         elif node is not None and r.node != node:
@@ -300,21 +218,24 @@ class ClusterState:
     def feed(self, rank: int | None, line: str, node: str | None = None) -> None:
         """One log line of ``rank`` (``None``: the scheduler's / msrun's log of ``node``)."""
         now = self.clock()
-        if rank is None:
-            self._launcher_line(node, line, now)
+        try:
+            ev = parse_line(line)
+        except Exception:  # a line never stops ingestion; it is counted
+            self.unreadable_lines += 1
             return
-        r = self.rank(rank, node)
-        ev = parse_line(line)
-        if ev is not None:
-            self._apply(r, ev, now)
-        elif r.pid is None and isinstance(line, str) and line.startswith("["):
-            r.pid = parse_pid(line)
+        if rank is None:
+            if ev is not None:
+                self._launcher(node, ev, now)
+        elif ev is not None:
+            self._apply(self.rank(rank, node), ev, now)
+        else:
+            self._learn_pid(self.rank(rank, node), line)
 
     def apply(self, rank: int | None, event: Event, node: str | None = None) -> None:
         """An event parsed elsewhere (``parse_line``), as if its line had been fed."""
         now = self.clock()
         if rank is None:
-            self._launcher_event(node, event, now)
+            self._launcher(node, event, now)
         else:
             self._apply(self.rank(rank, node), event, now)
 
@@ -322,204 +243,163 @@ class ClusterState:
         """Complete lines separated by newlines (a trailing partial line counts as a line)."""
         self.feed_many(rank, text.split("\n"), node)
 
+    def feed_many(self, rank: int | None, lines: Iterable[str], node: str | None = None) -> None:
+        """Many lines of one rank, in order (``mfctl.metrics.lines`` reads them)."""
+        now = self.clock()
+        if rank is None:
+            for line in lines:
+                try:
+                    ev = parse_line(line)
+                except Exception:  # a line never stops ingestion; it is counted
+                    self.unreadable_lines += 1
+                    continue
+                if ev is not None:
+                    self._launcher(node, ev, now)
+            return
+        r = self.rank(rank, node)
+        self._ingest(r, read_lines(lines, lambda: r.pid is None), now)
+
     def feed_chunk(self, rank: int | None, data: str | bytes, node: str | None = None) -> None:
         """Complete lines as one block of text, ``bytes`` as read from a log file or ``str``: the
         fastest path (``mfctl.metrics.chunk``), same resulting state as ``feed_text``."""
         if rank is not None and isinstance(data, (bytes, str)):
-            _feed_chunk(self, rank, data, node)
+            r = self.rank(rank, node)
+            self._ingest(r, read_chunk(data, lambda: r.pid is None), self.clock())
         else:
             text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
             self.feed_many(rank, text.split("\n") if isinstance(text, str) else [text], node)
 
-    def feed_many(self, rank: int | None, lines: Iterable[str], node: str | None = None) -> None:
-        """Many lines of one rank, in order: the fast path (same resulting state as ``feed``).
+    def add_steps(self, rank: int, run: StepRun, node: str | None = None) -> None:
+        """Consecutive steps of ``rank`` (the one way steps come in, whichever reader read them)."""
+        self._steps(self.rank(rank, node), run, self.clock())
 
-        A step with nothing special about it (running rank, finite loss and norm below their spike
-        thresholds, no overflow, not the last step) is handled inline with the rank's counters in
-        local variables; anything else goes through ``_on_step`` / ``_apply`` like ``feed`` does,
-        after the locals are written back. The inline branch is ``_on_step``'s ordinary case.
-        """
-        now = self.clock()
-        if rank is None:
-            for line in lines:
-                self._launcher_line(node, line, now)
-            return
-        r = self.rank(rank, node)
-        step_match = STEP_RE.match
-        hist_append = r.history.append
-        recent_append = r.recent_step_ms.append
-        alpha = self.spike_alpha
-        lratio = self.loss_spike_ratio
-        gratio = self.global_norm_spike_ratio
-        warm = self.spike_warmup
-        neg_inf, pos_inf = _NEG_INF, _POS_INF
-        last_step = last_progress = None
-        last_k = 0
-        total_s: str | None = None
-        total_i = 0
-        # The rank's counters as locals; `dirty` says they are ahead of `r`.
-        loss: float | None
-        gn: float | None
-        sps: float | None
-        gema: Any  # a float whenever the inline branch reads it (gn is not None there)
-        ev: Any  # an Event, dispatched on `t = type(ev)`; mypy cannot narrow through t
-        ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
-        c_step, c_loss, c_ms, c_ov, c_gn, c_sps = (r.step, r.loss, r.step_time_ms, r.overflow,
-                                                   r.global_norm, r.samples_per_s)
-        ordinary = r.state == RUNNING and not (r.loss_spiking or r.loss_nonfinite or r.gn_spiking
-                                               or r.gn_nonfinite or r.overflow_run)
-        dirty = False
-        for line in lines:
-            try:
-                if line[-1:] != "}":  # as parse_line: a line ending with "}" is not a step line
-                    i = line.find(STEP_MARK)
-                    if i >= 0:
-                        m = step_match(line, i)
-                        if m is not None:
-                            g = m.groups()
-                            step = int(g[2])
-                            s = g[4]
-                            if s is None:
-                                s = g[6]
-                            try:
-                                loss = float(s)
-                            except ValueError:
-                                loss = to_float(s)
-                            s = g[12]
-                            if s is None:
-                                gn = None
-                            else:
-                                try:
-                                    gn = float(s)
-                                except ValueError:
-                                    gn = first_float(s)
-                            s = g[10]
-                            overflow = False if s == "False" else (True if s == "True" else to_bool(s))
-                            s = g[3]
-                            if s != total_s:
-                                total_s, total_i = s, int(s)
-                            final = step == total_i and int(g[0]) == int(g[1])
-                            ms = int(g[8])
-                            if (ordinary and not final and not overflow and ema is not None
-                                    and loss is not None and neg_inf < loss < pos_inf
-                                    and not (seen >= warm and ema > 0.0 and loss > ema * lratio)
-                                    and (gn is None or (gema is not None and neg_inf < gn < pos_inf
-                                         and not (gseen >= warm and gema > 0.0 and gn > gema * gratio)))):
-                                ema = ema + alpha * (loss - ema)
-                                seen += 1
-                                if gn is not None:
-                                    gema = gema + alpha * (gn - gema)
-                                    gseen += 1
-                                recent_append(ms)
-                                c_step, c_loss, c_ms, c_ov, c_gn = step, loss, ms, overflow, gn
-                                dirty = True
-                            else:
-                                if dirty:
-                                    self._write_back(r, now, ema, seen, gema, gseen, c_step, c_loss, c_ms,
-                                                     c_ov, c_gn, c_sps)
-                                    dirty = False
-                                self._on_step(r, step, loss, ms, overflow, gn, final, now)
-                                ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
-                                c_step, c_loss, c_ms, c_ov, c_gn = step, loss, ms, overflow, gn
-                                ordinary = r.state == RUNNING and not (
-                                    r.loss_spiking or r.loss_nonfinite or r.gn_spiking or r.gn_nonfinite
-                                    or r.overflow_run)
-                            last_step = m
-                            continue
-                k = line.find(PROGRESS_MARK)
-                if k >= 0:
-                    b = line.rfind("|", 0, k)  # parse_progress's test, without its other fields
-                    if b >= 0:
-                        s = line[b + 1:k]
-                        try:
-                            sps = float(s)
-                        except ValueError:
-                            sps = to_float(s)
-                        if sps is not None:
-                            c_sps = sps
-                            if c_step is not None:
-                                hist_append((c_step, c_loss, sps))
-                            dirty = True
-                            last_progress = line
-                            last_k = k
-                            continue
-                ev = parse_other(line)
-                if ev is not None:
-                    t = type(ev)
-                    if t is CheckpointSavedEvent:  # touches nothing the locals mirror
-                        r.ckpt_epoch, r.ckpt_step = ev.epoch, ev.step
-                        continue
-                    if t is GlobalBatchSizeEvent:
-                        self.global_batch_size = ev.global_batch_size
-                        continue
-                    if dirty:
-                        self._write_back(r, now, ema, seen, gema, gseen, c_step, c_loss, c_ms, c_ov, c_gn, c_sps)
-                        dirty = False
-                    self._apply(r, ev, now)
-                    ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
-                    c_step, c_loss, c_ms, c_ov, c_gn, c_sps = (r.step, r.loss, r.step_time_ms, r.overflow,
-                                                               r.global_norm, r.samples_per_s)
-                    ordinary = r.state == RUNNING and not (r.loss_spiking or r.loss_nonfinite or r.gn_spiking
-                                                           or r.gn_nonfinite or r.overflow_run)
-                elif r.pid is None and line.startswith("["):
-                    r.pid = parse_pid(line)
-            except Exception:  # not a str, or worse: the careful path decides
-                if dirty:
-                    self._write_back(r, now, ema, seen, gema, gseen, c_step, c_loss, c_ms, c_ov, c_gn, c_sps)
-                    dirty = False
-                ev = self._feed_guarded(r, line, now)
-                if type(ev) is StepEvent:
-                    last_step = None  # r holds this line's fields already
-                elif type(ev) is ProgressEvent:
-                    last_progress = None
-                ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
-                c_step, c_loss, c_ms, c_ov, c_gn, c_sps = (r.step, r.loss, r.step_time_ms, r.overflow,
-                                                           r.global_norm, r.samples_per_s)
-                ordinary = r.state == RUNNING and not (r.loss_spiking or r.loss_nonfinite or r.gn_spiking
-                                                       or r.gn_nonfinite or r.overflow_run)
-        if dirty:
-            self._write_back(r, now, ema, seen, gema, gseen, c_step, c_loss, c_ms, c_ov, c_gn, c_sps)
-        if last_step is not None:
-            self._set_step_fields(r, step_event_from_match(last_step))
-        if last_progress is not None:
-            ev = parse_progress(last_progress, last_k)
-            if ev is not None:
-                r.percent = ev.percent
-                r.eta_s = ev.eta_s
+    def take_steps(self, rank: int) -> list[StepPoint]:  # plain tuples of StepPoint's fields: C-built
+        """Every step of ``rank`` applied since the last call, oldest first, with its own step time,
+        loss, samples/s and log time (while ``keep_steps``); a step awaiting its progress line waits."""
+        r = self.ranks.get(rank)
+        if r is None or not r.journal:
+            return []
+        out: list[Any] = []
+        for steps, losses, mss, spss, times, lo, hi in r.journal:
+            out.extend(zip(map(int, steps[lo:hi]), losses[lo:hi], map(int, mss[lo:hi]),  # StepPoint's fields
+                           map(num, spss[lo:hi]), map(_time, times[lo:hi])))
+        r.journal.clear()
+        return out
+
+    def _ingest(self, r: RankTrack, items: Iterable[Any], now: float) -> None:
+        """What a reader found, in order: runs of steps, events, pid lines, unreadable lines."""
+        for item in items:
+            t = type(item)
+            if t is StepRun:
+                self._steps(r, item, now)
+            elif t is PidLine:
+                self._learn_pid(r, item.line)
+            elif t is UnreadableLine:
+                self.unreadable_lines += 1
+            else:
+                self._apply(r, item, now)
 
     @staticmethod
-    def _write_back(r: RankTrack, now: float, ema: float | None, seen: int, gema: float | None,
-                    gseen: int, step: int | None, loss: float | None, ms: int | None,
-                    overflow: bool | None, gn: float | None, sps: float | None) -> None:
-        r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen = ema, seen, gema, gseen
-        r.step, r.loss, r.step_time_ms, r.overflow, r.global_norm = step, loss, ms, overflow, gn
-        r.samples_per_s = sps
-        r.last_update = now
+    def _learn_pid(r: RankTrack, line: str) -> None:
+        """The pid MindSpore prints in its own lines (``[WARNING] ME(23277:...``), while unknown."""
+        if r.pid is None and line.startswith("["):
+            r.pid = parse_pid(line)
 
-    def _feed_guarded(self, r: RankTrack, line: Any, now: float) -> Event | None:
-        ev = parse_line(line)  # never raises
-        if ev is not None:
-            self._apply(r, ev, now)
-        return ev
+    def _steps(self, r: RankTrack, run: StepRun, now: float) -> None:
+        """A step's rules for each step of ``run``. An ordinary step (running rank, finite loss and
+        norm below their spike thresholds, no overflow, not the last step) only moves the running
+        means, here, in locals; any other goes through ``_on_step``. Then the newest step's
+        figures, the step times and every step's point (history, ``take_steps``)."""
+        steps, losses, gns, mss = run.step, run.loss, run.global_norm, run.step_time_ms
+        n = len(steps)
+        if not n:
+            return
+        if r.pending is not None:  # the step before had no progress line after all
+            self._record_pending(r, None)
+        ovs, fins = run.overflow, run.final
+        stops: set[int] = set()  # the steps that cannot be ordinary: an overflow, the last step
+        for col in (ovs, fins):
+            if col is not None and True in col:
+                stops.update(k for k, v in enumerate(col) if v)
+        alpha, lratio, gratio, warm = self.spike_alpha, self.loss_spike_ratio, self.global_norm_spike_ratio, \
+            self.spike_warmup
+        neg_inf, pos_inf = _NEG_INF, _POS_INF
+        ema: Any  # a float wherever the ordinary branch reads it (checked there)
+        gema: Any
+        ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
+        ordinary = _ordinary(r)
+        for k, (loss, gn) in enumerate(zip(losses, gns)):
+            # (Each test is ordered so that an ordinary step answers it in one comparison.)
+            if (ordinary and loss is not None and ema is not None and neg_inf < loss < pos_inf
+                    and not (loss > ema * lratio and seen >= warm and ema > 0.0)
+                    and (gn is None or (gema is not None and neg_inf < gn < pos_inf
+                                        and not (gn > gema * gratio and gseen >= warm and gema > 0.0)))
+                    and not (stops and k in stops)):
+                ema += alpha * (loss - ema)
+                seen += 1
+                if gn is not None:
+                    gema += alpha * (gn - gema)
+                    gseen += 1
+            else:
+                r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen = ema, seen, gema, gseen
+                self._on_step(r, int(steps[k]), loss, ovs[k] if ovs is not None else False, gn,
+                              bool(fins[k]) if fins is not None else False, now)
+                ema, seen, gema, gseen = r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen
+                ordinary = _ordinary(r)
+        r.loss_ema, r.loss_seen, r.gn_ema, r.gn_seen = ema, seen, gema, gseen
+        r.step, r.loss, r.global_norm = int(steps[-1]), losses[-1], gns[-1]
+        r.step_time_ms = int(mss[-1])
+        r.overflow = ovs[-1] if ovs is not None else False
+        r.last_update = now
+        keep = r.recent_step_ms.maxlen
+        r.recent_step_ms.extend(map(int, mss[-keep:] if keep is not None else mss))
+        spss = run.samples_per_s
+        for v in spss[-1:-3:-1]:  # the newest samples/s (all but the last step have theirs)
+            if v is not None:
+                r.samples_per_s = float(v)
+                break
+        if run.last is not None:
+            self._set_step_fields(r, run.last)
+        if run.last_progress is not None:
+            r.percent, r.eta_s = run.last_progress.percent, run.last_progress.eta_s
+        end = n
+        if run.progress_follows and spss[-1] is None:  # its point waits for its progress line
+            end = n - 1
+            r.pending = (steps[-1:], losses[-1:], mss[-1:], [None], run.time[-1:], 0, 1)
+        if end:
+            self._record(r, (steps, losses, mss, spss, run.time, 0, end))
+
+    def _record(self, r: RankTrack, points: tuple) -> None:
+        """Points of steps, as (steps, losses, step times, samples/s, times, lo, hi) columns: the
+        newest that the history keeps, and all of them for ``take_steps``."""
+        steps, losses, _mss, spss, _times, lo, hi = points
+        r.add_points(steps, losses, spss, lo, hi)
+        if self.keep_steps:
+            r.journal.append(points)
+
+    def _record_pending(self, r: RankTrack, sps: float | None) -> None:
+        steps, losses, mss, _none, times, lo, hi = r.pending or ()
+        r.pending = None
+        self._record(r, (steps, losses, mss, [sps], times, lo, hi))
 
     # -- events of a rank
 
-    # `ev` is an Event; typed Any because it is dispatched on `t = type(ev)` (cheaper than an
-    # isinstance chain), which mypy cannot narrow through.
+    # `ev`: an Event, dispatched on `t = type(ev)` (cheaper than isinstance; mypy cannot narrow it).
     def _apply(self, r: RankTrack, ev: Any, now: float) -> None:
         t = type(ev)
         if t is StepEvent:
             final = ev.step == ev.total_steps and ev.epoch == ev.total_epochs
-            self._on_step(r, ev.step, ev.loss, ev.step_time_ms, ev.overflow, ev.global_norm, final, now)
-            self._set_step_fields(r, ev)
+            self._steps(r, StepRun([ev.step], [ev.loss], [ev.step_time_ms], [ev.global_norm], [None], [ev.time],
+                                   [ev.overflow], [final], ev, None, ev.progress_follows), now)
         elif t is ProgressEvent:
-            self._on_progress(r, ev.samples_per_s, now)
-            r.percent = ev.percent
-            r.eta_s = ev.eta_s
+            r.samples_per_s = ev.samples_per_s
+            r.last_update = now
+            if r.pending is not None:
+                self._record_pending(r, ev.samples_per_s)
+            r.percent, r.eta_s = ev.percent, ev.eta_s
         elif t is TrainingOverEvent:
             if r.state != FAILED or r.soft_failed:
-                r.state = FINISHED
-                r.soft_failed = False
+                r.state, r.soft_failed = FINISHED, False
         elif t is CheckpointSavedEvent:
             r.ckpt_epoch, r.ckpt_step = ev.epoch, ev.step
         elif t is GlobalBatchSizeEvent:
@@ -552,22 +432,17 @@ class ClusterState:
                 self._alert(rank=r.rank, step=r.step, now=now, **error_alert(ev.message))  # CANN: by code
         elif t is WorkerExitEvent or t is KillAllWorkersEvent or t is SchedulerExitEvent:
             # msrun's lines in a worker log (--tail_worker_log echoes them): the launcher decides.
-            self._launcher_event(r.node, ev, now)
+            self._launcher(r.node, ev, now)
 
-    def _on_step(self, r: RankTrack, step: int, loss: float | None, ms: int,
+    def _on_step(self, r: RankTrack, step: int, loss: float | None,
                  overflow: bool | None, gn: float | None, final: bool, now: float) -> None:
-        """Everything a step line changes besides its latest-only fields (epoch, lr, ...).
+        """A step that is not ordinary (see ``_steps``): transitions, spikes, alerts.
 
-        Reads only its arguments and the bookkeeping fields: ``feed_many`` sets the latest-only
-        fields once per batch, so reading e.g. ``r.loss_scale`` here would differ between paths.
+        Reads only its arguments and the bookkeeping fields: the latest-only fields (epoch, lr,
+        ...) are set once per run, so reading e.g. ``r.loss_scale`` here would differ between
+        ways of reading the same log.
         """
-        r.step = step
-        r.loss = loss
-        r.step_time_ms = ms
-        r.overflow = overflow
-        r.global_norm = gn
-        r.last_update = now
-        r.recent_step_ms.append(ms)
+        r.step, r.loss, r.overflow, r.global_norm = step, loss, overflow, gn
         state = r.state
         if state != RUNNING and (state in (STARTING, STALLED) or (state == FAILED and r.soft_failed)):
             r.state = RUNNING
@@ -576,26 +451,7 @@ class ClusterState:
             r.reason = None
         if final and r.state == RUNNING:
             r.state = FINISHED
-        if loss is not None:
-            if _NEG_INF < loss < _POS_INF:
-                r.loss_nonfinite = False
-                e = r.loss_ema
-                if e is None:
-                    r.loss_ema = loss
-                else:
-                    if r.loss_seen >= self.spike_warmup and e > 0.0 and loss > e * self.loss_spike_ratio:
-                        if not r.loss_spiking:
-                            r.loss_spiking = True
-                            self._alert("loss_spike", r.rank,
-                                        f"loss {loss:g} at step {step} is "
-                                        f"{loss / e:.2f}x its running mean {e:.6g}", step, now)
-                    elif r.loss_spiking:
-                        r.loss_spiking = False
-                    r.loss_ema = e + self.spike_alpha * (loss - e)
-                r.loss_seen += 1
-            elif not r.loss_nonfinite:
-                r.loss_nonfinite = True
-                self._alert("nan_loss", r.rank, f"loss is {loss} at step {step}", step, now)
+        self._watch(r, "loss", loss, self.loss_spike_ratio, step, now)
         if overflow:
             r.overflow_run += 1
             if r.overflow_run == self.overflow_streak:
@@ -604,33 +460,37 @@ class ClusterState:
                             step, now)
         else:
             r.overflow_run = 0
-        if gn is not None:
-            if _NEG_INF < gn < _POS_INF:
-                r.gn_nonfinite = False
-                e = r.gn_ema
-                if e is None:
-                    r.gn_ema = gn
-                else:
-                    if r.gn_seen >= self.spike_warmup and e > 0.0 and gn > e * self.global_norm_spike_ratio:
-                        if not r.gn_spiking:
-                            r.gn_spiking = True
-                            self._alert("global_norm_spike", r.rank,
-                                        f"global_norm {gn:g} at step {step} is "
-                                        f"{gn / e:.2f}x its running mean {e:.6g}", step, now)
-                    elif r.gn_spiking:
-                        r.gn_spiking = False
-                    r.gn_ema = e + self.spike_alpha * (gn - e)
-                r.gn_seen += 1
-            elif not r.gn_nonfinite:
-                r.gn_nonfinite = True
-                self._alert("nonfinite_global_norm", r.rank,
-                            f"global_norm is {gn} at step {step}", step, now)
+        self._watch(r, "gn", gn, self.global_norm_spike_ratio, step, now)
 
-    def _on_progress(self, r: RankTrack, sps: float | None, now: float) -> None:
-        r.samples_per_s = sps
-        r.last_update = now
-        if r.step is not None:
-            r.history.append((r.step, r.loss, sps))
+    # What _watch names each watched figure: (its name in alerts, the kind of a non-finite value).
+    _WATCHED = {"loss": ("loss", "nan_loss"), "gn": ("global_norm", "nonfinite_global_norm")}
+
+    def _watch(self, r: RankTrack, what: str, value: float | None, ratio: float, step: int, now: float) -> None:
+        """The one rule for the loss and the global norm (``what``: the RankTrack fields' prefix):
+        a non-finite value alerts once; a finite one moves the running mean, and alerts once on
+        entering a spike (over ``ratio`` x that mean, after ``spike_warmup`` values)."""
+        if value is None:
+            return
+        name, nonfinite_kind = self._WATCHED[what]
+        if not _NEG_INF < value < _POS_INF:
+            if not getattr(r, what + "_nonfinite"):
+                setattr(r, what + "_nonfinite", True)
+                self._alert(nonfinite_kind, r.rank, f"{name} is {value} at step {step}", step, now)
+            return
+        setattr(r, what + "_nonfinite", False)
+        e = getattr(r, what + "_ema")
+        if e is None:
+            setattr(r, what + "_ema", value)
+        else:
+            if getattr(r, what + "_seen") >= self.spike_warmup and e > 0.0 and value > e * ratio:
+                if not getattr(r, what + "_spiking"):
+                    setattr(r, what + "_spiking", True)
+                    self._alert(f"{name}_spike", r.rank, f"{name} {value:g} at step {step} is "
+                                f"{value / e:.2f}x its running mean {e:.6g}", step, now)
+            elif getattr(r, what + "_spiking"):
+                setattr(r, what + "_spiking", False)
+            setattr(r, what + "_ema", e + self.spike_alpha * (value - e))
+        setattr(r, what + "_seen", getattr(r, what + "_seen") + 1)
 
     @staticmethod
     def _set_step_fields(r: RankTrack, ev: StepEvent) -> None:
@@ -640,67 +500,12 @@ class ClusterState:
         r.step_time_ms, r.lr, r.overflow = ev.step_time_ms, ev.lr, ev.overflow
         r.loss_scale, r.global_norm, r.tflops = ev.loss_scale, ev.global_norm, ev.tflops
 
-    # -- the scheduler's and msrun's logs (rank None)
-
-    def _launcher_line(self, node: str | None, line: str, now: float) -> None:
-        ev = parse_line(line)
-        if ev is not None:
-            self._launcher_event(node, ev, now)
-
-    def _launcher_event(self, node: str | None, ev: Any, now: float) -> None:  # ev: as _apply's
-        where = f" on {node}" if node else ""
-        t = type(ev)
-        if t is WorkerExitEvent:
-            r = self._rank_of_pid(ev.pid, node)
-            what = f"worker process {ev.pid} exited with code {ev.code}{_signal_name(ev.code)}"
-            if r is None:
-                self._alert("worker_exit", None, f"{what}{where} (rank unknown)", None, now)
-                return
-            self._alert("worker_exit", r.rank, what, r.step, now, key=ev.code)
-            if r.state != FINISHED:
-                if r.state != FAILED or r.reason is None or r.reason.startswith("traceback ("):
-                    r.reason = what
-                r.state, r.soft_failed = FAILED, False
-        elif t is KillAllWorkersEvent:
-            self._alert("msrun_failure", None, f"msrun{where}: a worker exited with an error, "
-                        "killing all other workers", None, now)
-            for r in self.ranks.values():
-                if (node is None or r.node is None or r.node == node) and r.state in (STARTING, RUNNING, STALLED):
-                    r.state, r.soft_failed = FAILED, False
-                    r.reason = f"killed by msrun{where}: another worker exited with an error"
-        elif t is SchedulerExitEvent:
-            self._alert("msrun_failure", None, f"scheduler process {ev.pid}{where} exited with an error", None, now)
-        elif t is TimeoutEvent:
-            rank = None
-            if ev.node_id is not None and ev.node_id.isdigit():
-                rank = int(ev.node_id)
-                if self.world_size is not None and rank >= self.world_size:
-                    rank = None
-            r = self.ranks.get(rank) if rank is not None else None
-            self._alert("timeout", rank, f"{node or 'launcher'}: {ev.message}", r.step if r else None, now)
-            if r is not None and r.state in (STARTING, RUNNING, STALLED):
-                # The scheduler gave up on it: not "running" in the table while the alerts say timed
-                # out. Soft: should its log go on with steps, it is running again.
-                r.state, r.soft_failed = FAILED, True
-                r.reason = f"timed out ({node or 'launcher'}: {ev.message})"
-        elif t is TracebackEvent:
-            self._launcher_traceback[node] = True
-        elif t is ExceptionEvent:
-            if self._launcher_traceback.pop(node, False) or ev.exc_type == "Fatal Python error":
-                text = f"{ev.exc_type}: {ev.message}" if ev.message else ev.exc_type
-                self._alert("msrun_failure", None, f"{node or 'launcher'}: {text}", None, now)
-        elif t is ErrorLineEvent:
-            if self._launcher_last_error.get(node) != ev.message:
-                self._launcher_last_error[node] = ev.message
-                a = error_alert(ev.message)  # a CANN failure is named by its code
-                self._alert(a["kind"], None, f"{node or 'launcher'}: {a['detail']}", None, now, key=a["key"])
-        elif t is GlobalBatchSizeEvent:
+    def _launcher(self, node: str | None, ev: Any, now: float) -> None:
+        """An event of the launcher's log of ``node`` (``mfctl.metrics.launcher``'s rules)."""
+        if type(ev) is GlobalBatchSizeEvent:
             self.global_batch_size = ev.global_batch_size
-
-    def _rank_of_pid(self, pid: int, node: str | None) -> RankTrack | None:
-        found = [r for r in self.ranks.values()
-                 if r.pid == pid and (node is None or r.node is None or r.node == node)]
-        return found[0] if len(found) == 1 else None
+        else:
+            self.launcher.apply(node, ev, now)
 
     # -- alerts
 
@@ -766,16 +571,12 @@ class ClusterState:
         """The JSON-ready view (``tick(now)`` first). Non-finite losses stay float nan/inf."""
         self.tick(now)
         ranks = [self.ranks[k] for k in sorted(self.ranks)]
-        rank_rows: list[RankRow] = [{
-            "rank": r.rank, "node": r.node, "step": r.step, "total_steps": r.total_steps,
-            "epoch": r.epoch, "loss": r.loss, "loss_mean": r.loss_mean, "step_time_ms": r.step_time_ms,
-            "samples_per_s": r.samples_per_s, "tokens_per_s": r.tokens_per_s, "tflops": r.tflops,
-            "lr": r.lr, "global_norm": r.global_norm, "overflow": r.overflow, "loss_scale": r.loss_scale,
-            "percent": r.percent, "eta_s": r.eta_s, "state": r.state, "reason": r.reason,
-            "last_update_age_s": (now - r.last_update) if r.last_update is not None else None,
-        } for r in ranks]
-        return with_mfu({"ranks": rank_rows, "cluster": self._cluster(ranks),
-                "alerts": [a.to_dict() for a in self.alerts]}, self.chip)
+        first = self.first_loss_rank(len(ranks))
+        world = self.world_size if self.world_size is not None else len(ranks)
+        loss_ranks = [r for r in ranks if r.rank >= first] if first else ranks
+        return with_mfu({"ranks": [rank_row(r, now) for r in ranks],  # MFU: with the chip
+                         "cluster": cluster_view(ranks, world, loss_ranks),
+                         "alerts": [a.to_dict() for a in self.alerts]}, self.chip)
 
     def first_loss_rank(self, world: int | None = None) -> int:
         """The first rank whose loss is the model's: with pipeline parallelism only the last
@@ -790,46 +591,6 @@ class ClusterState:
         if p > 1 and world >= p and world % p == 0:
             return world - world // p
         return 0
-
-    def _loss_ranks(self, ranks: list[RankTrack]) -> list[RankTrack]:
-        """The ranks whose loss is the model's: with pipeline parallelism, the last stage only."""
-        first = self.first_loss_rank(len(ranks))
-        return [r for r in ranks if r.rank >= first] if first else ranks
-
-    def _cluster(self, ranks: list[RankTrack]) -> ClusterView:
-        world = self.world_size if self.world_size is not None else len(ranks)
-        stepped = [r for r in ranks if r.step is not None]
-        slowest = min(stepped, key=lambda r: (r.epoch or 0, r.step)) if stepped else None
-        alive = [r for r in ranks if r.state != FAILED]
-        sps = [r.samples_per_s for r in alive if r.samples_per_s is not None]
-        tps = [t for t in (r.tokens_per_s for r in alive) if t is not None]
-        etas = [r.eta_s for r in ranks if r.state in (RUNNING, STALLED) and r.eta_s is not None]
-        losses = [r.loss for r in self._loss_ranks(ranks) if r.loss is not None]
-        states = [r.state for r in ranks]
-        states += [STARTING] * max(0, world - len(ranks))
-        if FAILED in states:
-            state = FAILED
-        elif STALLED in states:
-            state = STALLED
-        elif states and all(s == FINISHED for s in states):
-            state = FINISHED
-        elif RUNNING in states or FINISHED in states:
-            state = RUNNING
-        else:
-            state = STARTING
-        return {
-            "world_size": world,
-            "step": slowest.step if slowest else None,
-            "total_steps": slowest.total_steps if slowest else None,
-            "samples_per_s": math.fsum(sps) if sps else None,
-            "tokens_per_s": math.fsum(tps) if tps else None,
-            "eta_s": max(etas) if etas else (0 if state == FINISHED else None),
-            "loss": (sum(losses) / len(losses)) if losses else None,
-            "state": state,
-            "stragglers": [r.rank for r in ranks if r.straggler],
-            "finished_ranks": [r.rank for r in ranks if r.state == FINISHED],
-            "failed_ranks": [r.rank for r in ranks if r.state == FAILED],
-        }
 
 
 MetricsState = ClusterState

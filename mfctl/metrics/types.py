@@ -27,6 +27,7 @@ else:  # pragma: no cover - Python 3.10
             return str.__format__(str.__str__(self), spec)
 
 __all__ = ["AlertView", "ClusterView", "History", "LogLine", "RankHistory", "RankRow", "RankState", "Snapshot",
+           "StepPoint",
            "StrEnum"]
 
 
@@ -169,3 +170,16 @@ class LogLine(NamedTuple):
     node: str | None
     rank: int | None
     text: str
+
+
+class StepPoint(NamedTuple):
+    """One step of one rank as its log printed it (``ClusterState.take_steps``, which hands out
+    plain tuples of these fields, in this order: building a named tuple per step costs): the step time,
+    loss and samples/s of that step (None where its line had none) and the time its logger
+    prefix printed (seconds since the epoch; None: the line had no timestamp)."""
+
+    step: int
+    loss: float | None
+    step_time_ms: int
+    samples_per_s: float | None
+    time: float | None

@@ -173,20 +173,32 @@ def preferred_host_key_types(r: ResolvedHost, offered: list[str]) -> list[str]:
     return known + [t for t in offered if t not in known]
 
 
-_OPTION = {"hostkeyalgorithms": ("key_types", "HostKeyAlgorithms"), "kexalgorithms": ("kex", "KexAlgorithms"),
-           "ciphers": ("ciphers", "Ciphers"), "macs": ("digests", "MACs")}
+_OPTION = {"hostkeyalgorithms": "HostKeyAlgorithms", "kexalgorithms": "KexAlgorithms", "ciphers": "Ciphers",
+           "macs": "MACs"}
 
 
 def restrict_algorithms(r: ResolvedHost, transport: paramiko.Transport) -> None:
-    """Offer only what ssh would offer (its order), of what paramiko implements."""
+    """Offer only what ssh would offer (its order), of what paramiko implements.
+
+    Through ``SecurityOptions``, paramiko's public setters for the lists a Transport offers.
+    """
     opts = transport.get_security_options()
+    offer = {"hostkeyalgorithms": list(opts.key_types), "kexalgorithms": list(opts.kex),
+             "ciphers": list(opts.ciphers), "macs": list(opts.digests)}
     for key, wanted in r.algorithms:
-        attr, option = _OPTION[key]
-        have = list(getattr(opts, attr))
+        have = offer[key]
         common = [a for a in wanted if a in have]
         if not common:
+            option = _OPTION[key]
             raise SSHException(
                 f"{option} allows only {','.join(wanted)}, none of which mfctl (paramiko) implements "
                 f"({','.join(have)}); add one of those to {option} for this host")
-        setattr(opts, attr, common)
-    opts.key_types = preferred_host_key_types(r, list(opts.key_types))
+        offer[key] = common
+    restricted = {key for key, _ in r.algorithms}
+    if "kexalgorithms" in restricted:
+        opts.kex = offer["kexalgorithms"]
+    if "ciphers" in restricted:
+        opts.ciphers = offer["ciphers"]
+    if "macs" in restricted:
+        opts.digests = offer["macs"]
+    opts.key_types = preferred_host_key_types(r, offer["hostkeyalgorithms"])

@@ -141,7 +141,7 @@ class SshTransport:
         conn.connect_kwargs = dict(
             banner_timeout=t, auth_timeout=t, channel_timeout=t, allow_agent=False,
             look_for_keys=False, auth_strategy=sshauth.KeyAuth(r),
-            transport_factory=lambda sock, **kw: self._make_transport(sock, r, **kw),
+            transport_factory=lambda sock, **kw: self._make_transport(sock, r, t, **kw),
         )
         client = SSHClient()  # its host-key tables stay empty: every key goes to HostKeyCheck
         client.set_missing_host_key_policy(hostkeys.HostKeyCheck(r, self._accept_new, hop=depth > 0))
@@ -191,11 +191,17 @@ class SshTransport:
             raise NodeUnreachable(self.host, reason) from e
         return False
 
-    def _make_transport(self, sock: object, r: sshconfig.ResolvedHost, **kwargs: object) -> paramiko.Transport:
+    def _make_transport(self, sock: object, r: sshconfig.ResolvedHost, timeout: float,
+                        **kwargs: object) -> paramiko.Transport:
         """paramiko's ``transport_factory`` hook: tune the connected socket before the handshake."""
         if isinstance(sock, socket.socket):
             self._tune_socket(sock)
         transport = ParamikoTransport(sock, **kwargs)  # type: ignore[arg-type]
+        # SSHClient.connect stops waiting for the key exchange after the connect timeout (and sets
+        # the banner and auth timeouts from connect_kwargs). The transport's own handshake limit
+        # (paramiko's default: 15 s) only ends its thread: a second later, so that the connect
+        # timeout is what a stalled node reports ("did not finish within").
+        transport.handshake_timeout = timeout + 1
         hostkeys.restrict_algorithms(r, transport)
         # SSH-level keepalives put data on the wire; TCP_USER_TIMEOUT then aborts the connection
         # when that data stays unacknowledged (a partition) instead of retransmitting for ~15 min.

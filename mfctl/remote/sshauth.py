@@ -119,6 +119,9 @@ def _load(path: str, fresh: bool = False) -> paramiko.PKey | None:
     except (paramiko.PasswordRequiredException, paramiko.ssh_exception.SSHException, OSError,
             ValueError, TypeError):
         return None  # encrypted (never prompted for), unsupported (sk) or unreadable: ssh skips too
+    # from_path also attaches ``<path>-cert.pub`` when there is one; the plain key is offered
+    # plain (``KeyAuth.candidates`` pairs certificates itself: the certificate first, then this).
+    key.public_blob = None
     if not fresh and settled(st):
         _keys[path] = (stamp, key)
     return key

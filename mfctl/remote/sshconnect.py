@@ -2,17 +2,19 @@
 
 The hosts-file name split, the Fabric Connection that runs ProxyCommand like ssh does, the
 attribution of a failure to a ProxyJump hop, and the one-line reason for every connect failure.
-Then the paramiko and Fabric pieces made cheaper for the controller's CPU per node (measured by
-bench/controller.py): one shared Fabric Config, commands read in ``select`` instead of by polling
-threads, the handshake deadline without a timer thread, MACs compared in C.
+Then the pieces that keep the controller's CPU per node low (measured by bench/controller.py):
+one shared Fabric Config and commands read in ``select`` instead of by polling threads.
+
+paramiko and Fabric are used through their public API: no assignment into their modules, no
+``__class__`` swap. The one protected member overridden, ``Transport._parse_global_request`` (see
+``ParamikoTransport``), is pinned by tests/unit/test_ssh_library_api.py, which fails when a
+paramiko release renames it or changes its signature.
 """
 
 from __future__ import annotations
 
 import errno
 import functools
-import hmac
-import logging
 import os
 import select
 import shlex
@@ -69,16 +71,6 @@ class OpenSshConnection(Connection):
     # A real attribute (Fabric sets it in __init__; as a config key each set cost a config merge).
     inline_ssh_env: bool | None = None
 
-    def __setattr__(self, key: str, value: object) -> None:
-        # invoke's DataProxy.__setattr__ calls dir(self) on every attribute set (~30 per
-        # connection, ~1 ms of CPU per node) to tell real attributes from config keys. A class
-        # attribute is always real: set it directly, as DataProxy would; anything else goes the
-        # usual way.
-        if key in _CLASS_ATTRS:
-            object.__setattr__(self, key, value)
-        else:
-            super().__setattr__(key, value)
-
     def open_gateway(self):  # type: ignore[override]
         if self.proxy_command is not None:
             # ssh runs it as `$SHELL -c "exec <command>"` (pipes, redirections, variables work);
@@ -91,9 +83,6 @@ class OpenSshConnection(Connection):
             raise  # an outer hop failed: already attributed
         except Exception as e:
             raise HopFailed(self.gateway, e) from e
-
-
-_CLASS_ATTRS = frozenset(dir(OpenSshConnection))
 
 
 # ----- the transport ---------------------------------------------------------------------------
@@ -121,6 +110,9 @@ def reason_at(e: BaseException, host: str, port: int, user: str, t: float,
             "IdentityFile, IdentitiesOnly, CertificateFile, ssh-agent and the node's authorized_keys"
         )
     if isinstance(e, SSHException):
+        if str(e) == "No existing session":  # paramiko's start_client gave up waiting for the key exchange
+            return (f"SSH handshake with {where} did not finish within {t:g}s (it answered, then stalled: "
+                    "sshd overloaded or stuck?)")
         if "Incompatible ssh peer" in str(e):
             return (f"SSH handshake with {where} failed: {e}; no algorithm in common: check "
                     "HostKeyAlgorithms, KexAlgorithms, Ciphers and MACs for this host")
@@ -135,14 +127,14 @@ def reason_at(e: BaseException, host: str, port: int, user: str, t: float,
     return None
 
 
-# ----- paramiko and Fabric, made cheaper per node (bench/controller.py measures it) --------------
+# ----- paramiko and Fabric, cheap per node (bench/controller.py measures it) -------------------
 
 
 @functools.cache
 def fabric_config() -> Config:
     """One Fabric Config for every connection (building one per node cost ~0.1 ms each; nothing
     mutates it). An explicit empty SSHConfig: Fabric must not resolve anything itself (ssh -G did)."""
-    return _QuietConfig(ssh_config=paramiko.SSHConfig())
+    return Config(ssh_config=paramiko.SSHConfig())
 
 
 def collect(channel: paramiko.Channel, timeout: float | None) -> tuple[bytes, bytes, bool]:
@@ -170,71 +162,6 @@ def collect(channel: paramiko.Channel, timeout: float | None) -> tuple[bytes, by
         select.select([channel], [], [], remaining)
 
 
-# paramiko compares every received packet's MAC in a Python loop over its bytes (~20 us a packet,
-# about a tenth of a check's per-node CPU). The standard library's constant-time comparison does
-# the same in C; packet.py looks the function up on paramiko.util at each packet.
-paramiko.util.constant_time_bytes_eq = hmac.compare_digest
-
-_DIGEST_NAMES: dict[object, str] = {}
-
-
-def _compute_hmac(key: bytes, message: bytes, digest_class) -> bytes:  # type: ignore[no-untyped-def]
-    """paramiko's per-packet MAC, computed by OpenSSL in one call (``hmac.digest``) instead of a
-    Python ``HMAC`` object per packet (~30 us each, ~18 packets a node): the same bytes."""
-    name = _DIGEST_NAMES.get(digest_class)
-    if name is None:
-        name = _DIGEST_NAMES[digest_class] = digest_class().name
-    return hmac.digest(key, message, name)
-
-
-# packet.py looks compute_hmac up in its module at each packet.
-paramiko.packet.compute_hmac = _compute_hmac
-
-
-class _QuietConfig(Config):
-    """Fabric's Config, answering invoke's internal ``_root``/``_keypath`` probes cheaply.
-
-    invoke asks a root config ``hasattr(self, "_keypath")`` and ``getattr(self, "_root", self)``
-    each time a nested key (``connect_kwargs``, ``timeouts``) is read; on the root both miss, and
-    each miss built an error message listing every key and attribute (~0.1 ms, 6 a node). The
-    lookups still miss, with the same AttributeError type, without the listing.
-    """
-
-    def __getattr__(self, key: str):  # type: ignore[no-untyped-def]
-        if key in ("_root", "_keypath"):
-            raise AttributeError(key)
-        return super().__getattr__(key)
-
-
-class _Packetizer(paramiko.Packetizer):
-    """paramiko's Packetizer with the handshake deadline kept as a time, not a timer thread.
-
-    paramiko starts a ``threading.Timer`` per connection only to set a flag that its reader checks
-    when the socket times out (every 0.1 s); starting and cancelling it cost ~0.13 ms of CPU per
-    node. Checking the deadline at the same place gives the same timeout without the thread.
-    """
-
-    _deadline: float | None = None
-    _done = False
-
-    def start_handshake(self, timeout: float) -> None:
-        if self._deadline is None:
-            self._deadline = time.monotonic() + float(timeout)
-
-    def handshake_timed_out(self) -> bool:
-        return self._deadline is not None and not self._done and time.monotonic() > self._deadline
-
-    def complete_handshake(self) -> None:
-        if self._deadline is not None:
-            self._done = True
-
-    def _log(self, level: int, msg: object) -> None:
-        # ~20 DEBUG lines a connection, each a call into logging that drops it.
-        logger = self._Packetizer__logger  # type: ignore[attr-defined]
-        if logger is not None and logger.isEnabledFor(level):
-            super()._log(level, msg)
-
-
 class ParamikoTransport(paramiko.Transport):
     """paramiko's Transport, acknowledging the server's unsolicited global requests at once.
 
@@ -243,40 +170,6 @@ class ParamikoTransport(paramiko.Transport):
     waits for that ACK (Nagle on the server), so the first command of every fresh connection took
     ~45 ms longer (measured with strace). Setting TCP_QUICKACK sends the pending ACK right away.
     """
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.packetizer.__class__ = _Packetizer  # nothing ran on it yet: same state, other methods
-
-    _filtered: dict[str, tuple[object, tuple[str, ...], tuple[str, ...]]] | None = None
-
-    def _filter_algorithm(self, type_: str) -> tuple[str, ...]:
-        # paramiko filters its preferred algorithms again at every read of a preference (~85 a
-        # connection); keep the answer while the preference and the disabled list stay the same.
-        default = getattr(self, "_preferred_" + type_)
-        disabled = tuple(self.disabled_algorithms.get(type_, ()))
-        if self._filtered is None:
-            self._filtered = {}
-        hit = self._filtered.get(type_)
-        if hit is not None and hit[0] is default and hit[1] == disabled:
-            return hit[2]
-        result = tuple(x for x in default if x not in disabled)
-        self._filtered[type_] = (default, disabled, result)
-        return result
-
-    def _log(self, level: int, msg: object, *args: object) -> None:
-        # ~35 DEBUG lines a connection, each a call into logging that drops it.
-        if self.logger.isEnabledFor(level):
-            super()._log(level, msg, *args)
-
-    def _parse_debug(self, m: paramiko.Message) -> None:
-        # sshd sends a debug message per authorized_keys option; paramiko escapes each one byte
-        # by byte for a DEBUG log line that is off unless someone enabled it.
-        m.get_boolean()
-        msg = m.get_string()
-        m.get_string()
-        if self.logger.isEnabledFor(logging.DEBUG):
-            super()._log(logging.DEBUG, "Debug msg: " + paramiko.util.safe_string(msg).decode("ascii", "replace"))
 
     def _parse_global_request(self, m: paramiko.Message) -> None:
         super()._parse_global_request(m)

@@ -399,7 +399,7 @@ def test_node_preflight_fails_the_job_with_that_nodes_reason(lab: Lab) -> None:
     status = wait_for(lambda: (s := lab.status(job))["job"]["state"] != "running" and s, 20)
     assert status and status["job"]["state"] == "failed", lab.status(job)
     assert time.monotonic() - t0 < 30
-    assert "preflight failed: the dataset (spec: dataset) is not there" in status["job"]["exit_cause"]
+    assert "preflight failed: dataset /nonexistent/wiki.mindrecord not found" in status["job"]["exit_cause"]
     assert not list(job.glob("nodes/node*/output/msrun_log/worker_*.log"))  # msrun never started
 
 

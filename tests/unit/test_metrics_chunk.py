@@ -42,6 +42,8 @@ def state(**kw) -> ClusterState:
 
 
 def assert_same(a: ClusterState, b: ClusterState) -> None:
+    # No line was skipped as unreadable on either path: a reader that crashed would show here.
+    assert a.unreadable_lines == b.unreadable_lines == 0
     assert repr(a.snapshot(2000.0)) == repr(b.snapshot(2000.0))  # repr: nan-safe equality
     assert a.global_batch_size == b.global_batch_size
     for rank in a.ranks:

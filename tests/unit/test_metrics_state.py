@@ -407,6 +407,7 @@ def test_feed_many_equals_feed(seed):
             n = rng.choice([1, 2, 3, 7, 50, 1000])
             many.feed_many(rank, lines[i:i + n], "n%d" % (rank // 2))
             i += n
+    assert many.unreadable_lines == one.unreadable_lines == 0  # a crashed reader would show here
     assert repr(many.snapshot(2000.0)) == repr(one.snapshot(2000.0))  # repr: nan-safe equality
     for rank in logs:
         assert repr(many.history(rank)) == repr(one.history(rank))
@@ -420,6 +421,7 @@ def test_feed_many_with_non_strings_and_launcher_lines():
     s = ClusterState(clock=Clock())
     s.feed_many(0, [step_line(1), None, b"bytes", 12, progress_line()])  # never raises
     assert s.ranks[0].step == 1 and s.ranks[0].samples_per_s == 40.0
+    assert s.unreadable_lines == 3  # skipped, and counted
     s.feed_many(None, [MSRUN + "Worker process 1 exit with exception. Error code: 1."], "a")
     assert kinds(s) == ["worker_exit"]
     s.feed_text(1, step_line(1) + "\n" + progress_line() + "\n")
@@ -531,3 +533,49 @@ def test_a_rank_the_scheduler_timed_out_is_not_running():
     assert [(a.kind, a.rank) for a in s.alerts] == [("timeout", 1)]
     run(s, 1, 1, start=4)  # it logs steps again: the scheduler was wrong
     assert s.ranks[1].state == "running"
+
+
+# -- "a line never stops ingestion" is held where lines enter the state, not inside the parser
+
+
+CRASH = "this line crashes the parser"
+
+
+@pytest.fixture
+def buggy_parser(monkeypatch):
+    """A parser with a bug on one line (it raises), as every reader calls it."""
+    from mfctl.metrics import lines, pairs, parser, state
+
+    def buggy(real):
+        def parse(line):
+            if isinstance(line, str) and CRASH in line:
+                raise ValueError("parser bug")
+            return real(line)
+        return parse
+
+    for module in (lines, pairs, state):
+        monkeypatch.setattr(module, "parse_line", buggy(parser.parse_line))
+    monkeypatch.setattr(lines, "parse_other", buggy(parser.parse_other))
+
+
+@pytest.mark.parametrize("way", ["feed", "feed_many", "feed_text", "feed_chunk str", "feed_chunk bytes"])
+def test_a_line_that_crashes_the_parser_is_skipped_and_counted(buggy_parser, way):
+    lines = [step_line(1), progress_line(), "[ERROR] " + CRASH, step_line(2), progress_line(), None]
+    if way.startswith("feed_chunk") or way == "feed_text":
+        lines = lines[:-1]  # text: no None in it
+    s = ClusterState(clock=Clock())
+    if way == "feed":
+        for line in lines:
+            s.feed(0, line)
+        s.feed(None, CRASH)  # the launcher's log too
+    elif way == "feed_many":
+        s.feed_many(0, lines)
+        s.feed_many(None, [CRASH])
+    elif way == "feed_text":
+        s.feed_text(0, "\n".join(lines))
+    else:
+        text = "\n".join(lines) + "\n"
+        s.feed_chunk(0, text.encode() if way.endswith("bytes") else text)
+    r = s.ranks[0]
+    assert (r.step, r.samples_per_s, r.state) == (2, 40.0, "running")
+    assert s.unreadable_lines == {"feed": 3, "feed_many": 3}.get(way, 1)

@@ -31,6 +31,7 @@ from mfctl.jobspec.schema import parse_spec
 from mfctl.remote.base import NodeUnreachable
 from mfctl.remote.connect import SshOptions
 from tests.fakes.transport import ScriptedTransport
+from tests.lab.ascend import recorded
 
 SPEC = parse_spec("name: j\nmodel: tiny-llama\ndataset: /data/wiki.mindrecord\npython: /opt/py/bin/python\n")
 HOSTS = [HostEntry("n1", slots=2, line=1), HostEntry("n2", slots=2, line=2)]
@@ -230,3 +231,42 @@ def test_preflight_reports_an_unreachable_node_and_checks_the_others() -> None:
     n2 = ScriptedTransport("n2").on(r"preflight", stdout=GOOD)
     checks = preflight(PLAN, SPEC, {"n1": n1, "n2": n2})
     assert checks[0].problems == ["unreachable: connection refused"] and checks[1].ok
+
+
+def _ascend_facts(ip_net: int) -> str:
+    """A node's facts: a real 8-NPU ``npu-smi info``, device NICs up at 10.0.<ip_net>.<device>."""
+    table = recorded("npu-smi_info_910A_8card_npu-smi-24.1.0.txt")
+    info = "".join(f"@npu_info {line}\n" for line in table.splitlines())
+    nets = "".join(f"@link.{d} link status: UP\n@net_health.{d} net health status: Success\n"
+                   f"@ip.{d} ipaddr:10.0.{ip_net}.{d}\n" for d in range(8))
+    return (GOOD.replace("done 1\n", "") + "npu_smi /usr/local/sbin/npu-smi\n" + info
+            + "hccn_tool /usr/local/Ascend/driver/tools/hccn_tool\n" + nets + "done 1\n")
+
+
+def test_network_check_pings_the_jobs_devices_on_the_next_node() -> None:
+    ok = "".join(f"@ping.{d} 3 packets transmitted, 3 received, 0.00% packet loss\n" for d in range(2))
+    n1 = ScriptedTransport("n1").on(r"-ping -g address", stdout=ok).on(r"preflight", stdout=_ascend_facts(1))
+    n2 = ScriptedTransport("n2").on(r"-ping -g address", stdout=ok).on(r"preflight", stdout=_ascend_facts(2))
+    checks = preflight(PLAN, SPEC, {"n1": n1, "n2": n2}, ascend=True, network=True)
+    assert all(c.ok for c in checks), [c.problems for c in checks]
+    # The job uses devices 0 and 1 (slots=2); each node pings them on the next (the last: the first).
+    ping1 = next(c for c in n1.commands if "-ping" in c)
+    ping2 = next(c for c in n2.commands if "-ping" in c)
+    assert "/usr/local/Ascend/driver/tools/hccn_tool -i 0 -ping -g address 10.0.2.0" in ping1
+    assert "-i 1 -ping -g address 10.0.2.1" in ping1 and "-i 2 " not in ping1
+    assert "-i 0 -ping -g address 10.0.1.0" in ping2
+    assert not [c for c in n1.commands if "-ping" in c and c is not ping1]  # one more round trip, no more
+
+
+def test_network_check_fails_both_nodes_of_a_pair_that_lost_packets() -> None:
+    ok = "@ping.0 3 packets transmitted, 3 received\n@ping.1 3 packets transmitted, 3 received\n"
+    lossy = "@ping.1 3 packets transmitted, 1 received, 66.67% packet loss\n@ping.0 3 packets transmitted, 3 received\n"
+    n1 = ScriptedTransport("n1").on(r"-ping -g address", stdout=ok).on(r"preflight", stdout=_ascend_facts(1))
+    n2 = ScriptedTransport("n2").on(r"-ping -g address", stdout=lossy).on(r"preflight", stdout=_ascend_facts(2))
+    checks = preflight(PLAN, SPEC, {"n1": n1, "n2": n2}, ascend=True, network=True)
+    want = "NPU 1 -> n1 NPU 1 (10.0.1.1): 2 of 3 packets lost; check the device network between them"
+    for c in checks:
+        assert [p for p in c.problems if p.startswith(want)], c.problems
+    assert checks[0].npu is not None and [c["id"] for c in checks[0].npu["chips"]] == list(range(8))
+    assert checks[0].to_json()["npu"]["links"][1] == {"device": 1, "link": "UP", "net_health": "Success",
+                                                       "ip": "10.0.1.1"}
