@@ -5,6 +5,8 @@ Everything that recognises a training log line starts here:
 - ``mfctl.metrics.parser`` compiles ``STEP_FORMATS`` and ``PROGRESS`` (and reads the named groups);
 - ``mfctl.metrics.pairs`` builds its one-match-per-step pattern from ``MF_STEP``'s and ``PROGRESS``'s
   marks and the same group names;
+- ``mfctl.metrics.cann`` names a CANN failure in a line that holds one of ``CANN_MARKS``, which
+  ``pairs``' marks include;
 - the node side cannot import this module (``mfctl.node`` imports nothing of mfctl): its filter
   (``node/logtail.py``'s ``KEEP``) and the greps of ``node/nodectl.sh`` and the Slurm backend are
   tested against every format's ``samples`` (``tests/unit/test_metrics_formats.py`` runs them).
