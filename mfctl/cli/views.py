@@ -271,8 +271,12 @@ def print_status(report) -> None:
         ranks.append([str(r["rank"]), escape(str(r.get("node") or "")), step, loss,
                       str(r.get("step_time_ms") if r.get("step_time_ms") is not None else "-"),
                       str(r.get("samples_per_s") if r.get("samples_per_s") is not None else "-"),
-                      str(r.get("state", ""))])
-    print_table(["rank", "node", "step", "loss", "step ms", "samples/s/p", "state"], ranks, keep=(0, 1))
+                      _percent(r.get("mfu")), str(r.get("state", ""))])
+    print_table(["rank", "node", "step", "loss", "step ms", "samples/s/p", "MFU", "state"], ranks, keep=(0, 1))
+    # CANN/HCCL failures the logs name by their code, with what to check (the cause's first part).
+    for a in [a for a in report.snapshot.get("alerts", []) if a.get("hint")][-5:]:
+        out.print(f"[yellow]{escape(str(a.get('kind')))}[/] {escape(str(a.get('message')))}", highlight=False)
+        out.print(f"  check: {escape(str(a['hint']))}", highlight=False)
 
 
 def print_stopped(result: dict) -> None:
@@ -293,14 +297,28 @@ def print_state(snap: dict, as_json: bool) -> None:
     if snap.get("scheduler"):
         out.print(f"scheduler: {escape(snap['scheduler'])}")
     c = snap.get("cluster", {})
+    chip = (f"  chip {escape(str(c['chip']))} (peak {c.get('peak_tflops'):g} TFLOPS)  MFU {_percent(c.get('mfu'))}"
+            if c.get("chip") else "")
     out.print(f"step {c.get('step')}/{c.get('total_steps')}  loss {c.get('loss')}  "
-              f"samples/s {c.get('samples_per_s')}  tokens/s {c.get('tokens_per_s')}  state {c.get('state')}")
+              f"samples/s {c.get('samples_per_s')}  tokens/s {c.get('tokens_per_s')}  state {c.get('state')}{chip}")
     rows = [[str(r["rank"]), escape(str(r.get("node") or "")), f"{r.get('step')}/{r.get('total_steps')}",
              str(r.get("loss")), str(r.get("step_time_ms")), str(r.get("samples_per_s")),
+             str(r.get("tflops")), _percent(r.get("mfu")),
              str(r.get("state")), escape(str(r.get("reason") or ""))] for r in snap.get("ranks", [])]
-    print_table(["rank", "node", "step", "loss", "step ms", "samples/s/p", "state", "reason"], rows, keep=(0, 1))
+    print_table(["rank", "node", "step", "loss", "step ms", "samples/s/p", "TFLOPS", "MFU", "state", "reason"],
+                rows, keep=(0, 1))
     for a in snap.get("alerts", [])[-10:]:
-        out.print(f"[yellow]alert[/] {a.get('kind')}: {a.get('message')}", highlight=False)
+        out.print(f"[yellow]alert[/] {a.get('kind')}: {escape(str(a.get('message')))}", highlight=False)
+        if a.get("hint"):  # a CANN failure: what it usually means and what to check
+            out.print(f"  check: {escape(str(a['hint']))}", highlight=False)
+
+
+def _percent(fraction) -> str:
+    """An MFU fraction as a percentage (``41.2%``), ``-`` when unknown."""
+    if not isinstance(fraction, (int, float)):
+        return "-"
+    pct = 100.0 * fraction
+    return f"{pct:.2g}%" if 0 < pct < 1 else f"{pct:.1f}%"
 
 
 def print_report_written(result: dict) -> None:

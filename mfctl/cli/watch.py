@@ -29,6 +29,11 @@ def watch(
                                              help="With --logs: sequence length, for tokens/s."),
     pipeline_stage: int = typer.Option(1, "--pipeline-stage", min=1,
                                        help="With --logs: pipeline stages (loss of the last stage)."),
+    chip: str | None = typer.Option(None, "--chip", metavar="NAME",
+                                    help="The NPU the ranks ran on, as npu-smi info names it (910B3, "
+                                    "Ascend910B2, 910B for a first-generation board, Ascend910 on an A3): "
+                                    "MFU is TFLOPS over its dense BF16/FP16 peak. A job's comes from its "
+                                    "nodes' preflight; this overrides it."),
     supervise: bool = typer.Option(True, "--fail-fast/--no-fail-fast",
                                    help="While the dashboard runs, stop the job on every node at the "
                                    "first failure (a worker or msrun exiting with an error, a node "
@@ -39,14 +44,20 @@ def watch(
     Keys: / filter, o sort, arrows select a rank (the plots follow it), y log loss axis, l the selected
     rank's log, s stop the job, ? help, q quit.
 
-    Example: mfctl watch   |   mfctl watch --once --json   |   mfctl watch --logs copied/ --once --json
+    Example: mfctl watch   |   mfctl watch --once --json   |   mfctl watch --logs copied/ --chip 910B3 --once --json
     """
+    if chip is not None:
+        from mfctl.metrics.mfu import chip_names, find_chip
+
+        if find_chip(chip) is None:
+            raise BadInput(f"--chip {chip}: not a chip whose peak mfctl knows; give one of "
+                           f"{', '.join(chip_names())} (npu-smi info shows the Name)")
     if logs is not None:
         from mfctl.live.logdir_source import LogDirSource
 
         if not logs.is_dir():
             raise BadInput(f"{logs}: not a directory of logs; give the folder that holds worker_N.log files")
-        source = LogDirSource(logs, seq_length, pipeline_stage, follow=not once, plots=not once)
+        source = LogDirSource(logs, seq_length, pipeline_stage, follow=not once, plots=not once, chip=chip)
         if once and not source.files:
             raise BadInput(f"{logs}: no worker_N.log, scheduler.log or rank_N/info.log found under it")
         if once:
@@ -73,6 +84,8 @@ def watch(
     store = JobStore()
     record = store.find(job, directory)
     session = LiveSession(record, store)
+    if chip is not None:
+        session.collector.state.chip = chip
     try:
         if once or as_json:
             from mfctl.jobs.status import scheduler_notes

@@ -37,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from mfctl.metrics.cann import cause_of
 from mfctl.metrics.types import RankRow, RankState, Snapshot, StrEnum
 
 
@@ -184,7 +185,21 @@ RULES = ("look_failed", "unreachable", "rank_failed", "rank_stalled", "msrun_exi
 def judge(nodes: Sequence[NodeStatus], snapshot: Snapshot | None, memory: Memory,
           now: float) -> Verdict:
     """The job's state from one look at every node (``nodes``) and the metrics (``snapshot``;
-    None when no logs are followed). ``now`` is the clock ``memory``'s times come from."""
+    None when no logs are followed). ``now`` is the clock ``memory``'s times come from.
+
+    A failed job whose logs name a CANN/HCCL failure by its code (``mfctl.metrics.cann``) has that
+    failure first in its cause, with what to check, then what the rules saw: "rank 3: EE9999 device
+    out of memory (...); rank 3: RuntimeError: ..." rather than only the exception or exit code."""
+    verdict = _judge(nodes, snapshot, memory, now)
+    if verdict.state == JobState.FAILED and snapshot is not None:
+        named = cause_of(snapshot.get("alerts") or ())
+        if named and not (verdict.cause or "").startswith(named):
+            verdict = replace(verdict, cause=f"{named}; {verdict.cause}" if verdict.cause else named)
+    return verdict
+
+
+def _judge(nodes: Sequence[NodeStatus], snapshot: Snapshot | None, memory: Memory,
+           now: float) -> Verdict:
     unreachable = dict(memory.unreachable_since)
     unseen: list[str] = []
 

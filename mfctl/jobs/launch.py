@@ -23,6 +23,7 @@ from mfctl.jobs.checkpoints import common_checkpoint
 from mfctl.jobs.fit import gate_after_preflight, launch_gate
 from mfctl.jobs.jobdir import RENDERED_DIR, Job, load_job, make_plan, read_text, render_job
 from mfctl.jobs.nodeops import NodeCheck, describe_error, preflight_context
+from mfctl.metrics.mfu import chip_from_preflight
 from mfctl.records.ids import new_job_id
 from mfctl.records.record import JobRecord, hosts_of
 from mfctl.records.store import JobStore
@@ -150,12 +151,23 @@ def fit_skipped_before(store: JobStore | None, record: JobRecord | None) -> bool
     return any(kind == "fit_check" and message.startswith("skipped") for _, kind, message in events)
 
 
+def npu_chip(checks: list[NodeCheck]) -> str | None:
+    """The one chip every node's preflight found (``NodeCheck.npu["chips"]``), as the MFU table
+    names it; None without NPU facts, or when the chips are mixed or unknown."""
+    return chip_from_preflight(chip for c in checks for chip in ((c.npu or {}).get("chips") or ()))
+
+
 def record_launch(store: JobStore, job: Job, plan: LaunchPlan, job_id: str, opts: SshOptions,
-                  resume_from: JobRecord | None, fit_check: str = "") -> JobRecord:
+                  resume_from: JobRecord | None, fit_check: str = "", chip: str | None = None) -> JobRecord:
+    """``chip``: the nodes' NPU (``npu_chip``), kept as the record spec's ``npu_chip`` so that
+    watch, status and report compute MFU without ``--chip`` (``mfctl.jobs.status.chip_of``)."""
+    spec = redacted_spec(job)
+    if chip:
+        spec["npu_chip"] = chip
     record = JobRecord(
         id=job_id, name=job.spec.name, job_dir=str(job.dir),
         transport="slurm" if job.spec.slurm else "local" if plan.local else "ssh",
-        spec=redacted_spec(job), plan=plan, hosts=hosts_of(job.entries), ssh=opts.to_json(),
+        spec=spec, plan=plan, hosts=hosts_of(job.entries), ssh=opts.to_json(),
         state=JobState.LAUNCHING, created_at=time.time(),
         resumed_from=resume_from.id if resume_from else None,
         restarts=(resume_from.restarts + 1) if resume_from else 0,
@@ -244,7 +256,7 @@ def launch(
         progress.stage("pushing the job bundle")
         push(backend, rendered, extra, checks, progress)
         store = store or JobStore()
-        record = record_launch(store, job, plan, job_id, opts, resume_from, fit)
+        record = record_launch(store, job, plan, job_id, opts, resume_from, fit, chip=npu_chip(checks))
         progress.stage(f"starting msrun on {len(plan.nodes)} node(s)")
         start(backend, store, record, start_timeout, progress)
     return LaunchResult(record, plan, checks, fit_check=fit)

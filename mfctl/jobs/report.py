@@ -22,6 +22,7 @@ from typing import Any
 
 from mfctl.cluster.health import JobState
 from mfctl.jobs.report_charts import CHARTS, chart_div, figure, per_rank, plotlyjs
+from mfctl.metrics.mfu import mfu_summary
 from mfctl.metrics.types import Snapshot
 from mfctl.records.record import JobRecord
 from mfctl.records.store import JobStore
@@ -38,6 +39,8 @@ class ReportData:
     events: list[tuple[float, str, str]]  # (time, kind, message), alerts excluded
     seq_length: int | None
     notes: list[str] = field(default_factory=list)
+    #: The job's MFU as last recorded (``mfctl.metrics.mfu.mfu_summary``): chip, peak, per rank.
+    mfu: dict[str, Any] | None = None
 
 
 def _when(t: float | None) -> str:
@@ -74,11 +77,38 @@ def summary_rows(data: ReportData) -> list[tuple[str, str]]:
     rows += [(f"train.{k}", json.dumps(v) if not isinstance(v, str) else v) for k, v in sorted(train.items())]
     if data.seq_length:
         rows.append(("sequence length", str(data.seq_length)))
+    if data.mfu:
+        m = data.mfu
+        rows.append(("chip", f"{m['chip']}: peak {m['peak_tflops']:g} TFLOPS dense BF16/FP16 ({m['source']})"))
+        rows.append(("MFU", f"{_percent(m.get('mfu'))}, mean of {len(m.get('ranks') or [])} ranks"
+                            + (f" at step {m['step']}" if m.get("step") is not None else "")
+                            + " (train_throughput_per_npu over the peak; README, 'MFU')"))
     steps = [r[1] for r in data.rows]
     if steps:
         rows.append(("steps recorded", f"{len(data.rows)} points, steps {min(steps)}-{max(steps)}, "
                                        f"{len({r[0] for r in data.rows})} ranks"))
     return rows
+
+
+def _percent(fraction: Any) -> str:
+    return f"{100.0 * fraction:.1f}%" if isinstance(fraction, (int, float)) else "-"
+
+
+def _mfu_table(m: dict[str, Any] | None) -> str:
+    """Each rank's TFLOPS and MFU, as last recorded."""
+    if not m or not m.get("ranks"):
+        return ('<p class="muted">no MFU: the chip or the ranks&#x27; TFLOPS are unknown '
+                '(README, &quot;MFU&quot;)</p>')
+    rows = [(str(rank), "-" if tflops is None else f"{tflops:g}", _percent(mfu))
+            for rank, tflops, mfu in sorted(m["ranks"], key=lambda r: r[0])]
+    return _table(("rank", "TFLOPS", f"MFU of {m['peak_tflops']:g} TFLOPS ({m['chip']})"), rows)
+
+
+def _check(alert: dict[str, Any]) -> str:
+    """A CANN alert's code and what to check (``mfctl.metrics.cann``); "" for others."""
+    if not alert.get("hint"):
+        return ""
+    return f"{alert['code']}: {alert['hint']}" if alert.get("code") else str(alert["hint"])
 
 
 def _who(alert: dict[str, Any]) -> str:
@@ -176,12 +206,12 @@ def build_html(data: ReportData) -> str:
 
     state_class = f"state-{rec.state}" if rec.state in (JobState.FINISHED, JobState.FAILED) else ""
     alert_rows = [(_when(a.get("time")), str(a.get("kind") or ""), _who(a),
-                   "-" if a.get("step") is None else str(a["step"]), str(a.get("message") or ""))
+                   "-" if a.get("step") is None else str(a["step"]), str(a.get("message") or ""), _check(a))
                   for a in data.alerts]
     event_rows = [(_when(t), kind, message) for t, kind, message in data.events]
     notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in data.notes)
     generated = dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-    alerts_table = (_table(("time", "kind", "rank", "step", "message"), alert_rows) if alert_rows
+    alerts_table = (_table(("time", "kind", "rank", "step", "message", "what to check"), alert_rows) if alert_rows
                     else '<p class="muted">no alerts were recorded</p>')
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -205,6 +235,8 @@ double-click to see only that rank.</p>
 {divs[0]}
 {divs[1]}
 {divs[2]}
+<h2>Model FLOPs utilisation</h2>
+{_mfu_table(data.mfu)}
 <h2>Alerts, restarts and exit</h2>
 <p>Exit cause: <b>{html.escape(rec.exit_cause or "-")}</b> · restarts: <b>{rec.restarts}</b>
 {("· resumed from <b>" + html.escape(rec.resumed_from) + "</b>") if rec.resumed_from else ""}</p>
@@ -225,12 +257,14 @@ def load_report_data(record: JobRecord, store, collect: Collect | None = None) -
     from mfctl.jobs.status import seq_length_of
 
     notes: list[str] = []
+    mfu: dict[str, Any] | None = None
     rows = list(store.metrics(record.id))
     if not rows and collect is not None:
         from mfctl.errors import MfctlError
 
         try:
             snap = collect(record, store)
+            mfu = mfu_summary(snap)
             rows = list(store.metrics(record.id))
             for host, why in (snap.get("unreachable") or {}).items():
                 notes.append(f"{host}: could not read its logs: {why}")
@@ -244,8 +278,11 @@ def load_report_data(record: JobRecord, store, collect: Collect | None = None) -
         if key not in seen:  # the demo's dashboard and its summary may both have kept one
             seen.add(key)
             alerts.append(a)
-    events = [e for e in store.events(record.id) if e[1] != "alert"]
-    return ReportData(record, rows, alerts, events, seq_length_of(record), notes)
+    events = [e for e in store.events(record.id) if e[1] not in ("alert", "mfu")]
+    if mfu is None:  # the latest MFU a session recorded (mfctl.live.session)
+        recorded = [e[2] for e in store.events(record.id) if e[1] == "mfu"]
+        mfu = json.loads(recorded[-1]) if recorded else None
+    return ReportData(record, rows, alerts, events, seq_length_of(record), notes, mfu)
 
 
 def write_report(record: JobRecord, store, output: Path | None = None,

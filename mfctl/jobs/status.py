@@ -29,10 +29,17 @@ def seq_length_of(record: JobRecord) -> int | None:
     return seq
 
 
+def chip_of(record: JobRecord) -> str | None:
+    """The NPU chip the job's nodes have, for MFU: what their preflight found (``npu-smi info``'s
+    Name, recorded at launch as the spec's ``npu_chip``), None when unknown."""
+    chip = record.spec.get("npu_chip")
+    return str(chip) if chip else None
+
+
 def new_state(record: JobRecord) -> MetricsState:
-    """The metrics state for a job's ranks (seq_length gives tokens/s)."""
+    """The metrics state for a job's ranks (seq_length gives tokens/s, the chip MFU)."""
     return MetricsState(world_size=record.plan.world_size, pipeline_stage=record.plan.pipeline_stage,
-                        seq_length=seq_length_of(record))
+                        seq_length=seq_length_of(record), chip=chip_of(record))
 
 
 @dataclass

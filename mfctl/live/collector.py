@@ -17,7 +17,9 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from itertools import groupby
 from operator import attrgetter, itemgetter
+from typing import Any
 
+from mfctl.metrics.mfu import mfu_summary
 from mfctl.metrics.series import SeriesStore
 from mfctl.metrics.state import ClusterState
 from mfctl.metrics.types import AlertView, History, LogLine, RankHistory, Snapshot
@@ -38,8 +40,11 @@ class MetricsCollector:
 
     def __init__(self, state: ClusterState, on_steps: Callable[[list[tuple]], None] | None = None,
                  clock: Callable[[], float] = time.time,
-                 on_alerts: Callable[[list[AlertView]], None] | None = None, plots: bool = True) -> None:
-        """``plots``: keep the plot series (``history()``); False for a reader that draws none."""
+                 on_alerts: Callable[[list[AlertView]], None] | None = None, plots: bool = True,
+                 on_mfu: Callable[[dict], None] | None = None, mfu_every_s: float = 60.0) -> None:
+        """``plots``: keep the plot series (``history()``); False for a reader that draws none.
+        ``on_mfu``: gets the MFU summary (``mfctl.metrics.mfu.mfu_summary``) of a snapshot when it
+        changed, at most every ``mfu_every_s`` seconds (the first one at once), for the job record."""
         self.state = state
         self.plots = plots
         # Every step, for the record and the plots (take_steps); a reader with neither keeps none.
@@ -49,6 +54,9 @@ class MetricsCollector:
         self._on_steps = on_steps
         self._on_alerts = on_alerts
         self._saved_alerts: set[tuple] = set()
+        self._on_mfu = on_mfu
+        self._mfu_every_s = mfu_every_s
+        self._mfu_saved: tuple[float, Any] | None = None  # (when, what) was last given to on_mfu
         self._backfill_due = False
         self._plot_points: dict[int, list[tuple]] = {}  # rank -> steps not in the series yet
         self._waiting = 0
@@ -150,7 +158,18 @@ class MetricsCollector:
                 self._saved_alerts = keys
         if new and self._on_alerts is not None:
             self._on_alerts(new)
+        if self._on_mfu is not None:
+            self._note_mfu(snap, now)
         return snap
+
+    def _note_mfu(self, snap: Snapshot, now: float) -> None:
+        last, on_mfu = self._mfu_saved, self._on_mfu
+        if on_mfu is None or (last is not None and now - last[0] < self._mfu_every_s):
+            return
+        summary = mfu_summary(snap)
+        if summary is not None and (last is None or summary != last[1]):
+            self._mfu_saved = (now, summary)
+            on_mfu(summary)
 
     def history(self, rank: int | None = None) -> History:
         """The plots' data: ``bands`` (per metric, (step, min, median, max) over the ranks),

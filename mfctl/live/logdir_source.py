@@ -39,12 +39,13 @@ class LogDirSource:
     no plot series are built (``--once`` prints none)."""
 
     def __init__(self, directory: Path, seq_length: int | None, pipeline_stage: int,
-                 follow: bool = False, interval_s: float = 0.2, plots: bool = True) -> None:
+                 follow: bool = False, interval_s: float = 0.2, plots: bool = True, chip: str | None = None) -> None:
+        """``chip``: the chip the ranks ran on (``watch --chip``), for MFU."""
         from mfctl.metrics.logdir import load_log_dir
         from mfctl.metrics.state import MetricsState
 
         self.directory = directory
-        state = MetricsState(world_size=None, pipeline_stage=pipeline_stage, seq_length=seq_length)
+        state = MetricsState(world_size=None, pipeline_stage=pipeline_stage, seq_length=seq_length, chip=chip)
         self.collector = MetricsCollector(state, plots=plots)
         self.follower = None
         self._preview: MetricsCollector | None = None
@@ -57,7 +58,7 @@ class LogDirSource:
                                            block_sink=self.collector.feed_block)
             self.follower.scan()  # which files there are now; reading them is the thread's
             self._preview = self._read_ends(MetricsState(world_size=None, pipeline_stage=pipeline_stage,
-                                                         seq_length=seq_length))
+                                                         seq_length=seq_length, chip=chip))
         else:
             # Read once, on the caller's thread: the cyclic garbage collector stays off meanwhile.
             # The read allocates millions of objects and frees them again, none of them in a

@@ -18,6 +18,7 @@ without a follower. ``supervise()`` and ``run_supervised()`` (``mfctl supervise`
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -51,7 +52,8 @@ class LiveSession:
         self.backend: Backend = backend or backend_for_record(record)
         self._store_lock = threading.Lock()  # one sqlite connection, several threads
         self._on_steps_extra = on_steps
-        self.collector = MetricsCollector(new_state(record), self._save_steps, clock, self._save_alerts)
+        self.collector = MetricsCollector(new_state(record), self._save_steps, clock, self._save_alerts,
+                                          on_mfu=self._save_mfu)
         self.follower: JobFollower | None = None
         self.verdict: Verdict | None = None  # the supervisor's, once the job ended
         self._halt = threading.Event()
@@ -70,6 +72,12 @@ class LiveSession:
         if self.store is not None:
             with self._store_lock:
                 self.store.add_alerts(self.record.id, alerts)
+
+    def _save_mfu(self, summary: dict) -> None:
+        """The job's MFU now (chip, peak, per rank), an ``mfu`` event of the record (``report``)."""
+        if self.store is not None:
+            with self._store_lock:
+                self.store.event(self.record.id, "mfu", json.dumps(summary))
 
     # -- following
 

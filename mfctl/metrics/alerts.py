@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Hashable, Iterator
 
+from mfctl.metrics.cann import alert_fields
 from mfctl.metrics.ranks import rank_label
 from mfctl.metrics.types import AlertView
 
@@ -93,8 +94,11 @@ class Alert:
             self._first = min(self._ranks) if self._ranks else None
 
     def to_dict(self) -> AlertView:
-        return {"kind": self.kind, "rank": self.rank, "ranks": self.ranks, "count": self.count,
-                "message": self.message, "step": self.step, "time": self.time, "last_time": self.last_time}
+        d: AlertView = {"kind": self.kind, "rank": self.rank, "ranks": self.ranks, "count": self.count,
+                        "message": self.message, "step": self.step, "time": self.time,
+                        "last_time": self.last_time}
+        d.update(alert_fields(self.key))  # type: ignore[typeddict-item]  # CANN alerts: code, hint
+        return d
 
     def __repr__(self) -> str:
         return f"Alert({self.kind!r}, {self.message!r}, step={self.step!r}, time={self.time!r})"

@@ -5,6 +5,8 @@ Everything that recognises a training log line starts here:
 - ``mfctl.metrics.parser`` compiles ``STEP_FORMATS`` and ``PROGRESS`` (and reads the named groups);
 - ``mfctl.metrics.pairs`` builds its one-match-per-step pattern from ``MF_STEP``'s and ``PROGRESS``'s
   marks and the same group names;
+- ``mfctl.metrics.cann`` names a CANN failure in a line that holds one of ``CANN_MARKS``, which
+  ``pairs``' marks include;
 - the node side cannot import this module (``mfctl.node`` imports nothing of mfctl): its filter
   (``node/logtail.py``'s ``KEEP``) and the greps of ``node/nodectl.sh`` and the Slurm backend are
   tested against every format's ``samples`` (``tests/unit/test_metrics_formats.py`` runs them).
@@ -28,6 +30,8 @@ import re
 from dataclasses import dataclass
 
 __all__ = [
+    "CANN_CODE",
+    "CANN_MARKS",
     "FIELDS",
     "MF_STEP",
     "OTHER_MARKS",
@@ -148,6 +152,14 @@ PROGRESS = LineFormat(
 # filter and greps are tested against these too.
 OTHER_MARKS = ("Training Over", "Finish saving ckpt", "global_batch_size = ", "Traceback (most recent call last)",
                "exit with exception", "kill all other workers", "is timed out")
+
+# A CANN / HCCL failure in a line without a log level (an "Ascend Error Message" block's code line,
+# the indented TraceBack of a device out-of-memory block): an error code (E, a capital or digit,
+# four digits) or one of those blocks' texts. ``mfctl.metrics.cann`` names the failure; the parser
+# asks it only about lines that hold one of these, the chunk reader's marks include them, and the
+# node filter keeps them (tested). Each starts with a capital, rare in log text: the scans stay fast.
+CANN_CODE = r"E[A-Z0-9][0-9]{4}"
+CANN_MARKS = rf"{CANN_CODE}|M(?:emAlloc|alloc device memory|emory_Allocation)|Out of Memory"
 
 # The logger prefix's time: MindFormers' "%Y-%m-%d %H:%M:%S,%f"[:-3] (stdout and file formats).
 PREFIX_TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)[,.](\d{3})")

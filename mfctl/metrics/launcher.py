@@ -2,7 +2,8 @@
 lines echoed in a worker log) do to the ranks of ``mfctl.metrics.state``: a worker's exit fails
 the rank whose pid it names, "kill all other workers" fails the node's live ranks, "node N is
 timed out" fails rank N softly, a traceback and its exception, error lines (an identical repeat
-from the same source is dropped). Pure: no I/O, the clock is given.
+from the same source is dropped; a CANN failure is named by its code: ``mfctl.metrics.cann``).
+Pure: no I/O, the clock is given.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import signal
 from typing import Any
 
 from mfctl.metrics.alerts import AlertLog
+from mfctl.metrics.cann import error_alert
 from mfctl.metrics.events import (
     ErrorLineEvent,
     ExceptionEvent,
@@ -95,7 +97,8 @@ class LauncherRules:
                 self.alerts.raise_("msrun_failure", None, f"{node or 'launcher'}: {text}", None, now)
         elif t is ErrorLineEvent and self._last_error.get(node) != ev.message:
             self._last_error[node] = ev.message
-            self.alerts.raise_("error", None, f"{node or 'launcher'}: {ev.message}", None, now)
+            e = error_alert(ev.message)  # a CANN failure is named by its code
+            self.alerts.raise_(e["kind"], None, f"{node or 'launcher'}: {e['detail']}", None, now, e["key"])
 
     def _rank_of_pid(self, pid: int, node: str | None) -> RankTrack | None:
         found = [r for r in self.ranks.values()

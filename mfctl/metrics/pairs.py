@@ -45,7 +45,7 @@ from mfctl.metrics.events import (
     StepRun,
     UnreadableLine,
 )
-from mfctl.metrics.formats import MF_STEP, PROGRESS, STEP_FORMATS
+from mfctl.metrics.formats import CANN_MARKS, MF_STEP, PROGRESS, STEP_FORMATS
 from mfctl.metrics.parser import (
     PROGRESS_MARK,
     STEP_MARK,
@@ -96,10 +96,12 @@ PAIR_PATTERN = pair_pattern(sys.version_info >= (3, 11))
 # "Exit", "Interrupt", "Fatal Python error"; error levels; a timeout needs a WARNING or error level
 # line). Each starts with a character that is rare in log text: the regex engine only tries the
 # alternatives where such a character is, so the lines between steps cost little.
-# The step marks are every declared step format's (mfctl.metrics.formats).
+# The step marks are every declared step format's, and the CANN failure marks too (a line without a
+# log level the parser names by its CANN code): both from mfctl.metrics.formats.
 MARKS_PATTERN = ("|".join(sorted({re.escape(f.mark) for f in STEP_FORMATS}))
                  + r"|/s/p|T(?:raceback|raining Over)|xception|WARNING|E(?:RROR|rror|xit)|CRITICAL"
-                 r"|Interrupt|F(?:atal Python error|inish saving ckpt)|_batch_size = ")
+                 r"|Interrupt|F(?:atal Python error|inish saving ckpt)|_batch_size = |"
+                 + CANN_MARKS)
 
 # Per kind of data (str or bytes), the value of that kind (typed Any: mypy cannot tie a value's
 # type to its key's).

@@ -42,6 +42,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from mfctl.metrics.cann import cann_line, names_failure
 from mfctl.metrics.events import (
     CheckpointSavedEvent,
     ErrorLineEvent,
@@ -322,11 +323,9 @@ def _any_event(line: str) -> Event | None:
     error = ("ERROR" in line or "CRITICAL" in line) and _is_error_level(line)
     if ("ime" in line or "IME" in line) and (error or " - WARNING - " in line or line.startswith("[WARNING]")):
         ev = _timeout_event(line)
-        if ev is not None:
+        if ev is not None and not (error and names_failure(line)):  # a CANN code names an HCCL timeout
             return ev
-    if error:
-        return ErrorLineEvent(_clip(line))
-    return None
+    return ErrorLineEvent(_clip(line)) if error else cann_line(line)  # cann_line: an "Ascend Error Message" code line
 
 
 def parse_other(line: str) -> Event | None:
@@ -354,7 +353,7 @@ def parse_other(line: str) -> Event | None:
             if line.startswith("DEBUG - ", j + 4):
                 return _info_event(line[j + 12:])
     elif c == " " or c == "'" or c == "{" or c == "}" or c == "\t":
-        return _TRACEBACK if "Traceback (most recent call last)" in line else None
+        return _TRACEBACK if "Traceback (most recent call last)" in line else cann_line(line)  # CANN TraceBack
     return _any_event(line)
 
 

@@ -37,8 +37,8 @@ Rules (each one a constructor argument)
   ``overflow_streak`` (``overflow_streak`` overflowing steps in a row), ``stalled``, ``straggler``,
   ``worker_exit``, ``traceback`` (the rank moves to an alert with the exception line when it
   arrives), ``msrun_failure``, ``timeout`` (the scheduler's "node N is timed out" fails rank N,
-  softly), ``error`` (ERROR/CRITICAL lines; an identical repeat from the same
-  source is dropped).
+  softly), ``error`` (ERROR/CRITICAL lines; an identical repeat from the same source is dropped;
+  one naming a CANN failure is ``cann_error`` / ``device_oom``, ``mfctl.metrics.cann``).
 
 Ingest
 ------
@@ -63,6 +63,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from mfctl.metrics.alerts import Alert, AlertLog
+from mfctl.metrics.cann import error_alert
 from mfctl.metrics.chunk import read_chunk
 from mfctl.metrics.events import (
     CheckpointSavedEvent,
@@ -85,6 +86,7 @@ from mfctl.metrics.events import (
 from mfctl.metrics.formats import log_time
 from mfctl.metrics.launcher import LauncherRules
 from mfctl.metrics.lines import read_lines
+from mfctl.metrics.mfu import with_mfu
 from mfctl.metrics.parser import parse_line, parse_pid
 from mfctl.metrics.track import RankTrack, num
 from mfctl.metrics.types import RankState, Snapshot, StepPoint
@@ -141,6 +143,7 @@ class ClusterState:
         overflow_streak: int = 5,
         alert_window_steps: int = 2,
         alert_window_s: float = 30.0,
+        chip: str | None = None,
     ) -> None:
         """``world_size``/``pipeline_stage``: the job's (for the cluster view and the pipeline loss);
         ``seq_length``: tokens per sample, for tokens/s (None: no tokens/s); ``clock``: seconds, the
@@ -153,6 +156,7 @@ class ClusterState:
         ``alert_window_s``: how near (in steps, or seconds for alerts without a step) an alert of
         another rank must be to join it (``mfctl.metrics.alerts``).
         """
+        self.chip = chip  # the chip the ranks run on, for MFU (mfctl.metrics.mfu); None: no MFU
         self.world_size = world_size
         self.pipeline_stage = max(1, int(pipeline_stage or 1))
         self._seq_length = seq_length
@@ -392,12 +396,10 @@ class ClusterState:
             r.last_update = now
             if r.pending is not None:
                 self._record_pending(r, ev.samples_per_s)
-            r.percent = ev.percent
-            r.eta_s = ev.eta_s
+            r.percent, r.eta_s = ev.percent, ev.eta_s
         elif t is TrainingOverEvent:
             if r.state != FAILED or r.soft_failed:
-                r.state = FINISHED
-                r.soft_failed = False
+                r.state, r.soft_failed = FINISHED, False
         elif t is CheckpointSavedEvent:
             r.ckpt_epoch, r.ckpt_step = ev.epoch, ev.step
         elif t is GlobalBatchSizeEvent:
@@ -421,13 +423,13 @@ class ClusterState:
             if old is not None:  # the exception replaces "traceback in its log" for this rank
                 self.alerts.withdraw(old, r.rank)
                 r.traceback_alert = None
-            self._alert("traceback", r.rank, text, r.step, now, key=text)
+            self._alert(rank=r.rank, step=r.step, now=now, **error_alert(text, "traceback"))  # CANN: by code
         elif t is TimeoutEvent:
             self._alert("timeout", r.rank, ev.message, r.step, now, key=ev.message)
         elif t is ErrorLineEvent:
             if ev.message != r.last_error:
                 r.last_error = ev.message
-                self._alert("error", r.rank, ev.message, r.step, now, key=ev.message)
+                self._alert(rank=r.rank, step=r.step, now=now, **error_alert(ev.message))  # CANN: by code
         elif t is WorkerExitEvent or t is KillAllWorkersEvent or t is SchedulerExitEvent:
             # msrun's lines in a worker log (--tail_worker_log echoes them): the launcher decides.
             self._launcher(r.node, ev, now)
@@ -440,10 +442,7 @@ class ClusterState:
         ...) are set once per run, so reading e.g. ``r.loss_scale`` here would differ between
         ways of reading the same log.
         """
-        r.step = step
-        r.loss = loss
-        r.overflow = overflow
-        r.global_norm = gn
+        r.step, r.loss, r.overflow, r.global_norm = step, loss, overflow, gn
         state = r.state
         if state != RUNNING and (state in (STARTING, STALLED) or (state == FAILED and r.soft_failed)):
             r.state = RUNNING
@@ -574,9 +573,10 @@ class ClusterState:
         ranks = [self.ranks[k] for k in sorted(self.ranks)]
         first = self.first_loss_rank(len(ranks))
         world = self.world_size if self.world_size is not None else len(ranks)
-        return {"ranks": [rank_row(r, now) for r in ranks],
-                "cluster": cluster_view(ranks, world, [r for r in ranks if r.rank >= first] if first else ranks),
-                "alerts": [a.to_dict() for a in self.alerts]}
+        loss_ranks = [r for r in ranks if r.rank >= first] if first else ranks
+        return with_mfu({"ranks": [rank_row(r, now) for r in ranks],  # MFU: with the chip
+                         "cluster": cluster_view(ranks, world, loss_ranks),
+                         "alerts": [a.to_dict() for a in self.alerts]}, self.chip)
 
     def first_loss_rank(self, world: int | None = None) -> int:
         """The first rank whose loss is the model's: with pipeline parallelism only the last

@@ -42,9 +42,7 @@ class RankState(StrEnum):
     FAILED = "failed"
 
 
-class RankRow(TypedDict):
-    """One rank in ``Snapshot["ranks"]`` (sorted by rank). Figures are None until the rank logs
-    them; ``loss`` keeps float nan/inf (a null would hide the one thing that matters)."""
+class _RankRowBase(TypedDict):
 
     rank: int
     node: str | None
@@ -68,8 +66,15 @@ class RankRow(TypedDict):
     last_update_age_s: float | None
 
 
-class ClusterView(TypedDict):
-    """``Snapshot["cluster"]``: the job as a whole (see ``mfctl.metrics.state``, "The cluster view")."""
+class RankRow(_RankRowBase, total=False):
+    """One rank in ``Snapshot["ranks"]`` (sorted by rank). Figures are None until the rank logs
+    them; ``loss`` keeps float nan/inf (a null would hide the one thing that matters). ``mfu``
+    (``mfctl.metrics.mfu``): tflops over the chip's peak, 0..1, None when either is unknown."""
+
+    mfu: float | None
+
+
+class _ClusterViewBase(TypedDict):
 
     world_size: int
     step: int | None  # the slowest rank's
@@ -82,6 +87,16 @@ class ClusterView(TypedDict):
     stragglers: list[int]
     finished_ranks: list[int]
     failed_ranks: list[int]
+
+
+class ClusterView(_ClusterViewBase, total=False):
+    """``Snapshot["cluster"]``: the job as a whole (see ``mfctl.metrics.state``, "The cluster view").
+    ``chip`` / ``peak_tflops``: the chip MFU is computed against and its peak (``mfctl.metrics.mfu``);
+    ``mfu``: the mean of the ranks' MFU."""
+
+    chip: str | None
+    peak_tflops: float | None
+    mfu: float | None
 
 
 class _AlertBase(TypedDict):
@@ -99,6 +114,9 @@ class AlertView(_AlertBase, total=False):
     ranks: list[int]  # every rank it concerns, sorted; empty for a launcher alert
     count: int
     last_time: float | None  # when its latest rank joined
+    code: str | None  # cann_error / device_oom alerts: the CANN code (mfctl.metrics.cann)
+    summary: str  # cann_error / device_oom alerts: "EI0006 socket build timeout"
+    hint: str  # cann_error / device_oom alerts: what it usually means and what to check
 
 
 class _SnapshotBase(TypedDict):

@@ -20,7 +20,10 @@ import time
 KEEP = re.compile(
     rb"step:\[|samples/s/p|Training Over|saving ckpt|global_batch_size|Traceback|Error|ERROR|CRITICAL|"
     rb"Fatal Python error|exit with exception|[Tt]ime ?out|[Tt]imed out|Worker process|kill all|"
-    rb"^\s+File \"|^[A-Za-z_.]*(Error|Exception|Exit|Interrupt)\b"
+    rb"^\s+File \"|^[A-Za-z_.]*(Error|Exception|Exit|Interrupt)\b|"
+    # CANN failures (mfctl.metrics.cann.MARKS_PATTERN: this script imports nothing of mfctl): a code,
+    # the lines of a device out-of-memory block.
+    rb"E[A-Z0-9][0-9]{4}|M(?:emAlloc|alloc device memory|emory_Allocation)|Out of Memory"
 )
 NAME = re.compile(r"^(worker_\d+|scheduler)\.log$")
 

@@ -75,3 +75,14 @@ def fmt_clock(seconds: Any) -> str:
         return "-"
     s = int(v)
     return f"{s // 3600}:{(s % 3600) // 60:02d}:{s % 60:02d}"
+
+
+def fmt_mfu(value: Any) -> str:
+    """An MFU fraction as a percentage in at most 6 characters: ``41.2%``, ``0.35%``; ``-`` unknown."""
+    v = as_number(value)
+    if v is None or math.isnan(v) or v < 0:
+        return "-"
+    pct = 100.0 * v
+    if 0 < pct < 1:
+        return f"{pct:.2f}%"
+    return f"{pct:.1f}%" if pct < 1000 else ">999%"

@@ -26,7 +26,7 @@ from textual.worker import Worker, WorkerState
 
 from mfctl.metrics.ranks import rank_label
 from mfctl.metrics.types import AlertView, ClusterView
-from mfctl.tui.format import as_number, fmt_clock, fmt_duration, fmt_loss, fmt_rate, fmt_step
+from mfctl.tui.format import as_number, fmt_clock, fmt_duration, fmt_loss, fmt_mfu, fmt_rate, fmt_step
 from mfctl.tui.rows import STATE_STYLE, STRAGGLER
 from mfctl.tui.source import DashboardSource
 
@@ -63,6 +63,10 @@ def header_text(job: Mapping[str, Any], cluster: ClusterView | Mapping[str, Any]
     text.append("  tokens/s ", style="dim").append(fmt_rate(cluster.get("tokens_per_s")), style="bold")
     text.append("  samples/s ", style="dim").append(fmt_rate(cluster.get("samples_per_s")), style="bold")
     text.append("  loss ", style="dim").append(fmt_loss(cluster.get("loss")), style="bold")
+    if cluster.get("chip"):  # MFU: the ranks' mean, against the chip's dense BF16/FP16 peak
+        text.append("  MFU ", style="dim").append(fmt_mfu(cluster.get("mfu")), style="bold")
+        peak = as_number(cluster.get("peak_tflops"))
+        text.append(f" of {peak:g} TFLOPS ({cluster['chip']})" if peak else f" ({cluster['chip']})", style="dim")
     text.append("  elapsed ", style="dim").append(fmt_clock(elapsed_s), style="bold")
     stragglers = len(cluster.get("stragglers") or ())
     failed = len(cluster.get("failed_ranks") or ())
@@ -77,6 +81,7 @@ def header_text(job: Mapping[str, Any], cluster: ClusterView | Mapping[str, Any]
 
 
 ALERT_STYLE = {"failed": STATE_STYLE["failed"], "error": STATE_STYLE["failed"],
+               "cann_error": STATE_STYLE["failed"], "device_oom": STATE_STYLE["failed"],
                "stalled": STATE_STYLE["stalled"], "straggler": STATE_STYLE[STRAGGLER],
                "overflow": STATE_STYLE["stalled"], "finished": STATE_STYLE["finished"]}
 
@@ -132,6 +137,8 @@ def alerts_text(alerts: Sequence[AlertView], now: float, limit: int) -> Text:
         if ranks and message.startswith(ranks + ": "):
             message = message[len(ranks) + 2:]
         text.append(f"  {message}")
+        if a.get("hint"):  # a CANN failure named by its code: what it usually means, what to check
+            text.append(f"\n  check: {a['hint']}", style="dim")
         if i < len(newest) - 1:
             text.append("\n")
     return text

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mfctl.metrics.types import RankRow, RankState
-from mfctl.tui.format import as_number, fmt_loss, fmt_ms, fmt_rate, fmt_step
+from mfctl.tui.format import as_number, fmt_loss, fmt_mfu, fmt_ms, fmt_rate, fmt_step
 
 STATES: tuple[str, ...] = tuple(s.value for s in RankState)  # the states a rank reports
 # The label a running rank gets in the table when the cluster reports it as a straggler.
@@ -59,6 +59,8 @@ COLUMNS: tuple[ColumnSpec, ...] = (
     ColumnSpec("step_ms", "step ms", 8, True, descending=True),
     ColumnSpec("samples", "samples/s", 10, True),
     ColumnSpec("tokens", "tokens/s", 9, True),
+    # TFLOPS over the chip's peak (mfctl.metrics.mfu); the lowest first: the rank holding the others back.
+    ColumnSpec("mfu", "MFU", 6, True),
     ColumnSpec("state", "state", 9, False),
     ColumnSpec("reason", "reason", 24, False),  # the least it gets: it widens to fill the pane
 )
@@ -80,6 +82,7 @@ def row_cells(rank: RankRow, straggler: bool = False) -> tuple[RowCells, str]:
         fmt_ms(rank.get("step_time_ms")),
         fmt_rate(rank.get("samples_per_s")),
         fmt_rate(rank.get("tokens_per_s")),
+        fmt_mfu(rank.get("mfu")),
         state,
         str(rank.get("reason") or ""),
     )
@@ -153,7 +156,7 @@ def _sort_value(column: str, rank: RankRow, straggler: bool) -> Any:
     if column == "state":
         return _STATE_SEVERITY.get(display_state(rank, straggler), 9)
     field = {"step": "step", "loss": "loss", "step_ms": "step_time_ms", "samples": "samples_per_s",
-             "tokens": "tokens_per_s"}[column]
+             "tokens": "tokens_per_s", "mfu": "mfu"}[column]
     v = as_number(rank.get(field))
     return None if v is None or math.isnan(v) else v
 

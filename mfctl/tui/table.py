@@ -115,7 +115,7 @@ class RankTable(ScrollView, can_focus=True):
             n = r.get("rank", i)
             latest[n] = r
             values = (r.get("node"), r.get("step"), r.get("total_steps"), r.get("loss"),
-                      r.get("step_time_ms"), r.get("samples_per_s"), r.get("tokens_per_s"),
+                      r.get("step_time_ms"), r.get("samples_per_s"), r.get("tokens_per_s"), r.get("mfu"),
                       r.get("state"), r.get("reason"), n in stragglers)
             raw[n] = values
             if old_raw.get(n) != values:

@@ -233,7 +233,7 @@ def test_clicking_a_column_header_sorts_by_it() -> None:
 
     async def body(pilot: Any) -> None:
         t = table(pilot)
-        state_x = 1 + sum(w + 1 for w in (5, 14, 11, 8, 8, 10, 9)) + 1  # inside the "state" header
+        state_x = 1 + sum(w + 1 for w in (5, 14, 11, 8, 8, 10, 9, 6)) + 1  # inside the "state" header
         await pilot.click(RankTable, offset=(state_x, 0))
         assert t.sort_column == "state"
         assert t.visible_ranks[0] == 5  # failed first

@@ -15,7 +15,10 @@ from mfctl.metrics.logdir import ranks_of_files
 from mfctl.tui.app import make_app
 from mfctl.tui.panels import AlertsPanel, HeaderBar
 from mfctl.tui.plots import SeriesPlot
+from mfctl.tui.rows import COLUMN_KEYS
 from mfctl.tui.table import RankTable
+
+STATE, REASON = COLUMN_KEYS.index("state"), COLUMN_KEYS.index("reason")  # columns of a row's texts
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples" / "mindformers-1.9.0-cpu-msrun-dp2"
 JOB = {"id": "logs", "name": "logs", "model": "logs", "nodes": 1, "devices_per_node": 2,
@@ -195,7 +198,7 @@ def test_dashboard_on_the_sample_logs_shows_each_ranks_last_step_and_loss(tmp_pa
                         and loss.border_title == title)
             for r in (0, 1):
                 cells = table.row_texts(r)
-                assert (cells[2], cells[3], cells[7]) == (*expected[r], "finished")
+                assert (cells[2], cells[3], cells[STATE]) == (*expected[r], "finished")
             text = str(app.query_one(HeaderBar).render())
             # scheduler.log is not a device.
             assert "1 nodes x 2 devices = 2 ranks" in text
@@ -221,11 +224,11 @@ def test_a_rank_the_scheduler_timed_out_is_failed_in_the_table_too(tmp_path: Pat
         async with app.run_test(size=(200, 50)) as pilot:
             table = app.query_one(RankTable)
             await until(pilot, lambda: table.visible_ranks == [0, 1] and table.row_texts(1)[2] == "10/32")
-            assert table.row_texts(1)[7] == "running"
+            assert table.row_texts(1)[STATE] == "running"
             append(tmp_path / "scheduler.log", TIMEOUT_LINE)
-            await until(pilot, lambda: table.row_texts(1)[7] == "failed")
-            assert table.row_texts(1)[8].startswith("timed out")
-            assert table.row_texts(0)[7] == "finished"
+            await until(pilot, lambda: table.row_texts(1)[STATE] == "failed")
+            assert table.row_texts(1)[REASON].startswith("timed out")
+            assert table.row_texts(0)[STATE] == "finished"
             alerts = str(app.query_one(AlertsPanel).render())
             assert "timeout  rank 1  step 10" in alerts
             assert "FAILED" in str(app.query_one(HeaderBar).render())

@@ -42,6 +42,20 @@ def test_every_event_line_of_the_sample_logs_passes_the_node_filter() -> None:
     assert dropped == []
 
 
+def test_every_cann_failure_line_passes_the_node_filter() -> None:
+    # The real CANN/HCCL excerpts (tests/data/ascend): a code line or an out-of-memory line the
+    # node dropped would be a failure `mfctl watch` never names.
+    from mfctl.metrics.cann import MARKS_PATTERN, classify
+
+    lines = []
+    for path in sorted((SAMPLES.parent / "ascend").glob("*.log")):
+        lines += path.read_text(encoding="utf-8").splitlines()[1:]
+    named = [line for line in lines if parse_line(line) is not None and classify(line) is not None]
+    assert len(named) > 40
+    assert [line for line in named if not KEEP.search(line.encode("utf-8"))] == []
+    assert MARKS_PATTERN.encode() in KEEP.pattern  # the node keeps what the parser looks for
+
+
 @pytest.mark.parametrize(("raw", "expected"), [
     ("worker_3.log\t1234\tstep:[ 1/ 8], loss: 6.9", ("worker_3.log", 1234, "step:[ 1/ 8], loss: 6.9")),
     ("scheduler.log\t10\ta\tb", ("scheduler.log", 10, "a\tb")),  # a tab inside the text stays

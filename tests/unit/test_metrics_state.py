@@ -49,9 +49,9 @@ def kinds(state):
 
 RANK_KEYS = {"rank", "node", "step", "total_steps", "epoch", "loss", "loss_mean", "step_time_ms", "samples_per_s",
              "tokens_per_s", "tflops", "lr", "global_norm", "overflow", "loss_scale", "percent", "eta_s", "state",
-             "reason", "last_update_age_s"}
+             "reason", "last_update_age_s", "mfu"}
 CLUSTER_KEYS = {"world_size", "step", "total_steps", "samples_per_s", "tokens_per_s", "eta_s", "loss", "state",
-                "stragglers", "finished_ranks", "failed_ranks"}
+                "stragglers", "finished_ranks", "failed_ranks", "chip", "peak_tflops", "mfu"}
 ALERT_KEYS = {"kind", "rank", "ranks", "count", "message", "step", "time", "last_time"}
 
 
