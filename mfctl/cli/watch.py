@@ -170,11 +170,13 @@ def report(
 
 
 def read_once(record, store):
-    """A job's logs read once through a live session, every step with its time (``report``)."""
+    """A job's logs read once through a live session, every step with its time (``report``):
+    the snapshot and the step rows saved with the record."""
     from mfctl.live.session import LiveSession
 
-    session = LiveSession(record, store)
+    saved: list[tuple] = []
+    session = LiveSession(record, store, on_steps=saved.extend)
     try:
-        return session.read_once()
+        return session.read_once(), saved
     finally:
         session.close()

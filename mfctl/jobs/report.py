@@ -27,8 +27,9 @@ from mfctl.metrics.types import Snapshot
 from mfctl.records.record import JobRecord
 from mfctl.records.store import JobStore
 
-#: Reads a job's logs once, saving its steps to the store; returns the snapshot.
-Collect = Callable[[JobRecord, JobStore], Snapshot]
+#: Reads a job's logs once, saving its steps to the store; returns the snapshot and the step rows
+#: it saved (the report draws them without reading a million rows back from the store).
+Collect = Callable[[JobRecord, JobStore], tuple[Snapshot, list[tuple]]]
 
 
 @dataclass
@@ -252,7 +253,8 @@ double-click to see only that rank.</p>
 
 def load_report_data(record: JobRecord, store, collect: Collect | None = None) -> ReportData:
     """What the store keeps about ``record``; with ``collect`` and no saved steps, the nodes'
-    logs are read once (and saved) first: ``collect(record, store)`` returns the snapshot (live's
+    logs are read once (and saved) first: ``collect(record, store)`` returns the snapshot and the
+    rows it saved (live's
     read-once, handed in by the CLI: one-shot jobs code does not run the live pipeline itself)."""
     from mfctl.jobs.status import seq_length_of
 
@@ -263,9 +265,10 @@ def load_report_data(record: JobRecord, store, collect: Collect | None = None) -
         from mfctl.errors import MfctlError
 
         try:
-            snap = collect(record, store)
+            snap, saved = collect(record, store)
             mfu = mfu_summary(snap)
-            rows = list(store.metrics(record.id))
+            # As the store keeps them: one row per rank and step, the last one saved.
+            rows = list({(row[0], row[1]): row for row in saved}.values())
             for host, why in (snap.get("unreachable") or {}).items():
                 notes.append(f"{host}: could not read its logs: {why}")
         except (MfctlError, OSError) as exc:
