@@ -73,7 +73,10 @@ def feed_file(path: PathLike, state: ClusterState, rank: int | None, node: str |
     Fed whole blocks of ``block_bytes`` (default ``CHUNK_BYTES``) at a time, as bytes
     (``ClusterState.feed_chunk``): most of a log is never decoded. Each block ends at a line that
     does not part a step line from its progress line (``pair_cut``); the rest goes with the next
-    block. The file is mapped (``mmap``: each byte is copied once, into its block) when it can be;
+    block. The file is mapped (``mmap``: each byte is copied once, into its block; a third of the
+    cost of reads and copies) when it can be, as logs are only ever appended to: a file truncated
+    while it is mapped would end the process (SIGBUS), so the follower of live logs
+    (``live.logdir_follow``) reads instead;
     line ends are read as text mode reads them ("\r\n" and "\r" end a line too: a file with a
     "\r" is read from there on through reads and replaces). (Not a line count: counting newlines
     costs a quarter of the parsing.)
