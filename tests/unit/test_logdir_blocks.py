@@ -223,3 +223,20 @@ def test_with_a_preview_the_whole_read_begins_at_the_first_snapshot(tmp_path, mo
         assert source.collector.state.ranks[0].step == 32
     finally:
         source.close()
+
+
+def test_watch_logs_once_starts_without_the_dashboard_the_report_or_ssh() -> None:
+    # Start-up counts in `watch --logs DIR --once --json`: it imports none of what it does not use.
+    import json
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.argv = ['mfctl', 'watch', '--logs', sys.argv[1], '--once', '--json']\n"
+            "from mfctl.cli import entry\n"
+            "try:\n    entry()\nfinally:\n"
+            "    sys.stderr.write('MODULES ' + ' '.join(sorted(sys.modules)))\n")
+    done = subprocess.run([sys.executable, "-c", code, str(SAMPLES)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert [r["step"] for r in json.loads(done.stdout)["ranks"]] == [32, 32]
+    modules = {m.split(".")[0] for m in done.stderr.rsplit("MODULES ", 1)[1].split()}
+    assert not modules & {"textual", "plotly", "fabric", "paramiko", "invoke", "jinja2"}
