@@ -20,6 +20,7 @@ from mfctl.errors import BadInput
 from mfctl.jobspec.ascend import DEFAULT_ATB_SET_ENV, DEFAULT_TOOLKIT_SET_ENV
 from mfctl.jobspec.presets import ModelShape, Preset
 from mfctl.jobspec.schema import JobSpec, yaml_error_mark
+from mfctl.node import cpu_compat
 
 if TYPE_CHECKING:
     import jinja2
@@ -193,6 +194,14 @@ def _apply_to_own_config(text: str, ctx: dict[str, Any], filename: str) -> str:
     for section in ("train_dataset",):
         loader = data.setdefault(section, {}).setdefault("data_loader", {})
         loader["dataset_dir"] = ctx["dataset_dir"]
+    if cpu_compat.targets_cpu(data):
+        # Made CPU-ready here, so the YAML every node receives is the one that trains, whichever
+        # launcher reads it (MindFormers' own run_mindformer.py included).
+        problem = cpu_compat.cpu_parallel_problem(data)
+        if problem:
+            raise BadInput(f"{filename}:{_yaml_line(text, 'device_target')}: context.device_target is "
+                           f"CPU, but the job's layout has {problem}")
+        cpu_compat.fix_config(data)
     return yaml.safe_dump(data, sort_keys=False)
 
 

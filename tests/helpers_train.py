@@ -17,7 +17,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_DIR = ROOT / "mfctl" / "node"
-NODE_FILES = ("train.py", "cpu_compat.py")
+NODE_FILES = ("train.py", "cpu_compat.py", "cpu_train.py")
 
 def _tiny_context() -> dict[str, Any]:
     """What mfctl's renderer passes the tiny-llama template for a 1-worker job (``render.model_context``)."""

@@ -30,9 +30,9 @@ from mfctl.remote.group import NodeResults, run_on_all
 T = TypeVar("T")
 
 #: Files of mfctl's node side shipped in every bundle (``bundle/node/``).
-NODE_FILES = ("train.py", "cpu_compat.py")
+NODE_FILES = ("train.py", "cpu_compat.py", "cpu_train.py")
 #: ``bundle/cpu_site/``: name on the node -> file of ``mfctl/node``.
-CPU_SITE_FILES = {"sitecustomize.py": "cpu_sitecustomize.py", "cpu_compat.py": "cpu_compat.py"}
+CPU_SITE_FILES = {"sitecustomize.py": "cpu_sitecustomize.py", "cpu_train.py": "cpu_train.py"}
 
 
 @functools.cache

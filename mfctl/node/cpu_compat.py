@@ -1,42 +1,36 @@
-"""What MindFormers' Llama training needs to run on a CPU-only machine (MindSpore 2.9, MindFormers 1.9).
+"""The config values MindFormers' Llama training needs on a CPU-only machine (MindSpore 2.9,
+MindFormers 1.9): pure rules on the config mapping, no MindSpore import.
 
-This file is copied next to ``train.py`` into every job bundle and imported from there, so it may
-import only the standard library, mindspore and mindformers (never ``mfctl``).
+Used in two places, so it imports only the standard library (never ``mfctl``, never mindspore):
+- on the controller (``mfctl.render``), which applies them to a user's own CPU config when it
+  renders the job, and refuses there a layout CPU cannot run: the YAML a node receives is the one
+  that trains, whichever launcher runs it (MindFormers' own ``run_mindformer.py`` included);
+- on the nodes, copied next to ``train.py`` in every bundle: mfctl's entry applies them again
+  after the command-line overrides (``--section.key VALUE``), which may undo one.
 
-Two kinds of measure, both applied by ``train.py`` only when the device target is CPU:
+Each value was a real error on CPU without it: ``use_rope_slice`` True (else BatchMatMul cannot
+broadcast its inputs on CPU), ``fused_rms_norm`` False (no RmsNorm kernel on CPU),
+``use_flash_attention`` False (Ascend only), ``runner_config.sink_mode`` False (with sink mode an
+epoch ran steps x steps steps). Distributed, only plain data parallelism runs: semi-auto parallel
+fails to compile on CPU (``RuntimeError: Invalid backend: CPU`` from GetWorldGroup, measured with
+dp 2 and with mp 2). So a pure data-parallel layout written for semi-auto parallel (as the
+published configs are) is switched to ``parallel_mode`` 0, which trains the same global batch; a
+layout with model or pipeline parallelism cannot run on CPU at all (``cpu_parallel_problem``).
 
-1. Config values (``fix_config``). Each was a real error on CPU without it:
-   ``use_rope_slice`` True (else BatchMatMul cannot broadcast its inputs on CPU),
-   ``fused_rms_norm`` False (no RmsNorm kernel on CPU), ``use_flash_attention`` False (Ascend
-   only), ``runner_config.sink_mode`` False (with sink mode an epoch ran steps x steps steps).
-   Distributed, only plain data parallelism runs: semi-auto parallel fails to compile on CPU
-   (``RuntimeError: Invalid backend: CPU`` from GetWorldGroup, measured with dp 2 and with mp 2).
-   So a pure data-parallel layout written for semi-auto parallel (as the published configs are)
-   is switched to ``parallel_mode`` 0, which trains the same global batch; a layout with model or
-   pipeline parallelism cannot run on CPU at all (``cpu_parallel_problem``).
-   The tiny-llama template already sets all this; fixing it here lets any legacy Llama config run.
-
-2. The loss-scale overflow check (``patch_overflow_check``). ``TrainOneStepWithLossScaleCell``
-   (the base of MindFormers' ``MFTrainOneStepCell``) picks its check by device: GPU uses the
-   FloatStatus op and everything that is not GPU falls through to the Ascend paths
-   (NPUGetFloatStatusV2 or AllFinite); none of these ops exist on CPU. The portable check is the
-   inf/nan-mode one built on IsFinite, which MindSpore itself uses on Ascend when AllFinite is
-   disabled: sum a per-gradient "not all finite" flag, all-reduce the sum across ranks, and call
-   it an overflow when the sum is >= 1.
-
-   Why this lives in its own module and not in the script: in graph mode MindSpore compiles the
-   replacement method from its source and resolves the names it uses (``_infnan_overflow``) in
-   the globals of the module that defined it, found again by module name. A function defined in
-   ``__main__`` is not reliably found that way; one defined in an importable module is.
+The loss-scale train cell: MindFormers' ``MFTrainOneStepCell`` checks gradients for overflow with
+Ascend or GPU ops that CPU lacks. ``runner_wrapper.type`` is switched to ``CPU_WRAPPER``, mfctl's
+subclass with an IsFinite check (``cpu_train.py``), which the node registers with MindFormers'
+registry before the trainer builds the wrapper. The tiny-llama template already sets all this.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-# The per-gradient check MindSpore's own inf/nan mode uses: 1.0 when a gradient holds inf or nan.
-# It must be a global of this module, where the graph compiler will look it up.
-from mindspore.nn.wrap.loss_scale import _ascend_grad_overflow as _infnan_overflow
+#: mfctl's loss-scale train cell for CPU (``cpu_train.CpuTrainOneStepCell``), by its registry name.
+CPU_WRAPPER = "MfctlCpuTrainOneStepCell"
+#: The wrapper names (class and registry alias) of MindFormers' cell that CPU cannot run.
+_MF_WRAPPERS = ("MFTrainOneStepCell", "mf_wrapper")
 
 # model.model_config values CPU training needs: (key, value).
 _CPU_MODEL_CONFIG = (
@@ -50,6 +44,11 @@ _LEGACY_LLAMA_CONFIGS = ("LlamaConfig",)
 def is_cpu(device_target: Any) -> bool:
     """Whether a device target names the CPU (``"CPU"``, any case)."""
     return isinstance(device_target, str) and device_target.strip().upper() == "CPU"
+
+
+def targets_cpu(config: Any) -> bool:
+    """Whether a config's ``context.device_target`` is the CPU."""
+    return is_cpu((config.get("context") or {}).get("device_target"))
 
 
 def _is_data_parallel_mode(mode: Any) -> bool:
@@ -75,8 +74,9 @@ def cpu_parallel_problem(config: Any) -> str | None:
 def fix_config(config: Any) -> list[str]:
     """Set the config values that CPU training needs; return one message per value changed.
 
-    ``config`` is a ``MindFormerConfig`` (attribute and item access). Model values are only
-    touched for the legacy Llama config types, whose options these are.
+    ``config`` is a mapping: a ``MindFormerConfig`` on the node, the loaded YAML on the
+    controller. Model values are only touched for the legacy Llama config types, whose options
+    these are.
     """
     changes: list[str] = []
     runner = config.get("runner_config")
@@ -103,62 +103,9 @@ def fix_config(config: Any) -> list[str]:
                 old = model_config.get(key)
                 model_config[key] = value
                 changes.append(f"model.model_config.{key}: {old} -> {value}")
+
+    wrapper = config.get("runner_wrapper")
+    if wrapper is not None and wrapper.get("type") in _MF_WRAPPERS:
+        changes.append(f"runner_wrapper.type: {wrapper['type']} -> {CPU_WRAPPER} (overflow check by IsFinite)")
+        wrapper["type"] = CPU_WRAPPER
     return changes
-
-
-def _overflow_status_infnan(self, status, compute_output):
-    """Replacement for ``TrainOneStepWithLossScaleCell.get_overflow_status`` on CPU.
-
-    ``status`` is the NPU float-status buffer of the Ascend path, unused here. Returns a boolean
-    tensor: whether any gradient on any rank is not finite.
-    """
-    return self._get_distributed_overflow_status_on_infnan_mode(_infnan_overflow, compute_output)
-
-
-def patch_overflow_check() -> bool:
-    """Route the loss-scale overflow check of every loss-scale train cell to the inf/nan mode.
-
-    Patches the base class, so MindFormers' ``MFTrainOneStepCell`` and
-    ``MFPipelineWithLossScaleCell`` inherit it. Must run before the train cell is compiled.
-    Returns False when it was already patched.
-    """
-    from mindspore.nn import TrainOneStepWithLossScaleCell
-
-    if TrainOneStepWithLossScaleCell.get_overflow_status is _overflow_status_infnan:
-        return False
-    TrainOneStepWithLossScaleCell.get_overflow_status = _overflow_status_infnan
-    return True
-
-
-# Modules that bind MindSpore's ``barrier`` by name at import time (``from ... import barrier``).
-_BARRIER_USERS = (
-    "mindspore.communication.comm_func",
-    "mindformers.trainer.utils",
-    "mindformers.version_control",
-    "mindformers.core.callback.callback",
-    "mindformers.utils.load_checkpoint_utils",
-)
-
-
-def _cpu_barrier(group=None):
-    """The barrier on CPU: nothing to wait for here.
-
-    MindSpore 2.9 has no ``Barrier`` kernel on CPU (nor a PyNative all-reduce, measured), yet
-    MindFormers calls one when a distributed job loads a checkpoint (resume). Those barriers only
-    line the ranks up before each loads its own files; the first gradient all-reduce of the
-    compiled train step synchronises them anyway.
-    """
-    return None
-
-
-def patch_barrier() -> list[str]:
-    """Replace ``barrier`` in every already-imported module that bound it; returns their names."""
-    import sys
-
-    patched = []
-    for name in _BARRIER_USERS:
-        module = sys.modules.get(name)
-        if module is not None and getattr(module, "barrier", None) not in (None, _cpu_barrier):
-            module.barrier = _cpu_barrier
-            patched.append(name)
-    return patched

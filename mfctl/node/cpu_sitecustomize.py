@@ -1,24 +1,28 @@
-"""mfctl's CPU fixes for MindFormers' own ``run_mindformer.py`` (launcher 'mindformers' on CPU).
+"""What MindFormers' own ``run_mindformer.py`` needs at run time on CPU (launcher 'mindformers').
 
 Shipped in the job bundle as ``bundle/cpu_site/sitecustomize.py`` beside a copy of
-``cpu_compat.py``; the node launch script puts that folder on PYTHONPATH only when the job's
-config targets the CPU. Python imports ``sitecustomize`` at start-up in every process msrun starts
-(scheduler and workers), so upstream's script, which mfctl does not change, gets the same fixes
-as mfctl's own entry (``train.py``):
+``cpu_train.py``; the node launch script puts that folder on PYTHONPATH only when the job's config
+targets the CPU. Python imports ``sitecustomize`` at start-up in every process msrun starts
+(scheduler and workers), so upstream's script, which mfctl does not change, trains like mfctl's
+own entry (``train.py``).
 
-- before ``build_context``: the CPU config values (``cpu_compat.fix_config``), and a refusal of
-  layouts CPU cannot compile (``cpu_compat.cpu_parallel_problem``);
-- after it, in workers: the loss-scale overflow check routed to the inf/nan mode and, distributed,
-  the barrier CPU lacks (``cpu_compat.patch_overflow_check`` / ``patch_barrier``). Both run before
-  the trainer compiles the train step, as in ``train.py``.
+The config needs nothing here: mfctl renders it CPU-ready on the controller (``cpu_compat``
+values, ``runner_wrapper.type`` naming mfctl's CPU train cell, a layout CPU cannot run refused
+before anything starts). What is left must happen in the worker, before the trainer builds the
+train cell, and needs MindFormers loaded:
 
-How: an import hook wraps ``build_context`` in ``mindformers.core.context.build_context`` right
-after that module runs, before any other module (``mindformers/__init__``, run_mindformer.py)
-binds the name. Nothing is imported at start-up: a process that never imports MindFormers
-(msrun itself, any other python) pays nothing and sees no change.
+- register the CPU train cell with MindFormers' registry (``cpu_train.register_wrapper``, the
+  public ``MindFormerRegister.register_cls``), so that ``runner_wrapper.type`` finds it;
+- in a distributed worker, route the deprecated barrier CPU lacks to MindSpore's CPU-capable one
+  (``cpu_train.route_barrier``, which says why no setting avoids it).
 
-Standard library, mindspore and mindformers only (never ``mfctl``). This file shadows any other
-``sitecustomize`` on the path, so it runs the next one it finds (Debian's, say) at the end.
+How: an import hook that lets Python load the ``mindformers`` package exactly as it would, then
+runs those two steps once the package has finished executing (its ``__init__`` imports the trainer,
+the wrappers and the registry). It changes nothing in any module it loads. Nothing is imported at
+start-up: a process that never imports MindFormers (msrun itself, any other python) pays nothing.
+
+Standard library only at import (never ``mfctl``). This file shadows any other ``sitecustomize``
+on the path, so it runs the next one it finds (Debian's, say) at the end.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import importlib.util
 import os
 import sys
 
-_TARGET = "mindformers.core.context.build_context"
+_TARGET = "mindformers"
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -42,38 +46,30 @@ def _log(message: str) -> None:
         print(f"mfctl CPU site: {message}", file=sys.stderr)
 
 
-def _wrap_build_context(module) -> None:
-    original = module.build_context
+def _distributed_worker() -> bool:
+    """A worker of a job with more than one (msrun's environment), not the scheduler."""
+    if os.environ.get("MS_ROLE") == "MS_SCHED":
+        return False
+    try:
+        return int(os.environ.get("MS_WORKER_NUM") or os.environ.get("RANK_SIZE") or 1) > 1
+    except ValueError:
+        return False
 
-    def build_context(config, *args, **kwargs):
-        import cpu_compat
 
-        context = config.get("context") or {}
-        if cpu_compat.is_cpu(context.get("device_target")):
-            problem = cpu_compat.cpu_parallel_problem(config)
-            if problem:
-                raise SystemExit(f"mfctl CPU site: {problem}")
-            for change in cpu_compat.fix_config(config):
-                _log(change)
-        ctx = original(config, *args, **kwargs)
-        import mindspore
+def after_mindformers_loaded() -> None:
+    """The two run-time steps, once the ``mindformers`` package is loaded."""
+    import cpu_train
 
-        if os.environ.get("MS_ROLE") != "MS_SCHED" and cpu_compat.is_cpu(mindspore.get_context("device_target")):
-            if cpu_compat.patch_overflow_check():
-                _log("loss-scale overflow check routed to the inf/nan (IsFinite) mode")
-            if config.get("use_parallel"):
-                patched = cpu_compat.patch_barrier()
-                if patched:
-                    _log("barrier is a no-op in " + ", ".join(patched))
-        return ctx
-
-    build_context.__doc__ = original.__doc__
-    build_context.__wrapped__ = original
-    module.build_context = build_context
+    cpu_train.register_wrapper()
+    _log(f"runner_wrapper {cpu_train.WRAPPER_NAME} registered (loss-scale overflow check by IsFinite)")
+    if _distributed_worker():
+        routed = cpu_train.route_barrier()
+        if routed:
+            _log("barrier of " + ", ".join(routed) + " is mindspore.ops.communication.barrier")
 
 
 class _Loader(importlib.abc.Loader):
-    """The module's own loader, plus the wrap once the module has run."""
+    """The package's own loader, then ``after_mindformers_loaded``."""
 
     def __init__(self, inner) -> None:
         self._inner = inner
@@ -83,9 +79,9 @@ class _Loader(importlib.abc.Loader):
 
     def exec_module(self, module) -> None:
         self._inner.exec_module(module)
-        _wrap_build_context(module)
+        after_mindformers_loaded()
 
-    def __getattr__(self, name):  # get_source, get_filename, ...: the inner loader's
+    def __getattr__(self, name):  # get_source, get_filename, get_resource_reader...: the inner loader's
         return getattr(self._inner, name)
 
 

@@ -3,16 +3,16 @@
 The MindFormers wheel does not ship ``run_mindformer.py`` (it lives in the source tree), so mfctl
 brings its own entry written against the public API:
 
-    YAML -> MindFormerConfig -> command-line overrides -> output path -> build_context(config)
-         -> (CPU compatibility) -> Trainer(config).train()
+    YAML -> MindFormerConfig -> command-line overrides -> (CPU config values) -> output path
+         -> build_context(config) -> (CPU train cell registered) -> Trainer(config).train()
 
-It is copied verbatim into each job's bundle (``<bundle>/node/train.py`` beside
-``cpu_compat.py``) and run as a script: ``msrun ... <bundle>/node/train.py --config X.yaml ...``.
+It is copied verbatim into each job's bundle (``<bundle>/node/train.py`` beside ``cpu_compat.py``
+and ``cpu_train.py``) and run as a script: ``msrun ... <bundle>/node/train.py --config X.yaml ...``.
 msrun starts it as ``python <script> <args>`` (``python`` from PATH) once per worker, and once more
 on the master node as the cluster scheduler (``MS_ROLE=MS_SCHED``), with the cwd it was started in
 (mfctl uses the job directory, where MindFormers creates ``output/``). So this file imports only
-the standard library, mindspore and mindformers, and finds ``cpu_compat`` as a sibling module
-(the script's directory is ``sys.path[0]``).
+the standard library, mindspore and mindformers, and finds ``cpu_compat`` and ``cpu_train`` as
+sibling modules (the script's directory is ``sys.path[0]``).
 
 Usage:
     python train.py --config X.yaml [--train_dataset_dir D] [--run_mode train]
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
               f"got {config.run_mode!r}", file=sys.stderr)
         return 2
 
-    if cpu_compat.is_cpu(config.get("context", {}).get("device_target")):
+    if cpu_compat.targets_cpu(config):
         problem = cpu_compat.cpu_parallel_problem(config)
         if problem:
             print(f"train.py: {args.config}: {problem}", file=sys.stderr)
@@ -189,13 +189,18 @@ def main(argv: list[str] | None = None) -> int:
         # msrun's scheduler runs this script too; its work is done inside build_context.
         return 0
 
-    if cpu_compat.is_cpu(ms.get_context("device_target")):
-        if cpu_compat.patch_overflow_check():
-            logger.info("mfctl train: CPU: loss-scale overflow check routed to the inf/nan (IsFinite) mode")
-        if config.use_parallel:
-            patched = cpu_compat.patch_barrier()
-            if patched:
-                logger.info("mfctl train: CPU: barrier done with an all-reduce in %s", ", ".join(patched))
+    cpu = cpu_compat.is_cpu(ms.get_context("device_target"))
+    if cpu or (config.get("runner_wrapper") or {}).get("type") == cpu_compat.CPU_WRAPPER:
+        import cpu_train
+
+        cpu_train.register_wrapper()
+        logger.info(f"mfctl train: runner_wrapper {cpu_compat.CPU_WRAPPER} registered "
+                    "(loss-scale overflow check by IsFinite)")
+        if cpu and config.use_parallel:
+            routed = cpu_train.route_barrier()
+            if routed:
+                logger.info("mfctl train: CPU: barrier of %s is mindspore.ops.communication.barrier",
+                            ", ".join(routed))
 
     trainer = Trainer(config)
     if config.run_mode in ("train", "finetune"):

@@ -1,7 +1,7 @@
 """Real training: the tiny Llama, 2 data-parallel workers under the real msrun, on this CPU.
 
 The whole path a job takes on a node, minus SSH: pydoc corpus -> trained tokenizer -> MindRecord
--> tiny-llama.yaml.j2 rendered (dp 2) -> bundle/node/{train,cpu_compat}.py -> msrun --join True.
+-> tiny-llama.yaml.j2 rendered (dp 2) -> bundle/node/{train,cpu_compat,cpu_train}.py -> msrun --join True.
 About a minute on 2 cores (two ~10 s graph compiles, then ~0.1 s per step).
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,8 @@ from helpers_train import (
     run_msrun,
     template_context,
 )
+
+from mfctl.node import cpu_compat
 
 SEQ = 64
 VOCAB = 1000
@@ -67,6 +70,9 @@ def test_template_renders_a_complete_cpu_config() -> None:
     # Pure data parallelism: parallel_mode 0, each rank its shard, gradients averaged.
     assert cfg["parallel"]["parallel_mode"] == 0 and cfg["parallel"]["gradients_mean"] is True
     assert cfg["parallel_config"]["data_parallel"] == 2
+    # mfctl's CPU train cell, and nothing left for the node's CPU rules to change.
+    assert cfg["runner_wrapper"]["type"] == cpu_compat.CPU_WRAPPER == "MfctlCpuTrainOneStepCell"
+    assert cpu_compat.fix_config(cfg) == [] and cpu_compat.cpu_parallel_problem(cfg) is None
     ckpt = next(c for c in cfg["callbacks"] if c["type"] == "CheckpointMonitor")
     assert ckpt["save_checkpoint_steps"] == template_context()["save_checkpoint_steps"]
     assert ckpt["prefix"] == 'it\'s "odd"'
@@ -81,6 +87,7 @@ def test_template_other_layouts_and_devices() -> None:
     mc = ascend["model"]["model_config"]
     assert (mc["use_rope_slice"], mc["fused_rms_norm"], mc["use_flash_attention"]) == (False, True, True)
     assert ascend["runner_config"]["sink_mode"] is True
+    assert ascend["runner_wrapper"]["type"] == "MFTrainOneStepCell"
 
 
 def test_template_is_strict_about_its_variables() -> None:
@@ -119,8 +126,8 @@ def test_train_script_cli(tmp_path: Path) -> None:
 
 def test_node_files_import_only_stdlib_mindspore_mindformers() -> None:
     """They are copied alone onto nodes: an import of mfctl (or anything else) would fail there."""
-    allowed = set(sys.stdlib_module_names) | {"mindspore", "mindformers", "cpu_compat"}
-    for name in ("train.py", "cpu_compat.py", "cpu_sitecustomize.py"):
+    allowed = set(sys.stdlib_module_names) | {"mindspore", "mindformers", "cpu_compat", "cpu_train"}
+    for name in ("train.py", "cpu_compat.py", "cpu_train.py", "cpu_sitecustomize.py"):
         tree = ast.parse((Path(__file__).parents[2] / "mfctl" / "node" / name).read_text())
         roots = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                  for alias in node.names}
@@ -131,11 +138,9 @@ def test_node_files_import_only_stdlib_mindspore_mindformers() -> None:
 
 @needs_mindspore
 def test_cpu_compat_fixes_a_semi_auto_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the node the rules work on MindFormers' own config object (the controller's are dicts)."""
     monkeypatch.chdir(tmp_path)  # importing mindformers creates ./output/log
-    monkeypatch.syspath_prepend(str(Path(__file__).parents[2] / "mfctl" / "node"))
-    import cpu_compat
     from mindformers import MindFormerConfig
-    from mindspore.nn import TrainOneStepWithLossScaleCell
 
     cfg_path = tmp_path / "c.yaml"
     cfg_path.write_text(render_tiny_llama(data_parallel=2, use_parallel=True, device_target="Ascend"))
@@ -145,18 +150,98 @@ def test_cpu_compat_fixes_a_semi_auto_config(tmp_path: Path, monkeypatch: pytest
     assert config.model.model_config.use_rope_slice is True
     assert config.model.model_config.fused_rms_norm is False
     assert config.model.model_config.use_flash_attention is False
+    assert config.runner_wrapper.type == "MfctlCpuTrainOneStepCell"
     assert any("sink_mode" in c for c in changes) and any("fused_rms_norm" in c for c in changes)
+    assert "runner_wrapper.type: MFTrainOneStepCell -> MfctlCpuTrainOneStepCell (overflow check by IsFinite)" in changes
 
     config.parallel.parallel_mode = 1
     assert "parallel.parallel_mode: 1 -> 0 (data parallel)" in cpu_compat.fix_config(config)
     config.parallel_config.model_parallel = 2
     assert "model_parallel 2" in cpu_compat.cpu_parallel_problem(config)
 
-    monkeypatch.setattr(TrainOneStepWithLossScaleCell, "get_overflow_status",
-                        TrainOneStepWithLossScaleCell.get_overflow_status)  # restored after the test
-    assert cpu_compat.patch_overflow_check() is True
-    assert cpu_compat.patch_overflow_check() is False
-    assert TrainOneStepWithLossScaleCell.get_overflow_status.__module__ == "cpu_compat"
+
+_CELL_PROBE = """
+import sys
+import numpy as np
+import mindspore as ms
+from mindspore import nn, Tensor
+ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
+from mindformers.wrapper import build_wrapper
+import cpu_train
+
+class Net(nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.dense = nn.Dense(4, 1)
+    def construct(self, x):
+        return (self.dense(x) ** 2).mean()
+
+name = sys.argv[1]
+if name == "MfctlCpuTrainOneStepCell":
+    cpu_train.register_wrapper()
+net = Net()
+cell = build_wrapper({"type": name, "scale_sense": 1024.0},
+                     default_args={"network": net, "optimizer": nn.Adam(net.trainable_params(), 0.01)})
+print("built", type(cell).__module__, type(cell).__name__, flush=True)
+before = net.dense.weight.asnumpy().copy()
+for x in (1.0, np.inf, 1.0, np.nan):
+    out = cell(Tensor(np.full((2, 4), x, np.float32)))
+    print("overflow", x, bool(out[1].asnumpy()), flush=True)
+print("weights changed", bool((net.dense.weight.asnumpy() != before).any()))
+"""
+
+
+@needs_mindspore
+@pytest.mark.timeout(300)
+def test_cpu_train_cell_checks_overflow_in_graph_mode(tmp_path: Path) -> None:
+    """Built by MindFormers' own build_wrapper from the registry name the CPU config gives, compiled
+    in graph mode on CPU: finite steps update, inf/nan steps are flagged. MindFormers' cell fails
+    to compile on CPU, which is why mfctl's exists."""
+    probe = tmp_path / "probe.py"  # graph mode compiles from source files only
+    probe.write_text(_CELL_PROBE)
+
+    def run(name: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(probe), name], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=240,
+                              env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "mfctl" / "node")})
+
+    ours = run(cpu_compat.CPU_WRAPPER)
+    assert ours.returncode == 0, ours.stderr[-3000:]
+    assert [line for line in ours.stdout.splitlines() if " - WARNING - " not in line] == [
+        "built cpu_train CpuTrainOneStepCell",
+        "overflow 1.0 False", "overflow inf True", "overflow 1.0 False", "overflow nan True",
+        "weights changed True"]
+    theirs = run("MFTrainOneStepCell")
+    assert theirs.returncode != 0 and "Unsupported op [NPUGetFloatStatusV2] on CPU" in theirs.stderr
+
+
+@needs_mindspore
+def test_the_barrier_call_sites_route_barrier_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one rebinding left (cpu_train.route_barrier) answers these MindFormers call sites; when
+    a release changes them, this fails: re-check whether the rebinding is still needed."""
+    monkeypatch.chdir(tmp_path)
+    import inspect
+
+    import mindformers.trainer.base_trainer as base_trainer
+    import mindformers.trainer.utils as trainer_utils
+    import mindformers.utils.parallel_utils as parallel_utils
+    from mindspore.communication import comm_func
+    from mindspore.ops import communication
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[2] / "mfctl" / "node"))
+    import cpu_train
+
+    assert set(cpu_train.BARRIER_CALLERS) == {trainer_utils.__name__, comm_func.__name__}
+    # Bound by name from the deprecated function, called under use_parallel when a .ckpt is loaded.
+    assert trainer_utils.barrier is comm_func.barrier
+    preload = inspect.getsource(trainer_utils.preload_ckpt)
+    assert "if config.use_parallel:\n        barrier()" in preload
+    assert 'config.load_ckpt_format == "ckpt":\n            preload_ckpt(config)' in inspect.getsource(
+        base_trainer.BaseTrainer.training_process)
+    # Looked up on comm_func at call time.
+    assert "comm_func.barrier()" in inspect.getsource(parallel_utils.barrier_world)
+    # The successor it is routed to takes the group first, as the callers pass it.
+    assert next(iter(inspect.signature(communication.barrier).parameters)) == "group"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,7 +304,7 @@ def test_tiny_llama_trains_with_two_workers_under_msrun(tmp_path: Path) -> None:
         first, last = steps[0].loss, steps[-1].loss
         assert last < first, f"worker_{rank}.log: loss did not fall ({first} -> {last})"
         assert "Training Over" in text
-        assert "loss-scale overflow check routed to the inf/nan" in text  # the CPU patch ran
+        assert "runner_wrapper MfctlCpuTrainOneStepCell registered" in text  # the CPU train cell
         assert "overflow cond: True" not in text
 
         ckpt_dir = job / "output" / "checkpoint" / f"rank_{rank}"
