@@ -4,7 +4,7 @@ checkout, run from the job dir, on this machine and on two SSH nodes.
 The training test needs a MindFormers source checkout of the installed version (the wheel ships
 neither file): ``MFCTL_MINDFORMERS_HOME=/path/to/mindformers`` (see the README). Without it the
 test is skipped with that reason. The check refusals use a made-up checkout, and the CPU
-sitecustomize is also tried on MindFormers' build_context directly: both run without a checkout.
+sitecustomize is also tried on the installed MindFormers directly: both run without a checkout.
 """
 
 from __future__ import annotations
@@ -110,8 +110,11 @@ def test_mindformers_launcher_trains_to_checkpoints_in_the_job_dir(tmp_path: Pat
         assert (logs / "worker_0.log").is_file() and (logs / "worker_1.log").is_file()
         assert (d / "output" / "log" / "rank_1").is_dir() and (d / "output" / "strategy").is_dir()
         assert _files(home / "output") == checkout_before
-        # Upstream's run_mindformer.py trained on CPU through mfctl's injected fixes.
-        assert "mfctl CPU site: loss-scale overflow check routed" in (logs / "worker_0.log").read_text()
+        # Upstream's run_mindformer.py trained on CPU with mfctl's CPU train cell, from the
+        # config rendered CPU-ready.
+        worker_log = (logs / "worker_0.log").read_text()
+        assert "mfctl CPU site: runner_wrapper MfctlCpuTrainOneStepCell registered" in worker_log
+        assert "overflow cond: True" not in worker_log
     finally:
         stop = run_mfctl_process("stop", job_id, cwd=d)
     assert stop.exit_code == 0, stop.stderr
@@ -186,26 +189,29 @@ def test_check_refuses_a_checkout_without_the_entry_or_of_another_version(tmp_pa
 
 
 _SITE_PROBE = """
+import json, sys
 import mindformers
-from mindformers import MindFormerConfig, build_context
-from mindspore.nn import TrainOneStepWithLossScaleCell as Cell
-before = Cell.get_overflow_status
-config = MindFormerConfig(context={"device_target": "CPU", "mode": 0}, parallel={},
-                          runner_config={"sink_mode": True}, use_parallel=False)
-build_context(config)
-print("sink_mode", config.runner_config.sink_mode)
-print("overflow check from", Cell.get_overflow_status.__module__, Cell.get_overflow_status is not before)
-build_context(MindFormerConfig(context={"device_target": "CPU"}, parallel={}, use_parallel=True,
-                               parallel_config={"model_parallel": 2}))
-print("not refused")
+from mindformers.core.context import build_context
+from mindformers.tools.register import MindFormerModuleType, MindFormerRegister
+from mindformers.trainer import utils as trainer_utils
+from mindspore.communication import comm_func
+cell = MindFormerRegister.get_cls(MindFormerModuleType.WRAPPER, "MfctlCpuTrainOneStepCell")
+print(json.dumps({
+    "cell": f"{cell.__module__}.{cell.__name__}",
+    "build_context": f"{build_context.__module__}.{build_context.__name__}",
+    "same_build_context": mindformers.build_context is build_context,
+    "preload_barrier": trainer_utils.barrier.__module__ + "." + trainer_utils.barrier.__name__,
+    "comm_func_barrier": comm_func.barrier.__module__ + "." + comm_func.barrier.__name__,
+}))
 """
 
 
 @pytest.mark.train
 @pytest.mark.skipif(mindspore_missing() is not None, reason=str(mindspore_missing()))
-def test_cpu_site_gives_mindformers_build_context_the_cpu_fixes(tmp_path: Path) -> None:
+def test_cpu_site_registers_the_cpu_cell_when_mindformers_loads(tmp_path: Path) -> None:
     """The shipped cpu_site, as the launch script puts it on PYTHONPATH, with MindFormers itself
-    (upstream's run_mindformer.py calls the same build_context; the checkout test runs it)."""
+    (upstream's run_mindformer.py imports the same package; the checkout test runs it). It wraps
+    nothing: build_context is MindFormers' own; the barrier is routed only in a distributed worker."""
     from mfctl.jobs.nodeops import CPU_SITE_FILES, bundle_files
 
     rendered = tmp_path / "rendered"
@@ -218,12 +224,25 @@ def test_cpu_site_gives_mindformers_build_context_the_cpu_fixes(tmp_path: Path) 
         if rel.startswith("cpu_site/"):
             (site / rel.removeprefix("cpu_site/")).write_bytes(content)
     assert sorted(p.name for p in site.iterdir()) == sorted(CPU_SITE_FILES)
-    r = subprocess.run([sys.executable, "-c", _SITE_PROBE], cwd=tmp_path, capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": str(site)}, timeout=300)
-    assert "sink_mode False" in r.stdout and "overflow check from cpu_compat True" in r.stdout, r.stderr[-2000:]
-    # A layout CPU cannot compile stops the process with the reason, before MindSpore is set up.
-    assert r.returncode != 0 and "not refused" not in r.stdout
-    assert "mfctl CPU site: model_parallel 2 and pipeline_stage 1" in r.stderr
+    env = {k: v for k, v in os.environ.items() if k not in ("MS_WORKER_NUM", "RANK_SIZE", "MS_ROLE")}
+
+    def probe(**extra: str) -> dict:
+        r = subprocess.run([sys.executable, "-c", _SITE_PROBE], cwd=tmp_path, capture_output=True, text=True,
+                           env={**env, "PYTHONPATH": str(site), **extra}, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    alone = probe()
+    assert alone["cell"] == "cpu_train.CpuTrainOneStepCell"
+    assert alone["build_context"] == "mindformers.core.context.build_context.build_context"
+    assert alone["same_build_context"] is True
+    deprecated = "mindspore.communication.comm_func.barrier"
+    assert alone["preload_barrier"] == alone["comm_func_barrier"] == deprecated
+    worker = probe(MS_WORKER_NUM="2", MS_ROLE="MS_WORKER")
+    assert worker["cell"] == "cpu_train.CpuTrainOneStepCell"
+    assert worker["preload_barrier"] == worker["comm_func_barrier"] == "cpu_train.cpu_barrier"
+    scheduler = probe(MS_WORKER_NUM="2", MS_ROLE="MS_SCHED")
+    assert scheduler["preload_barrier"] == deprecated
 
 
 @pytest.mark.train
