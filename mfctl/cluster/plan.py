@@ -27,8 +27,8 @@ BUNDLE_DIR = "bundle"
 TRAIN_ENTRY = f"{BUNDLE_DIR}/node/train.py"
 CONFIG_FILE = f"{BUNDLE_DIR}/config.yaml"
 LAUNCH_SCRIPT = f"{BUNDLE_DIR}/launch.sh"
-#: With launcher 'mindformers' on CPU: a sitecustomize that gives MindFormers' own
-#: run_mindformer.py mfctl's CPU fixes (put on PYTHONPATH by the launch script).
+#: With launcher 'mindformers' on CPU: a sitecustomize that registers mfctl's CPU train cell for
+#: MindFormers' own run_mindformer.py (put on PYTHONPATH by the launch script).
 CPU_SITE_DIR = f"{BUNDLE_DIR}/cpu_site"
 RUN_DIR = "run"
 
