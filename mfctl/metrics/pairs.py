@@ -55,8 +55,9 @@ from mfctl.metrics.parser import (
     step_event_from_match,
 )
 
-__all__ = ["MARKS_PATTERN", "NL_OF", "NO_EVENT", "PAIR_PATTERN", "PAIR_RE", "PROGRESS_MARK_OF", "SHAPES", "Columns",
-           "as_text", "events_between", "known_lines", "last_fields", "note_event", "pair_pattern", "read_matches"]
+__all__ = ["MARKS_PATTERN", "MARK_TAIL_OF", "NL_OF", "NO_EVENT", "PAIR_PATTERN", "PAIR_RE", "PROGRESS_MARK_OF",
+           "SHAPES", "Columns", "as_text", "events_between", "known_lines", "last_fields", "note_event", "pair_pattern",
+           "read_matches"]
 
 # Derived from the declared MFLossMonitor format (mfctl.metrics.formats.MF_STEP): its mark starts
 # the pair, and PROGRESS's mark ends it.
@@ -110,6 +111,12 @@ _MARKS: dict[type, Any] = {str: re.compile(MARKS_PATTERN), bytes: re.compile(MAR
 NL_OF: dict[type, Any] = {str: "\n", bytes: b"\n"}
 _OPEN: dict[type, Any] = {str: "[", bytes: b"["}
 PROGRESS_MARK_OF: dict[type, Any] = {str: PROGRESS_MARK, bytes: PROGRESS_MARK.encode()}
+# The mark's last five characters: counting them counts the marks (each mark holds them once, and
+# they cannot overlap themselves or recur inside a mark), and a short needle is searched faster
+# (the count of a 12-byte one takes twice as long in CPython 3.11).
+_TAIL = PROGRESS_MARK[-5:]
+assert _TAIL == "s/s/p" and PROGRESS_MARK.count(_TAIL) == 1
+MARK_TAIL_OF: dict[type, Any] = {str: _TAIL, bytes: _TAIL.encode()}
 
 
 def as_text(s: str | bytes) -> str:
