@@ -166,20 +166,49 @@ PREFIX_TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)[,.](\d{3})
 
 _HOUR_START: dict[str, float] = {}
 
+# A log prints many steps a second (and a cluster's ranks the same seconds): the seconds since the
+# epoch of each "YYYY-MM-DD HH:MM:SS" a line starts with (the stdout format), kept under that
+# text (bytes or str, as the line came), and the fraction of each ",mmm" / ".mmm" after it. A
+# line whose second is known costs two slices and two lookups. Filled only by ``log_time``'s full
+# reading of such a line, with the same sum: the same float.
+_SECOND: dict[str | bytes, float] = {}
+_MS: dict[str | bytes, float] = {
+    sep + digits: int(digits) / 1000.0
+    for digits in (f"{ms:03d}" for ms in range(1000)) for sep in (",", ".")}
+_MS.update({k.encode(): v for k, v in list(_MS.items()) if isinstance(k, str)})
+_SECOND_RE: dict[type, re.Pattern] = {str: re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[,.]\d{3}"),
+              bytes: re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[,.]\d{3}")}
+
 
 def log_time(prefix: str | bytes | None) -> float | None:
     """Seconds since the epoch of the timestamp in a log line's prefix (the text before its mark;
     of a longer text, its last line), read as the local time it was printed in; None when it
     holds none.
 
-    The start of each hour is computed once (datetime is slow; a log has a few hours, and a
-    cluster's logs the same ones), then minutes, seconds and milliseconds are added."""
+    A line that starts with a second seen before is read from two tables (``_SECOND``, ``_MS``);
+    otherwise the start of its hour is computed once (datetime is slow; a log has a few hours,
+    and a cluster's logs the same ones), then minutes, seconds and milliseconds are added."""
     if prefix is None:
         return None
-    if isinstance(prefix, bytes):
-        prefix = prefix[prefix.rfind(b"\n") + 1:].decode("ascii", "replace")
-    else:
-        prefix = prefix[prefix.rfind("\n") + 1:]
+    nl = prefix.rfind(b"\n") if isinstance(prefix, bytes) else prefix.rfind("\n")
+    if nl >= 0:
+        prefix = prefix[nl + 1:]
+    base = _SECOND.get(prefix[:19])
+    if base is not None:
+        ms = _MS.get(prefix[19:23])
+        if ms is not None:
+            return base + ms
+    t = _read_time(prefix)
+    if t is not None and _SECOND_RE[bytes if isinstance(prefix, bytes) else str].match(prefix) is not None:
+        if len(_SECOND) > 65536:
+            _SECOND.clear()
+        _SECOND[prefix[:19]] = t[0]
+    return None if t is None else t[0] + t[1]
+
+
+def _read_time(line: str | bytes) -> tuple[float, float] | None:
+    """``log_time`` of one line in full: (the second, the fraction), or None."""
+    prefix = line.decode("ascii", "replace") if isinstance(line, bytes) else line
     # Where MindFormers' loggers put it (stdout: first; file format: after "[LEVEL] "), read by
     # position once its hour is known: a regex search per step costs more than the rest of it.
     o = 0 if prefix[:1].isdigit() else prefix.find(" ") + 1
@@ -187,7 +216,7 @@ def log_time(prefix: str | bytes | None) -> float | None:
     if len(t) == 23 and t[19] in ",." and t[16] == ":" and t[13] == ":":
         base = _HOUR_START.get(t[:13])
         if base is not None and t[14:16].isdigit() and t[17:19].isdigit() and t[20:23].isdigit():
-            return base + int(t[14:16]) * 60 + int(t[17:19]) + int(t[20:23]) / 1000.0
+            return base + int(t[14:16]) * 60 + int(t[17:19]), int(t[20:23]) / 1000.0
     m = PREFIX_TIME.search(prefix)
     if m is None:
         return None
@@ -201,4 +230,4 @@ def log_time(prefix: str | bytes | None) -> float | None:
         if len(_HOUR_START) > 4096:
             _HOUR_START.clear()
         _HOUR_START[hour] = base
-    return base + int(m[5]) * 60 + int(m[6]) + int(m[7]) / 1000.0
+    return base + int(m[5]) * 60 + int(m[6]), int(m[7]) / 1000.0

@@ -156,6 +156,20 @@ def test_log_time_reads_the_last_line_and_both_logger_formats() -> None:
     assert log_time("no time here") is None and log_time(None) is None
 
 
+def test_log_time_of_a_second_seen_before_is_the_same_exact_time() -> None:
+    # The first line of a second is read in full, the next ones from the tables: each must give
+    # the exact time (milliseconds, local time), bytes or str, and a malformed fraction none.
+    for ms in ("171", "000", "999", "050"):
+        line = STDOUT.replace(",171", "," + ms)
+        for prefix in (line, line.encode(), "x\n" + line, (line + "\n").encode() + line.encode()):
+            assert log_time(prefix) == _stamp(line) and log_time(prefix) == log_time(prefix)
+    assert log_time(STDOUT.replace(",171", ".171")) == _stamp(STDOUT)
+    for bad in (",17x", ",1 7", ";171"):
+        assert log_time(STDOUT.replace(",171", bad)) is None
+        assert log_time(STDOUT.replace(",171", bad).encode()) is None
+    assert log_time(STDOUT + "\nno time here") is None
+
+
 # -- the node side: logtail's KEEP and the status greps of nodectl.sh and the Slurm backend
 
 def _event_lines() -> list[str]:
