@@ -83,7 +83,7 @@ from mfctl.metrics.events import (
     UnreadableLine,
     WorkerExitEvent,
 )
-from mfctl.metrics.formats import log_time
+from mfctl.metrics.formats import log_times
 from mfctl.metrics.launcher import LauncherRules
 from mfctl.metrics.lines import read_lines
 from mfctl.metrics.mfu import with_mfu
@@ -101,10 +101,6 @@ FINISHED, FAILED = RankState.FINISHED, RankState.FAILED
 
 _NEG_INF = float("-inf")
 _POS_INF = float("inf")
-
-
-def _time(v: Any) -> float | None:
-    return v if v is None or type(v) is float else log_time(v)
 
 
 def _ordinary(r: RankTrack) -> bool:
@@ -282,7 +278,7 @@ class ClusterState:
         out: list[Any] = []
         for steps, losses, mss, spss, times, lo, hi in r.journal:
             out.extend(zip(map(int, steps[lo:hi]), losses[lo:hi], map(int, mss[lo:hi]),  # StepPoint's fields
-                           map(num, spss[lo:hi]), map(_time, times[lo:hi])))
+                           map(num, spss[lo:hi]), log_times(times[lo:hi])))
         r.journal.clear()
         return out
 

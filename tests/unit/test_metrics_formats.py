@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from mfctl.metrics.events import StepEvent
-from mfctl.metrics.formats import OTHER_MARKS, PROGRESS, STEP_FORMATS, log_time
+from mfctl.metrics.formats import OTHER_MARKS, PROGRESS, STEP_FORMATS, log_time, log_times
 from mfctl.metrics.parser import parse_line
 from mfctl.metrics.state import ClusterState
 from mfctl.metrics.types import StepPoint
@@ -168,6 +168,18 @@ def test_log_time_of_a_second_seen_before_is_the_same_exact_time() -> None:
         assert log_time(STDOUT.replace(",171", bad)) is None
         assert log_time(STDOUT.replace(",171", bad).encode()) is None
     assert log_time(STDOUT + "\nno time here") is None
+
+
+def test_log_times_of_a_column_are_each_line_s_log_time() -> None:
+    lines = [STDOUT.replace(",171", f",{ms:03d}").replace(":50,", f":{s:02d},") for s in (50, 51) for ms in (1, 999)]
+    odd = [FILEFMT, "garbage\n" + DOCS_15, DOCS_15 + "\nno time", "no time here", "", STDOUT.replace(",171", ",1x1")]
+    for column in (lines, lines + odd, odd + lines, lines + lines):
+        for kind in (str, bytes):
+            prefixes = [p.encode() if kind is bytes else p for p in column]
+            fresh = [_stamp(p.split("\n")[-1]) for p in column]
+            assert log_times(prefixes) == fresh and log_times(prefixes) == fresh  # read, then from the tables
+    assert log_times([1.5, None]) == [1.5, None] and log_times([]) == []
+    assert log_times([STDOUT.encode(), STDOUT]) == [_stamp(STDOUT)] * 2
 
 
 # -- the node side: logtail's KEEP and the status greps of nodectl.sh and the Slurm backend
