@@ -3,6 +3,9 @@ and no block parts a step line from its progress line (the chunk path's fast way
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ from mfctl.metrics import logdir
 from mfctl.metrics.logdir import feed_file, load_log_dir, pair_cut
 from mfctl.metrics.state import ClusterState
 
+ROOT = Path(__file__).resolve().parent.parent.parent
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples" / "mindformers-1.9.0-cpu-msrun-dp2"
 SAMPLE = SAMPLES / "worker_0.log"
 STEP, PROGRESS = b"Epoch:[", b"samples/s/p"
@@ -240,3 +244,48 @@ def test_watch_logs_once_starts_without_the_dashboard_the_report_or_ssh() -> Non
     assert [r["step"] for r in json.loads(done.stdout)["ranks"]] == [32, 32]
     modules = {m.split(".")[0] for m in done.stderr.rsplit("MODULES ", 1)[1].split()}
     assert not modules & {"textual", "plotly", "fabric", "paramiko", "invoke", "jinja2"}
+
+
+@pytest.mark.parametrize("probe", [150, 400, 1000])
+def test_blocks_ended_from_their_last_bytes_are_those_of_the_whole_block(tmp_path, monkeypatch, probe) -> None:
+    # Where a block ends is found in its last bytes (the probe) when its last line is whole
+    # there; lines longer than the probe (the header's) make the reader read on the other way.
+    monkeypatch.setattr(logdir, "_PROBE", probe)
+    data = SAMPLE.read_bytes()
+    path = tmp_path / "worker_0.log"
+    path.write_bytes(data)
+    whole = new_state()
+    whole.feed_chunk(0, data)
+    for block_bytes in (4096, 5000, 7777, 10007):
+        state = new_state()
+        blocks = spied(state)
+        assert feed_file(path, state, 0, block_bytes=block_bytes) == len(data)
+        assert len(blocks) > 4
+        assert_pairs_whole(blocks)
+        assert b"".join(blocks) == data  # every byte fed once, in order
+        assert seen(state) == seen(whole)
+
+
+def test_a_log_truncated_while_it_is_read_does_not_end_the_reader(tmp_path) -> None:
+    # A job restarted over the logs being read (msrun truncates them): the reader reads what
+    # the file holds then, and the command goes on (a mapped file would end it with SIGBUS).
+    # In a child process, so that a crash shows as its exit code.
+    path = tmp_path / "worker_0.log"
+    path.write_bytes(SAMPLE.read_bytes() * 40)  # ~2.4 MB: several blocks
+    script = f"""
+import os
+from mfctl.metrics import logdir
+from mfctl.metrics.state import ClusterState
+state = ClusterState(world_size=1)
+feed = state.feed_chunk
+def truncating(rank, data, node=None):
+    os.truncate({str(path)!r}, 1000)
+    feed(rank, data, node)
+state.feed_chunk = truncating
+logdir.feed_file({str(path)!r}, state, 0, block_bytes=1 << 18)
+print(state.ranks[0].step)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) >= 1  # the first block was read
