@@ -88,7 +88,7 @@ from mfctl.metrics.launcher import LauncherRules
 from mfctl.metrics.lines import read_lines
 from mfctl.metrics.mfu import with_mfu
 from mfctl.metrics.parser import parse_line, parse_pid
-from mfctl.metrics.track import RankTrack, num
+from mfctl.metrics.track import RankTrack, nums
 from mfctl.metrics.types import RankState, Snapshot, StepPoint
 from mfctl.metrics.view import cluster_view, rank_row
 
@@ -278,7 +278,7 @@ class ClusterState:
         out: list[Any] = []
         for steps, losses, mss, spss, times, lo, hi in r.journal:
             out.extend(zip(map(int, steps[lo:hi]), losses[lo:hi], map(int, mss[lo:hi]),  # StepPoint's fields
-                           map(num, spss[lo:hi]), log_times(times[lo:hi])))
+                           nums(spss[lo:hi]), log_times(times[lo:hi])))
         r.journal.clear()
         return out
 

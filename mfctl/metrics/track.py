@@ -7,13 +7,14 @@ Pure: standard library only.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from mfctl.metrics.alerts import Alert
 from mfctl.metrics.types import RankState
 
-__all__ = ["RankTrack", "num"]
+__all__ = ["RankTrack", "num", "nums"]
 
 
 @dataclass(slots=True)
@@ -99,7 +100,7 @@ class RankTrack:
                 if need == 0:
                     break
             for steps, losses, spss, lo, hi in reversed(runs):
-                self.points.extend(zip(map(int, steps[lo:hi]), losses[lo:hi], map(num, spss[lo:hi])))
+                self.points.extend(zip(map(int, steps[lo:hi]), losses[lo:hi], nums(spss[lo:hi])))
             self.unconverted.clear()
             self.unconverted_n = 0
         return self.points
@@ -108,3 +109,8 @@ class RankTrack:
 def num(v: Any) -> float | None:
     """``float(v)``, None for None (a column of printed figures)."""
     return None if v is None else float(v)
+
+
+def nums(col: list[Any]) -> Iterator[float | None]:
+    """``num`` of each of ``col``: ``float`` itself (no Python call per value) where none is None."""
+    return map(float, col) if None not in col else map(num, col)
