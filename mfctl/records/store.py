@@ -19,6 +19,10 @@ from mfctl.cluster.health import ACTIVE_STATES, JobState
 from mfctl.errors import BadInput
 from mfctl.records.record import JobRecord
 
+# The metrics table is a WITHOUT ROWID table in the stores created since: the rows live in the
+# primary key's B-tree alone, instead of a rowid table plus the key's index (saving a long run's
+# 768k steps took 1.3-3 s, now 1.1-1.3 s). A store created before keeps its table (CREATE ... IF NOT
+# EXISTS); both read in the key's order and nothing reads the metrics' rowid.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -47,7 +51,7 @@ CREATE TABLE IF NOT EXISTS metrics (
     samples_per_s REAL,
     time REAL NOT NULL,
     PRIMARY KEY (job_id, rank, step)
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
     job_id TEXT NOT NULL,
     time REAL NOT NULL,
