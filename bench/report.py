@@ -102,7 +102,8 @@ def report_in_process(home: Path) -> tuple[float, float]:
 
     def collect(record, store):  # as mfctl.cli.watch.read_once, with the timed backend
         saved: list[tuple] = []
-        session = LiveSession(record, store, on_steps=saved.extend, backend=backend)  # type: ignore[arg-type]
+        session = LiveSession(record, store, on_steps=saved.extend, backend=backend,  # type: ignore[arg-type]
+                              plots=False)
         try:
             return session.read_once(), saved
         finally:

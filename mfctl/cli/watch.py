@@ -175,7 +175,7 @@ def read_once(record, store):
     from mfctl.live.session import LiveSession
 
     saved: list[tuple] = []
-    session = LiveSession(record, store, on_steps=saved.extend)
+    session = LiveSession(record, store, on_steps=saved.extend, plots=False)  # the page draws the rows
     try:
         return session.read_once(), saved
     finally:

@@ -43,17 +43,19 @@ StepRows = list[tuple]  # (rank, step, total_steps, loss, step_time_ms, samples_
 class LiveSession:
     def __init__(self, record: JobRecord, store: JobStore | None = None,
                  clock: Callable[[], float] = time.time,
-                 on_steps: Callable[[StepRows], None] | None = None, backend: Backend | None = None) -> None:
+                 on_steps: Callable[[StepRows], None] | None = None, backend: Backend | None = None,
+                 plots: bool = True) -> None:
         """``store``: where the steps and alerts are saved (None: nowhere); ``on_steps``: also
         told of every new step (the demo prints them); ``backend``: the job's (default: the one its
-        record names)."""
+        record names); ``plots``: keep the plot series (``history()``), False for a reader that
+        draws none (``report`` draws its page from the saved rows)."""
         self.record = record
         self.store = store
         self.backend: Backend = backend or backend_for_record(record)
         self._store_lock = threading.Lock()  # one sqlite connection, several threads
         self._on_steps_extra = on_steps
         self.collector = MetricsCollector(new_state(record), self._save_steps, clock, self._save_alerts,
-                                          on_mfu=self._save_mfu)
+                                          plots=plots, on_mfu=self._save_mfu)
         self.follower: JobFollower | None = None
         self.verdict: Verdict | None = None  # the supervisor's, once the job ended
         self._halt = threading.Event()

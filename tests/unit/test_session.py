@@ -34,14 +34,14 @@ def tagged(name: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def session(store: JobStore | None, transport: ScriptedTransport) -> LiveSession:
+def session(store: JobStore | None, transport: ScriptedTransport, plots: bool = True) -> LiveSession:
     record = JobRecord(id="s-1", name="s", job_dir="/local/s", transport="ssh",
                        spec=SPEC.model_dump(by_alias=True), plan=PLAN, hosts=hosts_of(HOSTS),
                        state=JobState.FINISHED)
     if store is not None:
         store.add(record)
     backend = HostsBackend(PLAN, HOSTS, "/local/s", SshOptions(), transports={"n1": transport})
-    return LiveSession(record, store, backend=backend)
+    return LiveSession(record, store, backend=backend, plots=plots)
 
 
 def test_read_once_gives_every_rank_and_saves_the_steps(tmp_path: Path) -> None:
@@ -55,6 +55,21 @@ def test_read_once_gives_every_rank_and_saves_the_steps(tmp_path: Path) -> None:
     assert snap["cluster"]["state"] == "finished" and snap["unreachable"] == {}
     steps = {(rank, step) for rank, step, *_ in store.metrics("s-1")}
     assert {step for rank, step in steps if rank == 0} == set(range(1, snap["ranks"][0]["step"] + 1))
+
+
+def test_a_read_that_draws_no_plots_saves_the_same_steps_and_keeps_no_series(tmp_path: Path) -> None:
+    logs = tagged("worker_0.log") + tagged("worker_1.log")
+    saved: dict[bool, list[tuple]] = {}
+    for plots in (True, False):
+        store = JobStore(tmp_path / str(plots))
+        s = session(store, ScriptedTransport("n1").on(r"--once", stdout=logs), plots=plots)
+        snap = s.read_once()
+        assert len(snap["ranks"]) == 2 and all(r["step"] > 0 for r in snap["ranks"])
+        bands = s.history()["bands"]
+        assert any(bands.values()) == plots  # the dashboard's series only when something draws them
+        s.close()
+        saved[plots] = [row[:6] for row in store.metrics("s-1")]
+    assert saved[False] == saved[True] and len(saved[False]) > 2
 
 
 def test_read_once_names_a_node_it_could_not_read(tmp_path: Path) -> None:
